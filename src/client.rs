@@ -1,0 +1,217 @@
+//! The client: connects to a server (retrying while it is not up yet),
+//! authenticates, and sends requests and notifications. A client can also
+//! serve routes of its own that the server calls back.
+//!
+//! ```no_run
+//! use switchboard::{Client, Connector};
+//!
+//! # async fn demo() -> switchboard::Result<()> {
+//! let client = Client::connect(&Connector::from_env()?).await?;
+//! let sum: i64 = client.request("add", &(1, 2)).await?;
+//! client.throw("log", &"done").await?;
+//! # Ok(()) }
+//! ```
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use crate::connector::{self, Connector, Link, random_bytes};
+use crate::error::{Error, Result};
+use crate::peer::{Connection, Peer, Settings};
+use crate::protocol::handshake::{self, HANDSHAKE_TIMEOUT};
+use crate::router::Router;
+use crate::transport::{FrameReader, FrameWriter};
+
+/// How long [`Client::connect`] keeps retrying a server that is not up yet.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Configures a [`Client`] before connecting.
+#[derive(Debug)]
+pub struct ClientBuilder {
+    connector: Connector,
+    id: Option<String>,
+    router: Router,
+    connect_timeout: Duration,
+    request_timeout: Option<Duration>,
+}
+
+impl ClientBuilder {
+    /// The id the server knows this client by (default: random). Reusing an
+    /// id after a reconnect keeps the client's identity on the server.
+    pub fn id(mut self, id: impl Into<String>) -> ClientBuilder {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Routes the server may call on this client.
+    pub fn router(mut self, router: Router) -> ClientBuilder {
+        self.router = router;
+        self
+    }
+
+    /// How long to keep retrying while the server is not listening yet
+    /// (children often start before their parent listens). Default 10 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> ClientBuilder {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Timeout for every request that does not give its own. Default: none.
+    pub fn request_timeout(mut self, timeout: Duration) -> ClientBuilder {
+        self.request_timeout = Some(timeout);
+        self
+    }
+
+    /// Connects, authenticates, and starts serving the client's routes.
+    pub async fn connect(self) -> Result<Client> {
+        let id = match self.id {
+            Some(id) => {
+                handshake::check_client_id(&id).map_err(|reason| Error::InvalidArgument {
+                    what: "client id",
+                    reason,
+                })?;
+                id
+            }
+            None => random_id(),
+        };
+        let deadline = Instant::now() + self.connect_timeout;
+        let link = connect_with_retry(&self.connector, deadline).await?;
+        let mut reader = FrameReader::new(link.reader, self.connector.max_frame());
+        let mut writer = FrameWriter::new(link.writer);
+        let settled = tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            handshake::client(&mut reader, &mut writer, &self.connector, &id),
+        )
+        .await
+        .map_err(|_| Error::Protocol(format!("the server did not finish the handshake within {HANDSHAKE_TIMEOUT:?}")))??;
+        let connection = Connection::start(
+            reader,
+            writer,
+            Settings {
+                client_id: settled.client_id,
+                format: settled.format,
+                max_frame: self.connector.max_frame(),
+                default_timeout: self.request_timeout,
+            },
+            Arc::new(self.router),
+        );
+        Ok(Client { connection })
+    }
+}
+
+fn random_id() -> String {
+    let bytes = random_bytes::<8>();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("client-{hex}")
+}
+
+fn retryable(error: &io::Error) -> bool {
+    // ERROR_PIPE_BUSY: every instance of the pipe is taken for the moment.
+    const ERROR_PIPE_BUSY: i32 = 231;
+    matches!(
+        error.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused | io::ErrorKind::WouldBlock
+    ) || (cfg!(windows) && error.raw_os_error() == Some(ERROR_PIPE_BUSY))
+}
+
+async fn connect_with_retry(connector: &Connector, deadline: Instant) -> Result<Link> {
+    let mut delay = Duration::from_millis(2);
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let attempt = tokio::time::timeout(remaining.max(Duration::from_millis(1)), connector::connect(connector)).await;
+        let error = match attempt {
+            Ok(Ok(link)) => return Ok(link),
+            Ok(Err(e)) => e,
+            Err(_) => io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+        };
+        if !retryable(&error) || Instant::now() + delay >= deadline {
+            return Err(Error::Connect {
+                address: connector.address().to_string(),
+                source: error,
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// A connection to a server. Dropping it closes the connection.
+#[derive(Debug)]
+pub struct Client {
+    connection: Connection,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.peer().fmt(f)
+    }
+}
+
+impl Client {
+    /// Connects with the default settings: random id, no routes of its own,
+    /// 10 s to find the server.
+    pub async fn connect(connector: &Connector) -> Result<Client> {
+        Client::builder(connector).connect().await
+    }
+
+    /// A builder for id, routes and timeouts.
+    pub fn builder(connector: &Connector) -> ClientBuilder {
+        ClientBuilder {
+            connector: connector.clone(),
+            id: None,
+            router: Router::new(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: None,
+        }
+    }
+
+    /// This client's id, as the server knows it.
+    pub fn id(&self) -> &str {
+        self.connection.peer().client_id()
+    }
+
+    /// The connection's handle (clone it to send from several tasks).
+    pub fn peer(&self) -> &Peer {
+        self.connection.peer()
+    }
+
+    /// Sends a request and waits for the response.
+    pub async fn request<T, R>(&self, route: &str, params: &T) -> Result<R>
+    where
+        T: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.connection.peer().request(route, params).await
+    }
+
+    /// Sends a request and waits at most `timeout`; on timeout the request
+    /// is cancelled and the connection stays usable.
+    pub async fn request_timeout<T, R>(&self, route: &str, params: &T, timeout: Duration) -> Result<R>
+    where
+        T: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.connection.peer().request_timeout(route, params, timeout).await
+    }
+
+    /// Sends a notification (fire and forget).
+    pub async fn throw<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
+        self.connection.peer().throw(route, params).await
+    }
+
+    /// Waits until the server goes away or the connection is closed.
+    pub async fn closed(&self) {
+        self.connection.closed().await;
+    }
+
+    /// Closes the connection after writing what is queued (waiting up to
+    /// five seconds for that).
+    pub async fn close(self) {
+        self.connection.close_and_flush(Duration::from_secs(5)).await;
+    }
+}

@@ -1,0 +1,194 @@
+//! Binding and connecting: turns a connector into a raw duplex byte stream.
+//!
+//! A [`Link`] is the two halves of one connection as boxed tokio reader and
+//! writer, whatever carried it (Unix socket, named pipe, TCP). Everything above
+//! this module sees only those halves.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{Address, Connector};
+use crate::error::{Error, Result};
+
+/// One connection's byte stream, split into halves that can live in
+/// different tasks.
+pub struct Link {
+    /// The receiving half.
+    pub reader: Box<dyn AsyncRead + Send + Unpin>,
+    /// The sending half.
+    pub writer: Box<dyn AsyncWrite + Send + Unpin>,
+}
+
+impl Link {
+    fn tcp(stream: TcpStream) -> Link {
+        // Requests are small and latency-bound; never wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        Link {
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+        }
+    }
+
+    /// Both halves share one stream whose `&S` is readable and writable
+    /// (interprocess's recommended replacement for splitting).
+    pub(super) fn shared<S>(stream: S) -> Link
+    where
+        S: Send + Sync + 'static,
+        for<'a> &'a S: AsyncRead + AsyncWrite,
+    {
+        let stream = Arc::new(stream);
+        Link {
+            reader: Box::new(Shared(Arc::clone(&stream))),
+            writer: Box::new(Shared(stream)),
+        }
+    }
+}
+
+struct Shared<S>(Arc<S>);
+
+impl<S> AsyncRead for Shared<S>
+where
+    for<'a> &'a S: AsyncRead,
+{
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut &*self.0).poll_read(cx, buf)
+    }
+}
+
+impl<S> AsyncWrite for Shared<S>
+where
+    for<'a> &'a S: AsyncWrite,
+{
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut &*self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &*self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &*self.0).poll_shutdown(cx)
+    }
+}
+
+#[cfg(unix)]
+use super::local_unix as local;
+#[cfg(windows)]
+use super::local_windows as local;
+
+/// A bound server endpoint.
+pub struct Listener {
+    inner: ListenerKind,
+    connector: Connector,
+    cleanup: Option<BindGuard>,
+}
+
+/// Removes what binding created (socket file, private directory) when
+/// dropped. See [`Listener::take_cleanup`].
+pub struct BindGuard {
+    #[cfg(any(unix, windows))]
+    _local: local::Cleanup,
+}
+
+enum ListenerKind {
+    #[cfg(any(unix, windows))]
+    Local(local::LocalListener),
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    /// Starts listening at the connector's address.
+    pub async fn bind(connector: &Connector) -> Result<Listener> {
+        let display = connector.address().to_string();
+        let mut cleanup = None;
+        let (inner, address) = match connector.address() {
+            Address::Tcp { host, port } => {
+                let listener = TcpListener::bind((host.as_str(), *port))
+                    .await
+                    .map_err(|source| bind_error(display, source))?;
+                let port = listener.local_addr()?.port();
+                let address = Address::Tcp {
+                    host: host.clone(),
+                    port,
+                };
+                (ListenerKind::Tcp(listener), address)
+            }
+            #[cfg(any(unix, windows))]
+            address => {
+                let (listener, local) = local::LocalListener::bind(address, &display)?;
+                cleanup = Some(BindGuard { _local: local });
+                (ListenerKind::Local(listener), address.clone())
+            }
+            #[cfg(not(any(unix, windows)))]
+            address => return Err(Error::Unsupported(format!("{address}"))),
+        };
+        Ok(Listener {
+            inner,
+            connector: connector.at(address),
+            cleanup,
+        })
+    }
+
+    /// The guard that removes the socket file and private directory. Until
+    /// taken, the listener holds it and cleans up when dropped.
+    pub fn take_cleanup(&mut self) -> Option<BindGuard> {
+        self.cleanup.take()
+    }
+
+    /// The connector clients use to reach this listener (with the real port
+    /// when port 0 was asked for).
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// Waits for the next client.
+    pub async fn accept(&self) -> io::Result<Link> {
+        match &self.inner {
+            #[cfg(any(unix, windows))]
+            ListenerKind::Local(listener) => listener.accept().await,
+            ListenerKind::Tcp(listener) => {
+                let (stream, _) = listener.accept().await?;
+                Ok(Link::tcp(stream))
+            }
+        }
+    }
+}
+
+fn bind_error(address: String, source: io::Error) -> Error {
+    if source.kind() == io::ErrorKind::AddrInUse {
+        Error::AddrInUse { address }
+    } else {
+        Error::Bind { address, source }
+    }
+}
+
+/// One connection attempt, no retries.
+pub async fn connect(connector: &Connector) -> io::Result<Link> {
+    match connector.address() {
+        Address::Tcp { host, port } => Ok(Link::tcp(
+            TcpStream::connect((host.as_str(), *port)).await?,
+        )),
+        #[cfg(any(unix, windows))]
+        address => local::connect(address).await,
+        #[cfg(not(any(unix, windows)))]
+        address => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{address} is not supported on this platform"),
+        )),
+    }
+}

@@ -1,0 +1,298 @@
+//! Connectors: values that know how to reach a server.
+//!
+//! A [`Connector`] holds an address (a Unix socket path, a Windows pipe name or
+//! a TCP host and port), the shared secret both sides authenticate with, and
+//! the connection settings. It dumps to a short ASCII string
+//! ([`Connector::dump_state`]) that a parent hands to its children, and binds
+//! or connects a raw byte stream ([`link`]). It knows nothing of frames or
+//! requests.
+
+mod link;
+#[cfg(unix)]
+mod local_unix;
+#[cfg(windows)]
+mod local_windows;
+mod secret;
+mod state;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub(crate) use link::{BindGuard, Link, Listener, connect};
+pub(crate) use secret::random_bytes;
+pub use secret::{MAX_SECRET_LEN, MIN_SECRET_LEN, SECRET_LEN, Secret};
+pub use state::{ConnectorError, STATE_PREFIX, STATE_VERSION};
+
+use crate::error::{Error, Result};
+
+/// Default largest frame a connection accepts: 64 MiB.
+pub const DEFAULT_MAX_FRAME: u32 = 64 * 1024 * 1024;
+/// Smallest frame limit a connector may be configured with.
+pub const MIN_MAX_FRAME: u32 = 64 * 1024;
+
+/// Where a server listens.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Address {
+    /// A Unix domain socket at this filesystem path (Unix only).
+    Unix(PathBuf),
+    /// A named pipe `\\.\pipe\NAME` (Windows only); holds `NAME`.
+    Pipe(String),
+    /// A TCP host (name or IP literal) and port. Port 0 asks the OS for a free
+    /// port when binding; the bound server's connector carries the real one.
+    Tcp {
+        /// Host name or IP address literal (IPv6 without brackets).
+        host: String,
+        /// Port number.
+        port: u16,
+    },
+}
+
+impl Address {
+    /// The kind name used in dumped state and by `switchboard inspect`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Address::Unix(_) => "unix",
+            Address::Pipe(_) => "pipe",
+            Address::Tcp { .. } => "tcp",
+        }
+    }
+
+    /// True for the same-machine kinds (Unix socket, named pipe).
+    pub fn is_local(&self) -> bool {
+        !matches!(self, Address::Tcp { .. })
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Unix(path) => write!(f, "unix:{}", path.display()),
+            Address::Pipe(name) => write!(f, r"pipe:\\.\pipe\{name}"),
+            Address::Tcp { host, port } if host.contains(':') => write!(f, "tcp:[{host}]:{port}"),
+            Address::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
+        }
+    }
+}
+
+/// The body serializer a connector asks for. The client proposes it in the
+/// handshake and falls back to JSON when the server does not support it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Format {
+    /// JSON via serde_json: readable, and what other languages speak first.
+    #[default]
+    Json,
+    /// MessagePack via rmp-serde: compact, and byte strings pass untouched.
+    MsgPack,
+}
+
+impl Format {
+    /// The name used on the wire and in dumped state.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::MsgPack => "msgpack",
+        }
+    }
+
+    /// The format with this wire name, if any.
+    pub fn from_name(name: &str) -> Option<Format> {
+        match name {
+            "json" => Some(Format::Json),
+            "msgpack" => Some(Format::MsgPack),
+            _ => None,
+        }
+    }
+
+    /// True when this build can encode and decode the format.
+    pub fn is_available(self) -> bool {
+        match self {
+            Format::Json => true,
+            Format::MsgPack => cfg!(feature = "msgpack"),
+        }
+    }
+}
+
+/// How to reach a server: address, secret and settings.
+///
+/// `Debug` and `Display` never show the secret.
+///
+/// ```
+/// use switchboard::Connector;
+///
+/// let connector = Connector::local();
+/// let text = connector.dump_state();
+/// assert!(text.starts_with("sb1:"));
+/// assert_eq!(Connector::load_state(&text).unwrap(), connector);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Connector {
+    address: Address,
+    secret: Option<Secret>,
+    format: Format,
+    max_frame: u32,
+}
+
+impl Connector {
+    /// A private same-machine connector with a fresh secret.
+    ///
+    /// On Unix: a socket named `s` inside a new directory `sb-<random>` under
+    /// the temp directory; the server creates that directory with mode 0700
+    /// when it binds and removes it when dropped. On Windows: a pipe named
+    /// `switchboard-<random>`. Nothing touches the filesystem until a server
+    /// binds.
+    pub fn local() -> Connector {
+        #[cfg(windows)]
+        let address = Address::Pipe(format!("switchboard-{}", secret::random_name(24)));
+        #[cfg(not(windows))]
+        let address = Address::Unix(
+            std::env::temp_dir()
+                .join(format!("sb-{}", secret::random_name(12)))
+                .join("s"),
+        );
+        Connector::with_address(address)
+    }
+
+    /// A Unix domain socket at `path`, with a fresh secret. If the path's
+    /// directory does not exist, the server creates it (mode 0700) and removes
+    /// it again when dropped.
+    pub fn unix_socket(path: impl AsRef<Path>) -> Result<Connector> {
+        let path = path.as_ref();
+        if path.to_str().is_none() {
+            return Err(Error::InvalidArgument {
+                what: "socket path",
+                reason: format!("{} is not valid UTF-8", path.display()),
+            });
+        }
+        if path.file_name().is_none() {
+            return Err(Error::InvalidArgument {
+                what: "socket path",
+                reason: format!("{} does not name a file", path.display()),
+            });
+        }
+        Ok(Connector::with_address(Address::Unix(path.to_path_buf())))
+    }
+
+    /// A Windows named pipe `\\.\pipe\NAME`, with a fresh secret.
+    pub fn named_pipe(name: impl Into<String>) -> Result<Connector> {
+        let name = name.into();
+        state::check_pipe_name(&name).map_err(|reason| Error::InvalidArgument {
+            what: "pipe name",
+            reason,
+        })?;
+        Ok(Connector::with_address(Address::Pipe(name)))
+    }
+
+    /// A TCP connector with a fresh secret. Port 0 picks a free port at bind
+    /// time. TCP connectors always authenticate: the peer may be on another
+    /// machine.
+    pub fn tcp(host: impl Into<String>, port: u16) -> Result<Connector> {
+        let host = host.into();
+        state::check_host(&host).map_err(|reason| Error::InvalidArgument {
+            what: "TCP host",
+            reason,
+        })?;
+        Ok(Connector::with_address(Address::Tcp { host, port }))
+    }
+
+    fn with_address(address: Address) -> Connector {
+        Connector {
+            address,
+            secret: Some(Secret::generate()),
+            format: Format::Json,
+            max_frame: DEFAULT_MAX_FRAME,
+        }
+    }
+
+    /// The same connector without a secret: anyone who can reach the address
+    /// may connect. Both sides must agree; a server with a secret refuses a
+    /// client without one and vice versa.
+    pub fn without_secret(mut self) -> Connector {
+        self.secret = None;
+        self
+    }
+
+    /// The same connector with this secret instead.
+    pub fn with_secret(mut self, secret: Secret) -> Connector {
+        self.secret = Some(secret);
+        self
+    }
+
+    /// The same connector asking for this body format.
+    pub fn with_format(mut self, format: Format) -> Connector {
+        self.format = format;
+        self
+    }
+
+    /// The same connector with another frame size limit (at least
+    /// [`MIN_MAX_FRAME`] bytes).
+    pub fn with_max_frame(mut self, max_frame: u32) -> Result<Connector> {
+        if max_frame < MIN_MAX_FRAME {
+            return Err(Error::InvalidArgument {
+                what: "frame size limit",
+                reason: format!("{max_frame} is below the minimum of {MIN_MAX_FRAME} bytes"),
+            });
+        }
+        self.max_frame = max_frame;
+        Ok(self)
+    }
+
+    /// Where the server listens.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// The shared secret, if the connector has one.
+    pub fn secret(&self) -> Option<&Secret> {
+        self.secret.as_ref()
+    }
+
+    /// The body format this connector asks for.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The largest frame, in bytes, either side accepts.
+    pub fn max_frame(&self) -> u32 {
+        self.max_frame
+    }
+
+    /// The same connector at another address (a server fills in the real TCP
+    /// port after binding port 0).
+    pub(crate) fn at(&self, address: Address) -> Connector {
+        Connector {
+            address,
+            ..self.clone()
+        }
+    }
+}
+
+impl fmt::Display for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.address)?;
+        if self.secret.is_some() {
+            f.write_str(" (secret <redacted>)")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connector")
+            .field("address", &self.address)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("format", &self.format)
+            .field("max_frame", &self.max_frame)
+            .finish()
+    }
+}
+
+impl std::str::FromStr for Connector {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Connector> {
+        Connector::load_state(s)
+    }
+}

@@ -1,0 +1,260 @@
+//! The connector's string form: `sb1:` followed by base64url (no padding) of a
+//! compact JSON object.
+//!
+//! Base64url keeps the string to `[A-Za-z0-9_-]` after the prefix, so it
+//! survives argv and environment variables on every OS without quoting. The
+//! JSON inside keeps the format extensible and the errors precise. Field names
+//! are single letters to keep the string short:
+//!
+//! | key | meaning | required |
+//! |-----|---------|----------|
+//! | `k` | kind: `unix`, `pipe` or `tcp` | yes |
+//! | `a` | address: socket path, pipe name, or `host:port` (`[v6]:port`) | yes |
+//! | `s` | secret, base64url, 16 to 64 bytes | no (absent: no authentication) |
+//! | `f` | body format: `json` or `msgpack` | no (default `json`) |
+//! | `m` | frame size limit in bytes | no (default 64 MiB) |
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use super::{Address, Connector, DEFAULT_MAX_FRAME, Format, MIN_MAX_FRAME, Secret};
+use crate::error::{Error, Result};
+
+/// The fixed start of every dumped connector string, before the version.
+pub const STATE_PREFIX: &str = "sb";
+/// The connector string version this build writes and reads.
+pub const STATE_VERSION: u32 = 1;
+
+/// Longest connector string accepted by [`Connector::load_state`]; real ones
+/// are a few hundred bytes at most.
+const MAX_STATE_LEN: usize = 4096;
+
+/// What is wrong with a connector string.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectorError {
+    /// The string is empty.
+    #[error("the string is empty")]
+    Empty,
+    /// The string is longer than any connector could be.
+    #[error("the string is {0} bytes long; connector strings are at most {MAX_STATE_LEN}")]
+    TooLong(usize),
+    /// The string does not start with `sb<version>:`.
+    #[error("it does not start with \"sb1:\" (it starts with {0:?})")]
+    WrongPrefix(String),
+    /// The version after `sb` is not one this build reads.
+    #[error("unknown connector version {0:?}; this build reads version {STATE_VERSION}")]
+    UnknownVersion(String),
+    /// The part after the prefix is not base64url.
+    #[error("the body is not valid base64url: {0}")]
+    BadBase64(String),
+    /// The decoded body is not a JSON object.
+    #[error("the decoded body is not a JSON object: {0}")]
+    BadBody(String),
+    /// A required field is absent.
+    #[error("missing field {0:?}")]
+    MissingField(&'static str),
+    /// A field is present but its value is unusable.
+    #[error("invalid field {field:?}: {reason}")]
+    InvalidField {
+        /// The field's key.
+        field: &'static str,
+        /// What is wrong with it (never the secret's value).
+        reason: String,
+    },
+    /// The kind field names no connector kind this build knows.
+    #[error("unknown connector kind {0:?} (known: unix, pipe, tcp)")]
+    UnknownKind(String),
+}
+
+impl Connector {
+    /// The connector as a short ASCII string: `sb1:` and base64url, with no
+    /// whitespace and nothing a shell or `cmd.exe` would interpret.
+    ///
+    /// The string contains the secret: pass it to the processes that should
+    /// connect, and to no one else.
+    pub fn dump_state(&self) -> String {
+        let mut body = Map::new();
+        body.insert("k".into(), self.address.kind().into());
+        let address = match &self.address {
+            Address::Unix(path) => path.to_string_lossy().into_owned(),
+            Address::Pipe(name) => name.clone(),
+            Address::Tcp { host, port } if host.contains(':') => format!("[{host}]:{port}"),
+            Address::Tcp { host, port } => format!("{host}:{port}"),
+        };
+        body.insert("a".into(), address.into());
+        if let Some(secret) = &self.secret {
+            body.insert("s".into(), URL_SAFE_NO_PAD.encode(secret.expose()).into());
+        }
+        if self.format != Format::Json {
+            body.insert("f".into(), self.format.name().into());
+        }
+        if self.max_frame != DEFAULT_MAX_FRAME {
+            body.insert("m".into(), self.max_frame.into());
+        }
+        let json = Value::Object(body).to_string();
+        format!(
+            "{STATE_PREFIX}{STATE_VERSION}:{}",
+            URL_SAFE_NO_PAD.encode(json)
+        )
+    }
+
+    /// Reads a string made by [`Connector::dump_state`].
+    ///
+    /// Errors say what is wrong: prefix, version, base64, a missing or invalid
+    /// field, or an unknown kind. Surrounding whitespace (a trailing newline
+    /// from a file or a pipe) is ignored.
+    pub fn load_state(text: &str) -> Result<Connector> {
+        parse(text.trim()).map_err(Error::InvalidConnector)
+    }
+}
+
+fn parse(text: &str) -> Result<Connector, ConnectorError> {
+    if text.is_empty() {
+        return Err(ConnectorError::Empty);
+    }
+    if text.len() > MAX_STATE_LEN {
+        return Err(ConnectorError::TooLong(text.len()));
+    }
+    let (head, body) = match text.split_once(':') {
+        Some((head, body)) if head.starts_with(STATE_PREFIX) => (head, body),
+        _ => return Err(ConnectorError::WrongPrefix(text.chars().take(8).collect())),
+    };
+    let version = &head[STATE_PREFIX.len()..];
+    if version != STATE_VERSION.to_string() {
+        return Err(ConnectorError::UnknownVersion(version.chars().take(16).collect()));
+    }
+    let json = URL_SAFE_NO_PAD
+        .decode(body)
+        .map_err(|e| ConnectorError::BadBase64(e.to_string()))?;
+    let Value::Object(fields) =
+        serde_json::from_slice(&json).map_err(|e| ConnectorError::BadBody(e.to_string()))?
+    else {
+        return Err(ConnectorError::BadBody("not an object".into()));
+    };
+
+    let kind = string_field(&fields, "k")?;
+    let address_text = string_field(&fields, "a")?;
+    let address = match kind {
+        "unix" => {
+            if address_text.is_empty() {
+                return Err(invalid("a", "the socket path is empty"));
+            }
+            Address::Unix(address_text.into())
+        }
+        "pipe" => {
+            check_pipe_name(address_text).map_err(|reason| invalid("a", reason))?;
+            Address::Pipe(address_text.to_owned())
+        }
+        "tcp" => parse_host_port(address_text)?,
+        other => return Err(ConnectorError::UnknownKind(other.chars().take(32).collect())),
+    };
+
+    let secret = match fields.get("s") {
+        None => None,
+        Some(Value::String(encoded)) => {
+            // The value is secret: errors describe it without echoing it.
+            let bytes = URL_SAFE_NO_PAD
+                .decode(encoded)
+                .map_err(|_| invalid("s", "the secret is not valid base64url"))?;
+            Some(Secret::from_bytes(bytes).map_err(|reason| invalid("s", reason))?)
+        }
+        Some(_) => return Err(invalid("s", "expected a string")),
+    };
+
+    let format = match fields.get("f") {
+        None => Format::Json,
+        Some(Value::String(name)) => Format::from_name(name)
+            .ok_or_else(|| invalid("f", format!("unknown format {name:?} (known: json, msgpack)")))?,
+        Some(_) => return Err(invalid("f", "expected a string")),
+    };
+
+    let max_frame = match fields.get("m") {
+        None => DEFAULT_MAX_FRAME,
+        Some(value) => value
+            .as_u64()
+            .and_then(|m| u32::try_from(m).ok())
+            .filter(|m| *m >= MIN_MAX_FRAME)
+            .ok_or_else(|| {
+                invalid(
+                    "m",
+                    format!("expected a whole number from {MIN_MAX_FRAME} to {}", u32::MAX),
+                )
+            })?,
+    };
+
+    Ok(Connector {
+        address,
+        secret,
+        format,
+        max_frame,
+    })
+}
+
+fn string_field<'a>(
+    fields: &'a Map<String, Value>,
+    key: &'static str,
+) -> Result<&'a str, ConnectorError> {
+    match fields.get(key) {
+        None => Err(ConnectorError::MissingField(key)),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(invalid(key, "expected a string")),
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConnectorError {
+    ConnectorError::InvalidField {
+        field,
+        reason: reason.into(),
+    }
+}
+
+fn parse_host_port(text: &str) -> Result<Address, ConnectorError> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| invalid("a", format!("{text:?} is not host:port")))?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    check_host(host).map_err(|reason| invalid("a", reason))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| invalid("a", format!("{port:?} is not a port number")))?;
+    Ok(Address::Tcp {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// A TCP host must be a plausible name or IP literal.
+pub(crate) fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("the host is empty".into());
+    }
+    if host.len() > 253 {
+        return Err("the host is longer than 253 characters".into());
+    }
+    if let Some(c) = host
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '%')))
+    {
+        return Err(format!("the host {host:?} contains {c:?}"));
+    }
+    Ok(())
+}
+
+/// A pipe name is the part after `\\.\pipe\`: printable, no backslash.
+pub(crate) fn check_pipe_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the pipe name is empty".into());
+    }
+    if name.len() > 200 {
+        return Err("the pipe name is longer than 200 characters".into());
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control() || *c == '\\') {
+        return Err(format!("the pipe name contains {c:?}"));
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! The crate's one error type.
+//!
+//! Variants are grouped by whose fault the failure was, so a caller can decide
+//! what to do without parsing messages: fix its own input, retry the
+//! connection, or report what the peer said.
+
+use std::io;
+use std::time::Duration;
+
+use crate::connector::ConnectorError;
+
+/// Shorthand for `Result<T, switchboard::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in switchboard.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // ----- The caller's input -----
+    /// A connector string could not be loaded; the inner error says which part
+    /// is wrong.
+    #[error("invalid connector string: {0}")]
+    InvalidConnector(#[from] ConnectorError),
+
+    /// The child looked for its connector where the parent should have put
+    /// it, and found none.
+    #[error(
+        "no connector in {looked_in}: the parent process must pass one \
+         (see switchboard::CommandExt)"
+    )]
+    MissingConnector {
+        /// Where it looked.
+        looked_in: &'static str,
+    },
+
+    /// An argument given to a switchboard function is not acceptable.
+    #[error("invalid {what}: {reason}")]
+    InvalidArgument {
+        /// Which argument.
+        what: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// A value could not be serialized before sending.
+    #[error("could not encode the message body: {0}")]
+    Encode(String),
+
+    /// A message body from the peer does not fit the type the caller asked for.
+    #[error("could not decode the message body as the expected type: {0}")]
+    Decode(String),
+
+    /// The connector's kind cannot be used on this platform (a named pipe on
+    /// Unix, a Unix socket path on Windows).
+    #[error("{0} is not supported on this platform")]
+    Unsupported(String),
+
+    // ----- The machine: binding and connecting -----
+    /// Another live server already listens at this address.
+    #[error("{address} is already in use by another server")]
+    AddrInUse {
+        /// The address as displayed by the connector.
+        address: String,
+    },
+
+    /// The server could not listen at its address.
+    #[error("could not listen at {address}: {source}")]
+    Bind {
+        /// The address as displayed by the connector.
+        address: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
+
+    /// The client could not reach the server before its connect deadline.
+    #[error("could not connect to {address}: {source}")]
+    Connect {
+        /// The address as displayed by the connector.
+        address: String,
+        /// The last operating-system error seen while retrying.
+        source: io::Error,
+    },
+
+    /// The connection failed while reading or writing.
+    #[error("i/o error on the connection: {0}")]
+    Io(#[from] io::Error),
+
+    // ----- The peer: handshake and wire -----
+    /// Mutual authentication failed; the message says which side refused and why.
+    #[error("authentication failed: {0}")]
+    AuthFailed(String),
+
+    /// The peer speaks a protocol version this build does not.
+    #[error("protocol version mismatch: this side speaks version {ours}, the peer {theirs}")]
+    VersionMismatch {
+        /// Our protocol version.
+        ours: u32,
+        /// The peer's protocol version.
+        theirs: u32,
+    },
+
+    /// The peer sent something that does not follow PROTOCOL.md.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+
+    /// A frame is larger than the connection's limit. Raised before sending an
+    /// oversized message, and when the peer announces one (that connection is
+    /// then closed without allocating the claimed size).
+    #[error("frame of {size} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge {
+        /// The announced or attempted frame size.
+        size: u64,
+        /// The configured maximum.
+        max: u32,
+    },
+
+    /// The peer went away; every request still waiting on it fails with this.
+    #[error("the peer disconnected")]
+    Disconnected,
+
+    /// No response arrived within the request's timeout. The request was
+    /// cancelled; the connection stays usable.
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+
+    // ----- The peer's handler, reported back in an error response -----
+    /// The peer has no handler for this route.
+    #[error("the peer has no route named {route:?}")]
+    NoSuchRoute {
+        /// The route that was asked for.
+        route: String,
+    },
+
+    /// The peer could not decode the request body into what its handler takes.
+    #[error("the peer rejected the request data: {message}")]
+    BadRequest {
+        /// The peer's explanation.
+        message: String,
+    },
+
+    /// The peer's handler returned an error or panicked.
+    #[error("the handler failed: {message}")]
+    HandlerFailed {
+        /// The error code (see PROTOCOL.md; JSON-RPC 2.0 codes).
+        code: i32,
+        /// The handler's message.
+        message: String,
+    },
+
+    /// The peer is shutting down and took no new requests.
+    #[error("the peer is shutting down")]
+    ShuttingDown,
+
+    // ----- Local state -----
+    /// This side's client or server was closed.
+    #[error("the connection was closed by this side")]
+    Closed,
+
+    /// `Server::request` named a client that is not connected.
+    #[error("no client with id {0:?} is connected")]
+    UnknownClient(String),
+
+    /// `Server::request_any` was called with no client connected.
+    #[error("no client is connected")]
+    NoClients,
+}
+
+impl Error {
+    /// True when the failure came from the transport or the peer's presence
+    /// (not from what was asked), so reconnecting and retrying may succeed.
+    pub fn is_connection_error(&self) -> bool {
+        matches!(
+            self,
+            Error::Connect { .. } | Error::Io(_) | Error::Disconnected | Error::Closed
+        )
+    }
+}

@@ -1,0 +1,49 @@
+//! # switchboard
+//!
+//! Inter-process communication where a parent starts a server, hands its
+//! children one short string, and they talk: requests and responses,
+//! notifications, in both directions, over a Unix socket, a Windows named
+//! pipe, or TCP, with mutual authentication by a secret the string carries.
+//!
+//! ```no_run
+//! use switchboard::{Client, CommandExt, Connector, Router, Server};
+//!
+//! # async fn demo() -> switchboard::Result<()> {
+//! // Parent: serve, and pass the connector to a child.
+//! let router = Router::new().route("add", |(a, b): (i64, i64)| async move { Ok::<_, String>(a + b) });
+//! let server = Server::bind(&Connector::local(), router).await?;
+//! let mut child = std::process::Command::new("my-worker");
+//! child.connector_env(server.connector());
+//!
+//! // Child: connect and call.
+//! let client = Client::connect(&Connector::from_env()?).await?;
+//! let sum: i64 = client.request("add", &(1, 2)).await?;
+//! assert_eq!(sum, 3);
+//! # Ok(()) }
+//! ```
+//!
+//! The layers, lowest first (see ARCHITECTURE.md): [`connector`] (addresses,
+//! the string form, bind and connect), [`transport`] (frames),
+//! [`protocol`] (handshake and envelope), the peer (one live connection,
+//! behind [`Peer`]),
+//! and the API: [`Server`], [`Client`], [`Router`].
+
+#![warn(missing_docs)]
+
+mod client;
+pub mod connector;
+mod error;
+mod handoff;
+mod peer;
+pub mod protocol;
+mod router;
+mod server;
+pub mod transport;
+
+pub use client::{Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT};
+pub use connector::{Address, Connector, ConnectorError, Format, Secret};
+pub use error::{Error, Result};
+pub use handoff::{CommandExt, ENV_VAR};
+pub use peer::Peer;
+pub use router::{Context, Handler, HandlerError, Router};
+pub use server::{Server, ServerBuilder};

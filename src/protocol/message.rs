@@ -1,0 +1,262 @@
+//! The envelope: how requests, responses, notifications and cancellations
+//! sit inside a frame. The byte layout is specified in PROTOCOL.md.
+
+use serde::Serialize;
+
+use super::serializer;
+use crate::connector::Format;
+use crate::error::{Error, Result};
+use crate::transport::{frame_buffer, seal};
+
+const REQUEST: u8 = 1;
+const NOTIFICATION: u8 = 2;
+const RESPONSE: u8 = 3;
+const ERROR: u8 = 4;
+const CANCEL: u8 = 5;
+
+/// Longest route name, in bytes.
+pub const MAX_ROUTE_LEN: usize = 1024;
+/// Error messages are cut to this many bytes so an error always fits a frame.
+const MAX_ERROR_MESSAGE: usize = 16 * 1024;
+
+/// A request or response id, unique among one side's requests in flight.
+pub type RequestId = u64;
+
+/// The encoded body inside a received frame, without copying it out.
+#[derive(Debug)]
+pub struct Body {
+    frame: Vec<u8>,
+    start: usize,
+}
+
+impl Body {
+    /// The body's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.frame[self.start..]
+    }
+}
+
+/// One decoded frame.
+#[derive(Debug)]
+pub enum Message {
+    /// A call that wants a response with the same id.
+    Request {
+        /// Chosen by the requester.
+        id: RequestId,
+        /// Which handler.
+        route: String,
+        /// The encoded parameters.
+        body: Body,
+    },
+    /// A call that wants no response.
+    Notification {
+        /// Which handler.
+        route: String,
+        /// The encoded parameters.
+        body: Body,
+    },
+    /// A successful result.
+    Response {
+        /// The request's id.
+        id: RequestId,
+        /// The encoded result.
+        body: Body,
+    },
+    /// A failed request.
+    Error {
+        /// The request's id.
+        id: RequestId,
+        /// See [`super::code`].
+        code: i32,
+        /// Human-readable explanation.
+        message: String,
+    },
+    /// The requester no longer wants the response.
+    Cancel {
+        /// The request's id.
+        id: RequestId,
+    },
+}
+
+impl Message {
+    /// Decodes a frame body; anything malformed is a protocol violation.
+    pub fn parse(frame: Vec<u8>) -> Result<Message> {
+        let mut cursor = Cursor { frame: &frame, pos: 0 };
+        let kind = cursor.u8()?;
+        let message = match kind {
+            REQUEST => {
+                let id = cursor.u64()?;
+                let route = cursor.route()?;
+                let start = cursor.pos;
+                Message::Request {
+                    id,
+                    route,
+                    body: Body { frame, start },
+                }
+            }
+            NOTIFICATION => {
+                let route = cursor.route()?;
+                let start = cursor.pos;
+                Message::Notification {
+                    route,
+                    body: Body { frame, start },
+                }
+            }
+            RESPONSE => {
+                let id = cursor.u64()?;
+                let start = cursor.pos;
+                Message::Response {
+                    id,
+                    body: Body { frame, start },
+                }
+            }
+            ERROR => {
+                let id = cursor.u64()?;
+                let code = cursor.i32()?;
+                let message = String::from_utf8_lossy(cursor.rest()).into_owned();
+                Message::Error { id, code, message }
+            }
+            CANCEL => Message::Cancel { id: cursor.u64()? },
+            other => {
+                return Err(Error::Protocol(format!("unknown message kind {other}")));
+            }
+        };
+        Ok(message)
+    }
+}
+
+struct Cursor<'a> {
+    frame: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|end| *end <= self.frame.len());
+        let Some(end) = end else {
+            return Err(Error::Protocol(format!(
+                "message truncated: needed {n} more bytes at offset {} of {}",
+                self.pos,
+                self.frame.len()
+            )));
+        };
+        let bytes = &self.frame[self.pos..end];
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u64(&mut self) -> Result<u64> {
+        let bytes = self.take(8)?;
+        Ok(u64::from_le_bytes(bytes.try_into().expect("took 8 bytes")))
+    }
+
+    fn i32(&mut self) -> Result<i32> {
+        let bytes = self.take(4)?;
+        Ok(i32::from_le_bytes(bytes.try_into().expect("took 4 bytes")))
+    }
+
+    fn route(&mut self) -> Result<String> {
+        let len = self.take(2)?;
+        let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| Error::Protocol("route name is not valid UTF-8".into()))
+    }
+
+    fn rest(&mut self) -> &'a [u8] {
+        let rest = &self.frame[self.pos..];
+        self.pos = self.frame.len();
+        rest
+    }
+}
+
+/// Checks a route name before it is sent.
+pub fn check_route(route: &str) -> Result<()> {
+    if route.len() > MAX_ROUTE_LEN {
+        return Err(Error::InvalidArgument {
+            what: "route",
+            reason: format!(
+                "{} bytes long; routes are at most {MAX_ROUTE_LEN}",
+                route.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn with_route(kind: u8, id: Option<RequestId>, route: &str) -> Result<Vec<u8>> {
+    check_route(route)?;
+    let mut buf = frame_buffer(64 + route.len());
+    buf.push(kind);
+    if let Some(id) = id {
+        buf.extend_from_slice(&id.to_le_bytes());
+    }
+    buf.extend_from_slice(&(route.len() as u16).to_le_bytes());
+    buf.extend_from_slice(route.as_bytes());
+    Ok(buf)
+}
+
+/// A sealed request frame.
+pub fn request<T: Serialize + ?Sized>(
+    id: RequestId,
+    route: &str,
+    format: Format,
+    params: &T,
+    max: u32,
+) -> Result<Vec<u8>> {
+    let mut buf = with_route(REQUEST, Some(id), route)?;
+    serializer::encode_into(format, &mut buf, params)?;
+    seal(buf, max)
+}
+
+/// A sealed notification frame.
+pub fn notification<T: Serialize + ?Sized>(
+    route: &str,
+    format: Format,
+    params: &T,
+    max: u32,
+) -> Result<Vec<u8>> {
+    let mut buf = with_route(NOTIFICATION, None, route)?;
+    serializer::encode_into(format, &mut buf, params)?;
+    seal(buf, max)
+}
+
+/// A sealed success response frame.
+pub fn response<T: Serialize + ?Sized>(
+    id: RequestId,
+    format: Format,
+    result: &T,
+    max: u32,
+) -> Result<Vec<u8>> {
+    let mut buf = frame_buffer(64);
+    buf.push(RESPONSE);
+    buf.extend_from_slice(&id.to_le_bytes());
+    serializer::encode_into(format, &mut buf, result)?;
+    seal(buf, max)
+}
+
+/// A sealed error response frame; long messages are cut so it always fits.
+pub fn error(id: RequestId, code: i32, message: &str) -> Vec<u8> {
+    let mut cut = message.len().min(MAX_ERROR_MESSAGE);
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut buf = frame_buffer(16 + cut);
+    buf.push(ERROR);
+    buf.extend_from_slice(&id.to_le_bytes());
+    buf.extend_from_slice(&code.to_le_bytes());
+    buf.extend_from_slice(&message.as_bytes()[..cut]);
+    seal(buf, u32::MAX).expect("an error frame is small")
+}
+
+/// A sealed cancel frame.
+pub fn cancel(id: RequestId) -> Vec<u8> {
+    let mut buf = frame_buffer(9);
+    buf.push(CANCEL);
+    buf.extend_from_slice(&id.to_le_bytes());
+    seal(buf, u32::MAX).expect("a cancel frame is small")
+}

@@ -1,0 +1,329 @@
+//! Routing requests and notifications to handlers by exact name.
+//!
+//! Handlers are plain async functions over serde types, in one of three
+//! shapes: `async fn() -> Result<R, E>`, `async fn(T) -> Result<R, E>`, or
+//! `async fn(Context, T) -> Result<R, E>` when the handler needs to know who
+//! called or to call them back. `E` is anything displayable (its text
+//! becomes the error message) or a [`HandlerError`] with a chosen code.
+//!
+//! ```
+//! use switchboard::{Context, HandlerError, Router};
+//!
+//! async fn add((a, b): (i64, i64)) -> Result<i64, HandlerError> {
+//!     a.checked_add(b).ok_or_else(|| HandlerError::invalid_params("overflow"))
+//! }
+//!
+//! async fn whoami(ctx: Context, _: ()) -> Result<String, String> {
+//!     Ok(ctx.client_id().to_owned())
+//! }
+//!
+//! let router = Router::new().route("add", add).route("whoami", whoami);
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::Result;
+use crate::peer::{BoxFuture, Inbound, Peer};
+use crate::protocol::message::{self, MAX_ROUTE_LEN};
+use crate::protocol::{Body, RequestId, code, serializer};
+
+/// An error a handler returns: a code (JSON-RPC style, see
+/// [`protocol::code`](crate::protocol::code)) and a message for the caller.
+///
+/// Any `Display` type converts into one with code
+/// [`HANDLER_FAILED`](crate::protocol::code::HANDLER_FAILED), so handlers can
+/// use `?` on most errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerError {
+    code: i32,
+    message: String,
+}
+
+impl HandlerError {
+    /// A handler failure with the default code.
+    pub fn new(message: impl Into<String>) -> HandlerError {
+        HandlerError::with_code(code::HANDLER_FAILED, message)
+    }
+
+    /// The caller's parameters were unacceptable; the caller sees
+    /// [`Error::BadRequest`](crate::Error::BadRequest).
+    pub fn invalid_params(message: impl Into<String>) -> HandlerError {
+        HandlerError::with_code(code::INVALID_PARAMS, message)
+    }
+
+    /// A failure with an application-defined code.
+    pub fn with_code(code: i32, message: impl Into<String>) -> HandlerError {
+        HandlerError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The error code.
+    pub fn code(&self) -> i32 {
+        self.code
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+// HandlerError deliberately does not implement Display, so this blanket
+// conversion does not overlap with `From<T> for T`.
+impl<E: fmt::Display> From<E> for HandlerError {
+    fn from(error: E) -> HandlerError {
+        HandlerError::new(error.to_string())
+    }
+}
+
+/// What a handler knows about its call: which client, which route, and a
+/// handle to send requests back over the same connection.
+#[derive(Clone, Debug)]
+pub struct Context {
+    peer: Peer,
+    route: Arc<str>,
+}
+
+impl Context {
+    /// The id of the client end of the connection this call came over.
+    pub fn client_id(&self) -> &str {
+        self.peer.client_id()
+    }
+
+    /// The route this call was addressed to (useful in a fallback handler).
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// The other side of the connection.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// Sends a request back to the caller and waits for its response.
+    pub async fn request<T, R>(&self, route: &str, params: &T) -> Result<R>
+    where
+        T: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.peer.request(route, params).await
+    }
+
+    /// Like [`Context::request`], waiting at most `timeout`.
+    pub async fn request_timeout<T, R>(&self, route: &str, params: &T, timeout: Duration) -> Result<R>
+    where
+        T: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.peer.request_timeout(route, params, timeout).await
+    }
+
+    /// Sends a notification back to the caller.
+    pub async fn throw<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
+        self.peer.throw(route, params).await
+    }
+}
+
+type Erased = Arc<dyn Fn(Context, Body, Option<RequestId>) -> BoxFuture<Option<Vec<u8>>> + Send + Sync>;
+
+/// A function usable as a route handler. Implemented for async functions
+/// and closures of the shapes described in the [module docs](self); `Args`
+/// only tells the shapes apart.
+pub trait Handler<Args>: Send + Sync + 'static {
+    #[doc(hidden)]
+    fn into_erased(self) -> Erased;
+}
+
+/// Decodes the parameters, runs the handler, and encodes its outcome as a
+/// response frame (requests) or drops it (notifications).
+async fn run<T, R, E, Fut>(
+    ctx: Context,
+    body: Body,
+    id: Option<RequestId>,
+    call: impl FnOnce(Context, T) -> Fut,
+) -> Option<Vec<u8>>
+where
+    T: DeserializeOwned,
+    R: Serialize,
+    E: Into<HandlerError>,
+    Fut: Future<Output = std::result::Result<R, E>>,
+{
+    let format = ctx.peer.format();
+    let params: T = match serializer::decode(format, body.bytes()) {
+        Ok(params) => params,
+        Err(e) => {
+            let text = format!("route {:?}: {e}", ctx.route);
+            return id.map(|id| message::error(id, code::INVALID_PARAMS, &text));
+        }
+    };
+    drop(body);
+    let max_frame = ctx.peer.max_frame();
+    let outcome = call(ctx, params).await;
+    let id = id?;
+    Some(match outcome {
+        Ok(value) => message::response(id, format, &value, max_frame).unwrap_or_else(|e| {
+            message::error(id, code::INTERNAL_ERROR, &format!("could not send the result: {e}"))
+        }),
+        Err(e) => {
+            let e = e.into();
+            message::error(id, e.code, &e.message)
+        }
+    })
+}
+
+impl<F, Fut, R, E> Handler<()> for F
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+    R: Serialize + Send + 'static,
+    E: Into<HandlerError> + Send + 'static,
+{
+    fn into_erased(self) -> Erased {
+        let f = Arc::new(self);
+        Arc::new(move |ctx, body, id| {
+            let f = Arc::clone(&f);
+            Box::pin(run(ctx, body, id, move |_, _: serde::de::IgnoredAny| f()))
+        })
+    }
+}
+
+impl<F, Fut, T, R, E> Handler<(T,)> for F
+where
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+    T: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+    E: Into<HandlerError> + Send + 'static,
+{
+    fn into_erased(self) -> Erased {
+        let f = Arc::new(self);
+        Arc::new(move |ctx, body, id| {
+            let f = Arc::clone(&f);
+            Box::pin(run(ctx, body, id, move |_, params| f(params)))
+        })
+    }
+}
+
+impl<F, Fut, T, R, E> Handler<(Context, T)> for F
+where
+    F: Fn(Context, T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+    T: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+    E: Into<HandlerError> + Send + 'static,
+{
+    fn into_erased(self) -> Erased {
+        let f = Arc::new(self);
+        Arc::new(move |ctx, body, id| {
+            let f = Arc::clone(&f);
+            Box::pin(run(ctx, body, id, move |ctx, params| f(ctx, params)))
+        })
+    }
+}
+
+/// Handlers by exact route name, plus an optional fallback for every other
+/// name. Requests and notifications share the table: a notification runs the
+/// same handler and drops its result.
+#[derive(Clone, Default)]
+pub struct Router {
+    routes: HashMap<String, Erased>,
+    fallback: Option<Erased>,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<_> = self.routes.keys().collect();
+        names.sort();
+        f.debug_struct("Router")
+            .field("routes", &names)
+            .field("fallback", &self.fallback.is_some())
+            .finish()
+    }
+}
+
+impl Router {
+    /// A router with no routes: every request gets "no such route".
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    /// A router where one handler answers every route: the simplest server.
+    pub fn single<H: Handler<Args>, Args>(handler: H) -> Router {
+        Router::new().fallback(handler)
+    }
+
+    /// Adds a handler for `name`.
+    ///
+    /// # Panics
+    /// If `name` is already routed or longer than 1024 bytes: both are
+    /// mistakes in the program, found the first time it runs.
+    pub fn route<H: Handler<Args>, Args>(mut self, name: &str, handler: H) -> Router {
+        assert!(
+            name.len() <= MAX_ROUTE_LEN,
+            "route name {name:?} is longer than {MAX_ROUTE_LEN} bytes"
+        );
+        let previous = self.routes.insert(name.to_owned(), handler.into_erased());
+        assert!(previous.is_none(), "route {name:?} is registered twice");
+        self
+    }
+
+    /// Sets the handler for every route without one of its own.
+    pub fn fallback<H: Handler<Args>, Args>(mut self, handler: H) -> Router {
+        self.fallback = Some(handler.into_erased());
+        self
+    }
+
+    /// The names with a handler of their own, sorted.
+    pub fn route_names(&self) -> Vec<String> {
+        let mut names: Vec<_> = self.routes.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    fn find(&self, route: &str) -> Option<&Erased> {
+        self.routes.get(route).or(self.fallback.as_ref())
+    }
+}
+
+impl Inbound for Router {
+    fn request(&self, peer: Peer, id: RequestId, route: String, body: Body) -> BoxFuture<Vec<u8>> {
+        let Some(handler) = self.find(&route) else {
+            let frame = message::error(id, code::METHOD_NOT_FOUND, &format!("no route named {route:?}"));
+            return Box::pin(std::future::ready(frame));
+        };
+        let ctx = Context {
+            peer,
+            route: route.into(),
+        };
+        let work = handler(ctx, body, Some(id));
+        Box::pin(async move {
+            work.await
+                .unwrap_or_else(|| message::error(id, code::INTERNAL_ERROR, "handler produced no response"))
+        })
+    }
+
+    fn notification(&self, peer: Peer, route: String, body: Body) -> BoxFuture<()> {
+        // Notifications ask for no answer, so an unknown route or a failing
+        // handler is dropped here by design.
+        let Some(handler) = self.find(&route) else {
+            return Box::pin(std::future::ready(()));
+        };
+        let ctx = Context {
+            peer,
+            route: route.into(),
+        };
+        let work = handler(ctx, body, None);
+        Box::pin(async move {
+            work.await;
+        })
+    }
+}

@@ -1,0 +1,153 @@
+//! Length-prefixed frames over a [`Link`](crate::connector::Link).
+//!
+//! A frame is a 4-byte little-endian length followed by that many bytes. The
+//! reader checks the length against the connection's limit *before* reading
+//! the body, so a hostile length never allocates. The writer sends many
+//! queued frames with one write where it can; deciding when to batch is the
+//! peer's job.
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+
+use crate::error::{Error, Result};
+
+/// Bytes in a frame's length prefix.
+pub const HEADER_LEN: usize = 4;
+
+/// Frames larger than this are written directly instead of being copied into
+/// the batch buffer: the copy would cost more than the saved syscall.
+const COPY_LIMIT: usize = 64 * 1024;
+
+/// A buffer for building one outgoing frame: the length prefix is reserved
+/// and filled in by [`seal`].
+pub fn frame_buffer(capacity: usize) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(HEADER_LEN + capacity);
+    buf.extend_from_slice(&[0; HEADER_LEN]);
+    buf
+}
+
+/// Fills in the length prefix of a buffer from [`frame_buffer`], refusing a
+/// frame larger than `max` bytes.
+pub fn seal(mut buf: Vec<u8>, max: u32) -> Result<Vec<u8>> {
+    let len = buf.len() - HEADER_LEN;
+    match u32::try_from(len) {
+        Ok(len32) if len32 <= max => {
+            buf[..HEADER_LEN].copy_from_slice(&len32.to_le_bytes());
+            Ok(buf)
+        }
+        _ => Err(Error::FrameTooLarge {
+            size: len as u64,
+            max,
+        }),
+    }
+}
+
+/// Reads frames from the receiving half of a link.
+pub struct FrameReader {
+    inner: BufReader<Box<dyn AsyncRead + Send + Unpin>>,
+    max: u32,
+}
+
+impl FrameReader {
+    /// Reads from `inner`, accepting frames up to `max` bytes.
+    pub fn new(inner: Box<dyn AsyncRead + Send + Unpin>, max: u32) -> FrameReader {
+        FrameReader {
+            inner: BufReader::with_capacity(64 * 1024, inner),
+            max,
+        }
+    }
+
+    /// Changes the frame size limit (the handshake runs with a small one).
+    pub fn set_max(&mut self, max: u32) {
+        self.max = max;
+    }
+
+    /// The next frame's body, or `None` when the peer closed the connection
+    /// cleanly between frames.
+    pub async fn read(&mut self) -> Result<Option<Vec<u8>>> {
+        let mut header = [0u8; HEADER_LEN];
+        // A clean close shows up as EOF before the first header byte.
+        let first = self.inner.read(&mut header[..1]).await?;
+        if first == 0 {
+            return Ok(None);
+        }
+        self.inner.read_exact(&mut header[1..]).await.map_err(eof_is_disconnect)?;
+        let len = u32::from_le_bytes(header);
+        if len > self.max {
+            return Err(Error::FrameTooLarge {
+                size: u64::from(len),
+                max: self.max,
+            });
+        }
+        let len = len as usize;
+        let mut body = Vec::with_capacity(len);
+        let read = (&mut self.inner)
+            .take(len as u64)
+            .read_to_end(&mut body)
+            .await?;
+        if read < len {
+            return Err(Error::Disconnected);
+        }
+        Ok(Some(body))
+    }
+}
+
+fn eof_is_disconnect(e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        Error::Disconnected
+    } else {
+        Error::Io(e)
+    }
+}
+
+/// Writes frames to the sending half of a link.
+pub struct FrameWriter {
+    inner: Box<dyn AsyncWrite + Send + Unpin>,
+    batch: Vec<u8>,
+}
+
+impl FrameWriter {
+    /// Writes to `inner`.
+    pub fn new(inner: Box<dyn AsyncWrite + Send + Unpin>) -> FrameWriter {
+        FrameWriter {
+            inner,
+            batch: Vec::new(),
+        }
+    }
+
+    /// Writes sealed frames (from [`seal`]) in as few system calls as is
+    /// sensible: small ones are gathered into one buffer, large ones go
+    /// straight from their own memory.
+    pub async fn write_all<I>(&mut self, frames: I) -> Result<()>
+    where
+        I: IntoIterator<Item = Vec<u8>>,
+    {
+        for frame in frames {
+            if frame.len() >= COPY_LIMIT {
+                self.flush_batch().await?;
+                self.inner.write_all(&frame).await?;
+            } else {
+                self.batch.extend_from_slice(&frame);
+                if self.batch.len() >= COPY_LIMIT {
+                    self.flush_batch().await?;
+                }
+            }
+        }
+        self.flush_batch().await?;
+        self.inner.flush().await?;
+        Ok(())
+    }
+
+    async fn flush_batch(&mut self) -> Result<()> {
+        if !self.batch.is_empty() {
+            self.inner.write_all(&self.batch).await?;
+            self.batch.clear();
+        }
+        Ok(())
+    }
+
+    /// Signals end of stream to the peer.
+    pub async fn shutdown(&mut self) -> Result<()> {
+        self.inner.shutdown().await?;
+        Ok(())
+    }
+}
