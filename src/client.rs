@@ -88,7 +88,11 @@ impl ClientBuilder {
             handshake::client(&mut reader, &mut writer, &self.connector, &id),
         )
         .await
-        .map_err(|_| Error::Protocol(format!("the server did not finish the handshake within {HANDSHAKE_TIMEOUT:?}")))??;
+        .map_err(|_| {
+            Error::Protocol(format!(
+                "the server did not finish the handshake within {HANDSHAKE_TIMEOUT:?}"
+            ))
+        })??;
         let connection = Connection::start(
             reader,
             writer,
@@ -123,7 +127,11 @@ async fn connect_with_retry(connector: &Connector, deadline: Instant) -> Result<
     let mut delay = Duration::from_millis(2);
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let attempt = tokio::time::timeout(remaining.max(Duration::from_millis(1)), connector::connect(connector)).await;
+        let attempt = tokio::time::timeout(
+            remaining.max(Duration::from_millis(1)),
+            connector::connect(connector),
+        )
+        .await;
         let error = match attempt {
             Ok(Ok(link)) => return Ok(link),
             Ok(Err(e)) => e,
@@ -191,12 +199,20 @@ impl Client {
 
     /// Sends a request and waits at most `timeout`; on timeout the request
     /// is cancelled and the connection stays usable.
-    pub async fn request_timeout<T, R>(&self, route: &str, params: &T, timeout: Duration) -> Result<R>
+    pub async fn request_timeout<T, R>(
+        &self,
+        route: &str,
+        params: &T,
+        timeout: Duration,
+    ) -> Result<R>
     where
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        self.connection.peer().request_timeout(route, params, timeout).await
+        self.connection
+            .peer()
+            .request_timeout(route, params, timeout)
+            .await
     }
 
     /// Sends a notification (fire and forget).
@@ -212,6 +228,8 @@ impl Client {
     /// Closes the connection after writing what is queued (waiting up to
     /// five seconds for that).
     pub async fn close(self) {
-        self.connection.close_and_flush(Duration::from_secs(5)).await;
+        self.connection
+            .close_and_flush(Duration::from_secs(5))
+            .await;
     }
 }

@@ -95,5 +95,7 @@ impl Connector {
 fn looks_like_connector(arg: &str) -> bool {
     arg.strip_prefix(STATE_PREFIX)
         .and_then(|rest| rest.split_once(':'))
-        .is_some_and(|(version, _)| !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()))
+        .is_some_and(|(version, _)| {
+            !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit())
+        })
 }

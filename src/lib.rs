@@ -47,3 +47,8 @@ pub use handoff::{CommandExt, ENV_VAR};
 pub use peer::Peer;
 pub use router::{Context, Handler, HandlerError, Router};
 pub use server::{Server, ServerBuilder};
+
+// The README's examples are compiled as doctests so they cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

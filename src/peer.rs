@@ -99,7 +99,9 @@ impl std::fmt::Debug for Peer {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding these short critical sections leaves the maps
     // consistent, so poisoning carries no information here.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Peer {
@@ -136,7 +138,12 @@ impl Peer {
     /// Sends a request and waits at most `timeout` for its response. On
     /// timeout the request is cancelled on the other side; the connection
     /// stays usable.
-    pub async fn request_timeout<T, R>(&self, route: &str, params: &T, timeout: Duration) -> Result<R>
+    pub async fn request_timeout<T, R>(
+        &self,
+        route: &str,
+        params: &T,
+        timeout: Duration,
+    ) -> Result<R>
     where
         T: Serialize + ?Sized,
         R: DeserializeOwned,
@@ -144,7 +151,12 @@ impl Peer {
         self.request_with(route, params, Some(timeout)).await
     }
 
-    async fn request_with<T, R>(&self, route: &str, params: &T, timeout: Option<Duration>) -> Result<R>
+    async fn request_with<T, R>(
+        &self,
+        route: &str,
+        params: &T,
+        timeout: Option<Duration>,
+    ) -> Result<R>
     where
         T: Serialize + ?Sized,
         R: DeserializeOwned,
@@ -185,7 +197,8 @@ impl Peer {
     /// Sends a notification: no response, no waiting beyond queueing it.
     pub async fn throw<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
         self.check_open()?;
-        let frame = message::notification(route, self.shared.format, params, self.shared.max_frame)?;
+        let frame =
+            message::notification(route, self.shared.format, params, self.shared.max_frame)?;
         self.shared
             .outbox
             .send(frame)
@@ -439,7 +452,8 @@ async fn read_loop(mut reader: FrameReader, peer: Peer, inbound: Arc<dyn Inbound
             }
             Message::Request { id, route, body } => {
                 if shared.draining.load(Ordering::SeqCst) {
-                    let frame = message::error(id, code::SHUTTING_DOWN, "the server is shutting down");
+                    let frame =
+                        message::error(id, code::SHUTTING_DOWN, "the server is shutting down");
                     let _ = shared.outbox.send(frame).await;
                     continue;
                 }
@@ -468,11 +482,21 @@ async fn read_loop(mut reader: FrameReader, peer: Peer, inbound: Arc<dyn Inbound
     end(shared, DISCONNECTED);
 }
 
-fn spawn_request(peer: &Peer, inbound: &Arc<dyn Inbound>, id: RequestId, route: String, body: Body) {
+fn spawn_request(
+    peer: &Peer,
+    inbound: &Arc<dyn Inbound>,
+    id: RequestId,
+    route: String,
+    body: Body,
+) {
     let shared = &peer.shared;
     let mut running = lock(&shared.running);
     if running.contains_key(&id) {
-        let frame = message::error(id, code::INVALID_REQUEST, "a request with this id is already running");
+        let frame = message::error(
+            id,
+            code::INVALID_REQUEST,
+            "a request with this id is already running",
+        );
         let _ = shared.outbox.try_send(frame);
         return;
     }

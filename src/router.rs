@@ -119,7 +119,12 @@ impl Context {
     }
 
     /// Like [`Context::request`], waiting at most `timeout`.
-    pub async fn request_timeout<T, R>(&self, route: &str, params: &T, timeout: Duration) -> Result<R>
+    pub async fn request_timeout<T, R>(
+        &self,
+        route: &str,
+        params: &T,
+        timeout: Duration,
+    ) -> Result<R>
     where
         T: Serialize + ?Sized,
         R: DeserializeOwned,
@@ -133,7 +138,8 @@ impl Context {
     }
 }
 
-type Erased = Arc<dyn Fn(Context, Body, Option<RequestId>) -> BoxFuture<Option<Vec<u8>>> + Send + Sync>;
+type Erased =
+    Arc<dyn Fn(Context, Body, Option<RequestId>) -> BoxFuture<Option<Vec<u8>>> + Send + Sync>;
 
 /// A function usable as a route handler. Implemented for async functions
 /// and closures of the shapes described in the [module docs](self); `Args`
@@ -171,7 +177,11 @@ where
     let id = id?;
     Some(match outcome {
         Ok(value) => message::response(id, format, &value, max_frame).unwrap_or_else(|e| {
-            message::error(id, code::INTERNAL_ERROR, &format!("could not send the result: {e}"))
+            message::error(
+                id,
+                code::INTERNAL_ERROR,
+                &format!("could not send the result: {e}"),
+            )
         }),
         Err(e) => {
             let e = e.into();
@@ -297,7 +307,11 @@ impl Router {
 impl Inbound for Router {
     fn request(&self, peer: Peer, id: RequestId, route: String, body: Body) -> BoxFuture<Vec<u8>> {
         let Some(handler) = self.find(&route) else {
-            let frame = message::error(id, code::METHOD_NOT_FOUND, &format!("no route named {route:?}"));
+            let frame = message::error(
+                id,
+                code::METHOD_NOT_FOUND,
+                &format!("no route named {route:?}"),
+            );
             return Box::pin(std::future::ready(frame));
         };
         let ctx = Context {
@@ -306,8 +320,9 @@ impl Inbound for Router {
         };
         let work = handler(ctx, body, Some(id));
         Box::pin(async move {
-            work.await
-                .unwrap_or_else(|| message::error(id, code::INTERNAL_ERROR, "handler produced no response"))
+            work.await.unwrap_or_else(|| {
+                message::error(id, code::INTERNAL_ERROR, "handler produced no response")
+            })
         })
     }
 

@@ -85,7 +85,9 @@ struct Shared {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A running server. Dropping it stops accepting, closes every connection,
@@ -134,7 +136,9 @@ impl Server {
 
     /// The connection of the client with this id.
     pub fn client(&self, id: &str) -> Option<Peer> {
-        lock(&self.shared.clients).get(id).map(|(_, peer)| peer.clone())
+        lock(&self.shared.clients)
+            .get(id)
+            .map(|(_, peer)| peer.clone())
     }
 
     /// Waits until at least `count` clients are connected.
@@ -176,7 +180,12 @@ impl Server {
     }
 
     /// Sends a notification to the client with this id.
-    pub async fn throw<T: Serialize + ?Sized>(&self, client_id: &str, route: &str, params: &T) -> Result<()> {
+    pub async fn throw<T: Serialize + ?Sized>(
+        &self,
+        client_id: &str,
+        route: &str,
+        params: &T,
+    ) -> Result<()> {
         let peer = self
             .client(client_id)
             .ok_or_else(|| Error::UnknownClient(client_id.to_owned()))?;
@@ -293,13 +302,16 @@ async fn serve(link: Link, shared: Arc<Shared>) {
     let number = shared.next_connection.fetch_add(1, Ordering::Relaxed);
     lock(&shared.connections).insert(number, Arc::clone(&connection));
     // A client that reconnects under the same id replaces its old connection.
-    let replaced = lock(&shared.clients).insert(client_id.clone(), (number, connection.peer().clone()));
+    let replaced =
+        lock(&shared.clients).insert(client_id.clone(), (number, connection.peer().clone()));
     if let Some((old, _)) = replaced {
         if let Some(old) = lock(&shared.connections).remove(&old) {
             old.close();
         }
     }
-    shared.client_count.send_replace(lock(&shared.clients).len());
+    shared
+        .client_count
+        .send_replace(lock(&shared.clients).len());
 
     connection.closed().await;
 

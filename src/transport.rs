@@ -70,7 +70,10 @@ impl FrameReader {
         if first == 0 {
             return Ok(None);
         }
-        self.inner.read_exact(&mut header[1..]).await.map_err(eof_is_disconnect)?;
+        self.inner
+            .read_exact(&mut header[1..])
+            .await
+            .map_err(eof_is_disconnect)?;
         let len = u32::from_le_bytes(header);
         if len > self.max {
             return Err(Error::FrameTooLarge {

@@ -13,7 +13,11 @@ use serde_json::{Value, json};
 use switchboard::{Address, Client, Connector, Error, HandlerError, Router, Server};
 
 #[derive(Parser)]
-#[command(name = "switchboard", version, about = "Call, serve and inspect switchboard endpoints")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Call, serve and inspect switchboard endpoints"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,6 +44,9 @@ enum Command {
         /// Give up after this many milliseconds (exit code 4).
         #[arg(long, value_name = "MS")]
         timeout: Option<u64>,
+        /// How long to keep trying to reach the server (exit code 3).
+        #[arg(long, value_name = "MS", default_value_t = 3000)]
+        connect_timeout: u64,
     },
     /// Send a notification (no response).
     Throw {
@@ -49,6 +56,9 @@ enum Command {
         route: String,
         /// Parameters as JSON (default: null).
         params: Option<String>,
+        /// How long to keep trying to reach the server (exit code 3).
+        #[arg(long, value_name = "MS", default_value_t = 3000)]
+        connect_timeout: u64,
     },
     /// Show what a connector string holds; the secret is never shown.
     Inspect {
@@ -102,7 +112,10 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("switchboard: cannot start the runtime: {e}");
@@ -126,10 +139,11 @@ async fn run(command: Command) -> Result<(), Failure> {
             route,
             params,
             timeout,
+            connect_timeout,
         } => {
             let connector = Connector::load_state(&connector)?;
             let params = parse_params(params)?;
-            let client = Client::connect(&connector).await?;
+            let client = connect(&connector, connect_timeout).await?;
             let response: Value = match timeout {
                 Some(ms) => {
                     client
@@ -146,10 +160,11 @@ async fn run(command: Command) -> Result<(), Failure> {
             connector,
             route,
             params,
+            connect_timeout,
         } => {
             let connector = Connector::load_state(&connector)?;
             let params = parse_params(params)?;
-            let client = Client::connect(&connector).await?;
+            let client = connect(&connector, connect_timeout).await?;
             client.throw(&route, &params).await?;
             client.close().await;
             Ok(())
@@ -160,6 +175,13 @@ async fn run(command: Command) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+async fn connect(connector: &Connector, timeout_ms: u64) -> Result<Client, Failure> {
+    Ok(Client::builder(connector)
+        .connect_timeout(Duration::from_millis(timeout_ms))
+        .connect()
+        .await?)
 }
 
 fn parse_params(params: Option<String>) -> Result<Value, Failure> {
@@ -185,7 +207,9 @@ async fn echo_server(tcp: Option<String>) -> Result<(), Failure> {
         }
     };
     let router = Router::new()
-        .route("echo", |params: Value| async move { Ok::<_, HandlerError>(params) })
+        .route("echo", |params: Value| async move {
+            Ok::<_, HandlerError>(params)
+        })
         .route("sleep", |ms: u64| async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             Ok::<_, HandlerError>(ms)
@@ -242,7 +266,10 @@ fn inspect(connector: &Connector, as_json: bool) {
     } else {
         println!("kind:       {kind}");
         println!("address:    {address}");
-        println!("secret:     {}", secret.unwrap_or("none (no authentication)"));
+        println!(
+            "secret:     {}",
+            secret.unwrap_or("none (no authentication)")
+        );
         println!("serializer: {}", connector.format().name());
         println!("max frame:  {} bytes", connector.max_frame());
         println!("version:    {}", switchboard::connector::STATE_VERSION);

@@ -180,9 +180,9 @@ fn bind_error(address: String, source: io::Error) -> Error {
 /// One connection attempt, no retries.
 pub async fn connect(connector: &Connector) -> io::Result<Link> {
     match connector.address() {
-        Address::Tcp { host, port } => Ok(Link::tcp(
-            TcpStream::connect((host.as_str(), *port)).await?,
-        )),
+        Address::Tcp { host, port } => {
+            Ok(Link::tcp(TcpStream::connect((host.as_str(), *port)).await?))
+        }
         #[cfg(any(unix, windows))]
         address => local::connect(address).await,
         #[cfg(not(any(unix, windows)))]

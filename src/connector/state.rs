@@ -123,7 +123,9 @@ fn parse(text: &str) -> Result<Connector, ConnectorError> {
     };
     let version = &head[STATE_PREFIX.len()..];
     if version != STATE_VERSION.to_string() {
-        return Err(ConnectorError::UnknownVersion(version.chars().take(16).collect()));
+        return Err(ConnectorError::UnknownVersion(
+            version.chars().take(16).collect(),
+        ));
     }
     let json = URL_SAFE_NO_PAD
         .decode(body)
@@ -148,7 +150,11 @@ fn parse(text: &str) -> Result<Connector, ConnectorError> {
             Address::Pipe(address_text.to_owned())
         }
         "tcp" => parse_host_port(address_text)?,
-        other => return Err(ConnectorError::UnknownKind(other.chars().take(32).collect())),
+        other => {
+            return Err(ConnectorError::UnknownKind(
+                other.chars().take(32).collect(),
+            ));
+        }
     };
 
     let secret = match fields.get("s") {
@@ -165,8 +171,12 @@ fn parse(text: &str) -> Result<Connector, ConnectorError> {
 
     let format = match fields.get("f") {
         None => Format::Json,
-        Some(Value::String(name)) => Format::from_name(name)
-            .ok_or_else(|| invalid("f", format!("unknown format {name:?} (known: json, msgpack)")))?,
+        Some(Value::String(name)) => Format::from_name(name).ok_or_else(|| {
+            invalid(
+                "f",
+                format!("unknown format {name:?} (known: json, msgpack)"),
+            )
+        })?,
         Some(_) => return Err(invalid("f", "expected a string")),
     };
 
@@ -179,7 +189,10 @@ fn parse(text: &str) -> Result<Connector, ConnectorError> {
             .ok_or_else(|| {
                 invalid(
                     "m",
-                    format!("expected a whole number from {MIN_MAX_FRAME} to {}", u32::MAX),
+                    format!(
+                        "expected a whole number from {MIN_MAX_FRAME} to {}",
+                        u32::MAX
+                    ),
                 )
             })?,
     };

@@ -88,7 +88,11 @@ pub async fn client(
     let secret = connector.secret();
     let client_nonce = random_bytes::<NONCE_LEN>();
     let mut formats = vec![connector.format()];
-    formats.extend(serializer::available().into_iter().filter(|f| *f != connector.format()));
+    formats.extend(
+        serializer::available()
+            .into_iter()
+            .filter(|f| *f != connector.format()),
+    );
     let hello = Hello {
         switchboard: PROTOCOL_VERSION,
         client_id: client_id.to_owned(),
@@ -109,7 +113,11 @@ pub async fn client(
     let format_name = challenge.format.as_deref().unwrap_or("");
     let format = Format::from_name(format_name)
         .filter(|f| formats.contains(f))
-        .ok_or_else(|| Error::Protocol(format!("the server chose format {format_name:?}, which was not offered")))?;
+        .ok_or_else(|| {
+            Error::Protocol(format!(
+                "the server chose format {format_name:?}, which was not offered"
+            ))
+        })?;
 
     let mut proof_reply = Reply::default();
     if let Some(secret) = secret {
@@ -141,7 +149,9 @@ pub async fn client(
     let welcome: Reply = receive(reader).await?;
     refused(&welcome)?;
     if welcome.welcome != Some(true) {
-        return Err(Error::Protocol("the server did not confirm the handshake".into()));
+        return Err(Error::Protocol(
+            "the server did not confirm the handshake".into(),
+        ));
     }
     reader.set_max(connector.max_frame());
     Ok(Settled {
@@ -189,7 +199,10 @@ pub async fn server(
         .filter_map(|name| Format::from_name(name))
         .find(|f| f.is_available())
     else {
-        let message = format!("no common body format: the client offered {:?}", hello.formats);
+        let message = format!(
+            "no common body format: the client offered {:?}",
+            hello.formats
+        );
         let _ = send(writer, &refusal(BAD_HELLO, &message)).await;
         return Err(Error::Protocol(message));
     };
@@ -255,7 +268,10 @@ pub async fn server(
 /// Client ids are chosen by clients; keep them printable and short.
 pub fn check_client_id(id: &str) -> std::result::Result<(), String> {
     if id.is_empty() || id.len() > 128 {
-        return Err(format!("client id must be 1 to 128 bytes, got {}", id.len()));
+        return Err(format!(
+            "client id must be 1 to 128 bytes, got {}",
+            id.len()
+        ));
     }
     if id.chars().any(char::is_control) {
         return Err("client id contains control characters".into());
@@ -264,7 +280,8 @@ pub fn check_client_id(id: &str) -> std::result::Result<(), String> {
 }
 
 fn keyed(secret: &Secret, label: &[u8]) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC takes any key length");
     mac.update(label);
     mac
 }
@@ -293,17 +310,23 @@ fn refusal_error(refusal: &Refusal, theirs: Option<u32>) -> Error {
             ours: PROTOCOL_VERSION,
             theirs: theirs.unwrap_or(0),
         },
-        _ => Error::Protocol(format!("the peer refused the handshake: {}", refusal.message)),
+        _ => Error::Protocol(format!(
+            "the peer refused the handshake: {}",
+            refusal.message
+        )),
     }
 }
 
 fn decode_field(value: Option<&str>, field: &str) -> Result<Vec<u8>> {
-    let value = value.ok_or_else(|| Error::Protocol(format!("handshake field {field:?} is missing")))?;
+    let value =
+        value.ok_or_else(|| Error::Protocol(format!("handshake field {field:?} is missing")))?;
     let bytes = URL_SAFE_NO_PAD
         .decode(value)
         .map_err(|_| Error::Protocol(format!("handshake field {field:?} is not base64url")))?;
     if field == "nonce" && bytes.len() < 16 {
-        return Err(Error::Protocol("handshake nonce is shorter than 16 bytes".into()));
+        return Err(Error::Protocol(
+            "handshake nonce is shorter than 16 bytes".into(),
+        ));
     }
     Ok(bytes)
 }

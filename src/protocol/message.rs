@@ -81,7 +81,10 @@ pub enum Message {
 impl Message {
     /// Decodes a frame body; anything malformed is a protocol violation.
     pub fn parse(frame: Vec<u8>) -> Result<Message> {
-        let mut cursor = Cursor { frame: &frame, pos: 0 };
+        let mut cursor = Cursor {
+            frame: &frame,
+            pos: 0,
+        };
         let kind = cursor.u8()?;
         let message = match kind {
             REQUEST => {
@@ -132,7 +135,10 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|end| *end <= self.frame.len());
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|end| *end <= self.frame.len());
         let Some(end) = end else {
             return Err(Error::Protocol(format!(
                 "message truncated: needed {n} more bytes at offset {} of {}",
@@ -259,4 +265,75 @@ pub fn cancel(id: RequestId) -> Vec<u8> {
     buf.push(CANCEL);
     buf.extend_from_slice(&id.to_le_bytes());
     seal(buf, u32::MAX).expect("a cancel frame is small")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::code;
+    use proptest::prelude::*;
+
+    fn body_of(frame: Vec<u8>) -> Vec<u8> {
+        frame[crate::transport::HEADER_LEN..].to_vec()
+    }
+
+    #[test]
+    fn every_message_kind_round_trips() {
+        let frame = request(9, "route", Format::Json, &[1, 2], u32::MAX).unwrap();
+        match Message::parse(body_of(frame)).unwrap() {
+            Message::Request { id, route, body } => {
+                assert_eq!(
+                    (id, route.as_str(), body.bytes()),
+                    (9, "route", &b"[1,2]"[..])
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let frame = error(4, code::INVALID_PARAMS, "bad");
+        match Message::parse(body_of(frame)).unwrap() {
+            Message::Error { id, code, message } => {
+                assert_eq!(
+                    (id, code, message.as_str()),
+                    (4, code::INVALID_PARAMS, "bad")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            Message::parse(body_of(cancel(3))).unwrap(),
+            Message::Cancel { id: 3 }
+        ));
+        let frame = notification("n", Format::Json, &"x", u32::MAX).unwrap();
+        assert!(matches!(
+            Message::parse(body_of(frame)).unwrap(),
+            Message::Notification { .. }
+        ));
+    }
+
+    #[test]
+    fn long_error_messages_are_cut_on_a_character_boundary() {
+        let message = "é".repeat(MAX_ERROR_MESSAGE);
+        match Message::parse(body_of(error(1, 0, &message))).unwrap() {
+            Message::Error { message: cut, .. } => {
+                assert!(cut.len() <= MAX_ERROR_MESSAGE && !cut.is_empty());
+                assert!(cut.chars().all(|c| c == 'é'));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn oversized_routes_are_refused_before_sending() {
+        let route = "r".repeat(MAX_ROUTE_LEN + 1);
+        assert!(request(1, &route, Format::Json, &(), u32::MAX).is_err());
+    }
+
+    proptest! {
+        // Whatever a peer sends, parsing returns a message or an error and
+        // never panics.
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = Message::parse(bytes);
+        }
+    }
 }

@@ -16,7 +16,11 @@ pub fn available() -> Vec<Format> {
 }
 
 /// Appends `value` encoded in `format` to `out`.
-pub fn encode_into<T: Serialize + ?Sized>(format: Format, out: &mut Vec<u8>, value: &T) -> Result<()> {
+pub fn encode_into<T: Serialize + ?Sized>(
+    format: Format,
+    out: &mut Vec<u8>,
+    value: &T,
+) -> Result<()> {
     match format {
         Format::Json => serde_json::to_writer(out, value).map_err(|e| Error::Encode(e.to_string())),
         #[cfg(feature = "msgpack")]
@@ -24,7 +28,10 @@ pub fn encode_into<T: Serialize + ?Sized>(format: Format, out: &mut Vec<u8>, val
             rmp_serde::encode::write_named(out, value).map_err(|e| Error::Encode(e.to_string()))
         }
         #[allow(unreachable_patterns)]
-        other => Err(Error::Unsupported(format!("the {} format (feature not enabled)", other.name()))),
+        other => Err(Error::Unsupported(format!(
+            "the {} format (feature not enabled)",
+            other.name()
+        ))),
     }
 }
 
@@ -35,6 +42,9 @@ pub fn decode<T: DeserializeOwned>(format: Format, bytes: &[u8]) -> Result<T> {
         #[cfg(feature = "msgpack")]
         Format::MsgPack => rmp_serde::from_slice(bytes).map_err(|e| Error::Decode(e.to_string())),
         #[allow(unreachable_patterns)]
-        other => Err(Error::Unsupported(format!("the {} format (feature not enabled)", other.name()))),
+        other => Err(Error::Unsupported(format!(
+            "the {} format (feature not enabled)",
+            other.name()
+        ))),
     }
 }
