@@ -19,7 +19,8 @@ fn load_err(text: &str) -> ConnectorError {
 
 fn arb_address() -> impl Strategy<Value = Address> {
     prop_oneof![
-        "/[a-zA-Z0-9 ._~é-]{1,60}(/[a-zA-Z0-9._-]{1,20}){0,3}"
+        // Components never start with a dot: "/." and "/.." name no file.
+        "/[a-zA-Z0-9 _~é-][a-zA-Z0-9 ._~é-]{0,59}(/[a-zA-Z0-9_-][a-zA-Z0-9._-]{0,19}){0,3}"
             .prop_map(|p| Address::Unix(p.into())),
         "[a-zA-Z0-9 ._{}-]{1,80}".prop_map(Address::Pipe),
         ("[a-z0-9][a-z0-9.-]{0,40}", any::<u16>())
