@@ -81,6 +81,7 @@ impl ClientBuilder {
         };
         let deadline = Instant::now() + self.connect_timeout;
         let link = connect_with_retry(&self.connector, deadline).await?;
+        let peer_pid = link.peer_pid;
         let mut reader = FrameReader::new(link.reader, self.connector.max_frame());
         let mut writer = FrameWriter::new(link.writer);
         let settled = tokio::time::timeout(
@@ -98,6 +99,7 @@ impl ClientBuilder {
             writer,
             Settings {
                 client_id: settled.client_id,
+                peer_pid,
                 format: settled.format,
                 max_frame: self.connector.max_frame(),
                 default_timeout: self.request_timeout,
@@ -114,13 +116,20 @@ fn random_id() -> String {
     format!("client-{hex}")
 }
 
+/// Errors that mean "not up yet" or "busy right now", worth another try
+/// before the deadline.
 fn retryable(error: &io::Error) -> bool {
-    // ERROR_PIPE_BUSY: every instance of the pipe is taken for the moment.
+    // Every instance of the pipe is taken for the moment: ERROR_PIPE_BUSY,
+    // which interprocess reports as TimedOut when told not to wait.
     const ERROR_PIPE_BUSY: i32 = 231;
-    matches!(
-        error.kind(),
-        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused | io::ErrorKind::WouldBlock
-    ) || (cfg!(windows) && error.raw_os_error() == Some(ERROR_PIPE_BUSY))
+    let busy_pipe = cfg!(windows)
+        && (error.raw_os_error() == Some(ERROR_PIPE_BUSY)
+            || error.kind() == io::ErrorKind::TimedOut);
+    busy_pipe
+        || matches!(
+            error.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused | io::ErrorKind::WouldBlock
+        )
 }
 
 async fn connect_with_retry(connector: &Connector, deadline: Instant) -> Result<Link> {

@@ -62,6 +62,7 @@ enum Reply {
 
 struct Shared {
     client_id: String,
+    peer_pid: Option<u32>,
     format: Format,
     max_frame: u32,
     default_timeout: Option<Duration>,
@@ -108,6 +109,14 @@ impl Peer {
     /// The id of the client end of this connection.
     pub fn client_id(&self) -> &str {
         &self.shared.client_id
+    }
+
+    /// The process id of the other side, from the operating system (Unix
+    /// socket peer credentials, named pipe client/server process); `None`
+    /// over TCP or where the OS does not say. Useful for matching a
+    /// connection to the child process it came from.
+    pub fn process_id(&self) -> Option<u32> {
+        self.shared.peer_pid
     }
 
     /// The body format the handshake settled.
@@ -253,6 +262,8 @@ impl Drop for PendingGuard<'_> {
 pub struct Settings {
     /// The client's id (ours on the client side, the caller's on the server).
     pub client_id: String,
+    /// The other side's process id, where the transport tells.
+    pub peer_pid: Option<u32>,
     /// The settled body format.
     pub format: Format,
     /// Largest frame either side sends.
@@ -279,6 +290,7 @@ impl Connection {
         let (outbox, queue) = mpsc::channel(OUTBOX_CAPACITY);
         let shared = Arc::new(Shared {
             client_id: settings.client_id,
+            peer_pid: settings.peer_pid,
             format: settings.format,
             max_frame: settings.max_frame,
             default_timeout: settings.default_timeout,

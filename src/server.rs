@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 
 use crate::connector::{BindGuard, Connector, Link, Listener};
 use crate::error::{Error, Result};
@@ -62,7 +62,7 @@ impl ServerBuilder {
             next_pick: AtomicUsize::new(0),
             client_count: watch::Sender::new(0),
         });
-        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared))).abort_handle();
+        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Ok(Server {
             shared,
             accept,
@@ -91,10 +91,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A running server. Dropping it stops accepting, closes every connection,
-/// and removes the socket file and its private directory.
+/// and removes the socket file and its private directory at once; the
+/// listening handle itself closes when the runtime next runs. After
+/// [`Server::shutdown`] returns, the address is free.
 pub struct Server {
     shared: Arc<Shared>,
-    accept: AbortHandle,
+    accept: JoinHandle<()>,
     _cleanup: Option<BindGuard>,
 }
 
@@ -224,8 +226,11 @@ impl Server {
 
     /// Like [`Server::shutdown`], but closes connections whose handlers are
     /// still running after `grace`.
-    pub async fn shutdown_timeout(self, grace: Duration) {
+    pub async fn shutdown_timeout(mut self, grace: Duration) {
         self.accept.abort();
+        // Waiting for the aborted task drops the listener: no new client can
+        // reach this server once shutdown returns.
+        let _ = (&mut self.accept).await;
         let connections: Vec<_> = lock(&self.shared.connections).values().cloned().collect();
         let drains = connections.iter().map(|connection| {
             let connection = Arc::clone(connection);
@@ -271,6 +276,7 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
 
 async fn serve(link: Link, shared: Arc<Shared>) {
     let connector = &shared.connector;
+    let peer_pid = link.peer_pid;
     let mut reader = FrameReader::new(link.reader, connector.max_frame());
     let mut writer = FrameWriter::new(link.writer);
     let settled = match tokio::time::timeout(
@@ -293,6 +299,7 @@ async fn serve(link: Link, shared: Arc<Shared>) {
         writer,
         Settings {
             client_id: settled.client_id,
+            peer_pid,
             format: settled.format,
             max_frame: connector.max_frame(),
             default_timeout: None,

@@ -79,6 +79,9 @@ async fn request_response_and_throw_over_every_connector_kind() {
         }
         let client = Client::connect(server.connector()).await.unwrap();
         assert_eq!(client.peer().format(), connector.format());
+        // The OS names the process at the other end of a local connection.
+        let expected_pid = connector.address().is_local().then(std::process::id);
+        assert_eq!(client.peer().process_id(), expected_pid);
         let echoed: Value = client
             .request("echo", &json!({"k": [1, "two", null]}))
             .await
@@ -392,18 +395,46 @@ async fn a_client_with_a_secret_refuses_a_server_without_one() {
 
 /// A hand-written client speaking PROTOCOL.md directly, for sending what a
 /// well-behaved client never would. Uses a connector without a secret.
-struct Raw(std::os::unix::net::UnixStream);
+struct Raw(RawStream);
+
+#[cfg(unix)]
+type RawStream = std::os::unix::net::UnixStream;
+// A named pipe opened as a file is a byte stream like a socket.
+#[cfg(windows)]
+type RawStream = std::fs::File;
 
 impl Raw {
+    #[cfg(unix)]
     fn connect(connector: &Connector) -> Raw {
         let switchboard::Address::Unix(path) = connector.address() else {
-            panic!("unix only")
+            panic!("expected a unix connector")
         };
         let stream = std::os::unix::net::UnixStream::connect(path).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         Raw(stream)
+    }
+
+    #[cfg(windows)]
+    fn connect(connector: &Connector) -> Raw {
+        let switchboard::Address::Pipe(name) = connector.address() else {
+            panic!("expected a pipe connector")
+        };
+        let path = format!(r"\\.\pipe\{name}");
+        // The server opens its next pipe instance right after accepting one;
+        // until then the pipe is busy.
+        for _ in 0..200 {
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+            {
+                Ok(file) => return Raw(file),
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        panic!("could not open {path}");
     }
 
     fn send(&mut self, body: &[u8]) {
@@ -621,8 +652,8 @@ async fn graceful_shutdown_lets_running_requests_finish() {
         .await
         .unwrap();
     let dir = match server.connector().address() {
-        switchboard::Address::Unix(path) => path.parent().unwrap().to_path_buf(),
-        other => panic!("{other:?}"),
+        switchboard::Address::Unix(path) => Some(path.parent().unwrap().to_path_buf()),
+        _ => None,
     };
     let connector = server.connector().clone();
     let client = Arc::new(Client::connect(&connector).await.unwrap());
@@ -648,7 +679,9 @@ async fn graceful_shutdown_lets_running_requests_finish() {
         .await
         .unwrap()
         .unwrap();
-    assert!(!dir.exists(), "the private directory is removed");
+    if let Some(dir) = dir {
+        assert!(!dir.exists(), "the private directory is removed");
+    }
     let refused = Client::builder(&connector)
         .connect_timeout(Duration::from_millis(200))
         .connect()
@@ -700,6 +733,7 @@ async fn stale_socket_files_are_reclaimed_and_live_ones_are_not() {
     assert_eq!(another.request::<_, i64>("add", &(3, 3)).await.unwrap(), 6);
 }
 
+#[cfg(unix)]
 #[tokio::test]
 async fn socket_paths_over_the_platform_limit_get_a_clear_error() {
     let long = format!("/tmp/{}/s.sock", "d".repeat(120));
@@ -730,7 +764,7 @@ async fn clients_wait_for_a_server_that_starts_late() {
         .connect()
         .await;
     match result {
-        Err(Error::Connect { address, .. }) => assert!(address.starts_with("unix:")),
+        Err(Error::Connect { address, .. }) => assert_eq!(address, nobody.address().to_string()),
         other => panic!("{other:?}"),
     }
 }
@@ -771,4 +805,26 @@ async fn a_reconnecting_client_keeps_its_identity() {
         .await
         .expect("the old connection is closed");
     assert_eq!(seen.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_second_server_on_a_taken_address_gets_addr_in_use() {
+    let first = Server::bind(&Connector::local(), test_router())
+        .await
+        .unwrap();
+    match Server::bind(first.connector(), test_router()).await {
+        Err(Error::AddrInUse { address }) => {
+            assert_eq!(address, first.connector().address().to_string())
+        }
+        other => panic!("{other:?}"),
+    }
+    let client = Client::connect(first.connector()).await.unwrap();
+    assert_eq!(client.request::<_, i64>("add", &(1, 2)).await.unwrap(), 3);
+    // Once the first server has shut down, the address is free again.
+    let address = first.connector().clone();
+    drop(client);
+    first.shutdown().await;
+    let second = Server::bind(&address, test_router()).await.unwrap();
+    let client = Client::connect(second.connector()).await.unwrap();
+    assert_eq!(client.request::<_, i64>("add", &(2, 2)).await.unwrap(), 4);
 }

@@ -9,6 +9,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use interprocess::local_socket::tokio::Stream as LocalStream;
+use interprocess::local_socket::traits::StreamCommon;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -22,6 +24,9 @@ pub struct Link {
     pub reader: Box<dyn AsyncRead + Send + Unpin>,
     /// The sending half.
     pub writer: Box<dyn AsyncWrite + Send + Unpin>,
+    /// The process at the other end, where the OS tells (Unix sockets via
+    /// peer credentials, named pipes); `None` over TCP.
+    pub peer_pid: Option<u32>,
 }
 
 impl Link {
@@ -32,20 +37,23 @@ impl Link {
         Link {
             reader: Box::new(reader),
             writer: Box::new(writer),
+            peer_pid: None,
         }
     }
 
-    /// Both halves share one stream whose `&S` is readable and writable
+    /// Both halves share the stream, since `&Stream` reads and writes
     /// (interprocess's recommended replacement for splitting).
-    pub(super) fn shared<S>(stream: S) -> Link
-    where
-        S: Send + Sync + 'static,
-        for<'a> &'a S: AsyncRead + AsyncWrite,
-    {
+    pub(super) fn local(stream: LocalStream) -> Link {
+        let peer_pid = stream
+            .peer_creds()
+            .ok()
+            .and_then(|creds| creds.pid())
+            .and_then(|pid| u32::try_from(pid).ok());
         let stream = Arc::new(stream);
         Link {
             reader: Box::new(Shared(Arc::clone(&stream))),
             writer: Box::new(Shared(stream)),
+            peer_pid,
         }
     }
 }

@@ -96,7 +96,7 @@ impl LocalListener {
     }
 
     pub(crate) async fn accept(&self) -> io::Result<Link> {
-        Ok(Link::shared(self.listener.accept().await?))
+        Ok(Link::local(self.listener.accept().await?))
     }
 }
 
@@ -134,5 +134,5 @@ pub(crate) async fn connect(address: &Address) -> io::Result<Link> {
         ));
     };
     let name = path.as_path().to_fs_name::<GenericFilePath>()?;
-    Ok(Link::shared(Stream::connect(name).await?))
+    Ok(Link::local(Stream::connect(name).await?))
 }
