@@ -471,13 +471,21 @@ impl Raw {
     }
 }
 
+/// Runs blocking raw-protocol work against `server` off the async runtime.
+async fn raw_session<T: Send + 'static>(
+    server: &Server,
+    work: impl FnOnce(Connector) -> T + Send + 'static,
+) -> T {
+    let connector = server.connector().clone();
+    tokio::task::spawn_blocking(move || work(connector))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn version_mismatch_is_refused_and_named() {
     let (server, mut errors) = server_with_errors(&Connector::local().without_secret()).await;
-    let connector = server.connector().clone();
-    let (_raw, reply) = tokio::task::spawn_blocking(move || Raw::handshake(&connector, 99))
-        .await
-        .unwrap();
+    let (_raw, reply) = raw_session(&server, move |connector| Raw::handshake(&connector, 99)).await;
     assert_eq!(reply["error"]["code"], "version_mismatch", "{reply}");
     assert_eq!(reply["switchboard"], 1);
     let reported = next_error(&mut errors).await;
@@ -492,8 +500,7 @@ async fn a_raw_client_following_protocol_md_gets_answers() {
     let server = Server::bind(&Connector::local().without_secret(), test_router())
         .await
         .unwrap();
-    let connector = server.connector().clone();
-    let answer = tokio::task::spawn_blocking(move || {
+    let answer = raw_session(&server, move |connector| {
         let (mut raw, challenge) = Raw::handshake(&connector, 1);
         assert_eq!(challenge["format"], "json");
         // request: kind 1, id 7, route "add", body [2,3]
@@ -505,8 +512,7 @@ async fn a_raw_client_following_protocol_md_gets_answers() {
         raw.send(&frame);
         raw.receive().unwrap()
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(answer[0], 3, "a response");
     assert_eq!(u64::from_le_bytes(answer[1..9].try_into().unwrap()), 7);
     assert_eq!(&answer[9..], b"5");
@@ -518,15 +524,13 @@ async fn garbage_closes_only_that_connection() {
     let good = Client::connect(server.connector()).await.unwrap();
 
     // Garbage instead of a handshake.
-    let connector = server.connector().clone();
-    let closed = tokio::task::spawn_blocking(move || {
+    let closed = raw_session(&server, move |connector| {
         let mut raw = Raw::connect(&connector);
         raw.send(b"\xff\xfe not json at all");
         raw.receive();
         raw.closed_by_server()
     })
-    .await
-    .unwrap();
+    .await;
     assert!(closed);
     assert!(
         next_error(&mut errors)
@@ -535,14 +539,12 @@ async fn garbage_closes_only_that_connection() {
     );
 
     // A valid handshake, then a frame of an unknown kind.
-    let connector = server.connector().clone();
-    let closed = tokio::task::spawn_blocking(move || {
+    let closed = raw_session(&server, move |connector| {
         let (mut raw, _) = Raw::handshake(&connector, 1);
         raw.send(b"\x63garbage");
         raw.closed_by_server()
     })
-    .await
-    .unwrap();
+    .await;
     assert!(closed);
     assert!(
         next_error(&mut errors)
@@ -551,14 +553,12 @@ async fn garbage_closes_only_that_connection() {
     );
 
     // A truncated request.
-    let connector = server.connector().clone();
-    tokio::task::spawn_blocking(move || {
+    raw_session(&server, move |connector| {
         let (mut raw, _) = Raw::handshake(&connector, 1);
         raw.send(&[1, 0, 0]);
         assert!(raw.closed_by_server());
     })
-    .await
-    .unwrap();
+    .await;
     assert!(next_error(&mut errors).await.contains("truncated"));
 
     assert_eq!(good.request::<_, i64>("add", &(1, 2)).await.unwrap(), 3);
@@ -604,14 +604,12 @@ async fn oversized_frames_are_refused_without_taking_the_server_down() {
     assert!(reported.contains("max: 65536"), "{reported}");
 
     // A claimed length of 4 GiB before the handshake is refused on sight.
-    let connector = server.connector().clone();
-    tokio::task::spawn_blocking(move || {
+    raw_session(&server, move |connector| {
         let mut raw = Raw::connect(&connector);
         raw.0.write_all(&u32::MAX.to_le_bytes()).unwrap();
         assert!(raw.closed_by_server());
     })
-    .await
-    .unwrap();
+    .await;
     assert!(next_error(&mut errors).await.contains("FrameTooLarge"));
 
     assert_eq!(client.request::<_, i64>("add", &(2, 2)).await.unwrap(), 4);
