@@ -245,7 +245,8 @@ where
 /// same handler and drops its result.
 #[derive(Clone, Default)]
 pub struct Router {
-    routes: HashMap<String, Erased>,
+    // Arc keys: a request's Context shares the name instead of copying it.
+    routes: HashMap<Arc<str>, Erased>,
     fallback: Option<Erased>,
 }
 
@@ -281,7 +282,7 @@ impl Router {
             name.len() <= MAX_ROUTE_LEN,
             "route name {name:?} is longer than {MAX_ROUTE_LEN} bytes"
         );
-        let previous = self.routes.insert(name.to_owned(), handler.into_erased());
+        let previous = self.routes.insert(name.into(), handler.into_erased());
         assert!(previous.is_none(), "route {name:?} is registered twice");
         self
     }
@@ -294,30 +295,34 @@ impl Router {
 
     /// The names with a handler of their own, sorted.
     pub fn route_names(&self) -> Vec<String> {
-        let mut names: Vec<_> = self.routes.keys().cloned().collect();
+        let mut names: Vec<_> = self.routes.keys().map(|name| name.to_string()).collect();
         names.sort();
         names
     }
 
-    fn find(&self, route: &str) -> Option<&Erased> {
-        self.routes.get(route).or(self.fallback.as_ref())
+    /// The handler for `route` and the route's name to put in its Context.
+    fn find(&self, route: &str) -> Option<(Arc<str>, &Erased)> {
+        match self.routes.get_key_value(route) {
+            Some((name, handler)) => Some((Arc::clone(name), handler)),
+            None => self
+                .fallback
+                .as_ref()
+                .map(|handler| (route.into(), handler)),
+        }
     }
 }
 
 impl Inbound for Router {
-    fn request(&self, peer: Peer, id: RequestId, route: String, body: Body) -> BoxFuture<Vec<u8>> {
-        let Some(handler) = self.find(&route) else {
-            let frame = message::error(
+    fn request(&self, peer: Peer, id: RequestId, body: Body) -> BoxFuture<Vec<u8>> {
+        let Some((route, handler)) = self.find(body.route()) else {
+            let text = format!("no route named {:?}", body.route());
+            return Box::pin(std::future::ready(message::error(
                 id,
                 code::METHOD_NOT_FOUND,
-                &format!("no route named {route:?}"),
-            );
-            return Box::pin(std::future::ready(frame));
+                &text,
+            )));
         };
-        let ctx = Context {
-            peer,
-            route: route.into(),
-        };
+        let ctx = Context { peer, route };
         let work = handler(ctx, body, Some(id));
         Box::pin(async move {
             work.await.unwrap_or_else(|| {
@@ -326,16 +331,13 @@ impl Inbound for Router {
         })
     }
 
-    fn notification(&self, peer: Peer, route: String, body: Body) -> BoxFuture<()> {
+    fn notification(&self, peer: Peer, body: Body) -> BoxFuture<()> {
         // Notifications ask for no answer, so an unknown route or a failing
         // handler is dropped here by design.
-        let Some(handler) = self.find(&route) else {
+        let Some((route, handler)) = self.find(body.route()) else {
             return Box::pin(std::future::ready(()));
         };
-        let ctx = Context {
-            peer,
-            route: route.into(),
-        };
+        let ctx = Context { peer, route };
         let work = handler(ctx, body, None);
         Box::pin(async move {
             work.await;

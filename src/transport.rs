@@ -2,9 +2,8 @@
 //!
 //! A frame is a 4-byte little-endian length followed by that many bytes. The
 //! reader checks the length against the connection's limit *before* reading
-//! the body, so a hostile length never allocates. The writer sends many
-//! queued frames with one write where it can; deciding when to batch is the
-//! peer's job.
+//! the body, so a hostile length never allocates. Batching many frames into
+//! one write is the peer's job (its outbox).
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
@@ -12,10 +11,6 @@ use crate::error::{Error, Result};
 
 /// Bytes in a frame's length prefix.
 pub const HEADER_LEN: usize = 4;
-
-/// Frames larger than this are written directly instead of being copied into
-/// the batch buffer: the copy would cost more than the saved syscall.
-const COPY_LIMIT: usize = 64 * 1024;
 
 /// A buffer for building one outgoing frame: the length prefix is reserved
 /// and filled in by [`seal`].
@@ -51,7 +46,9 @@ impl FrameReader {
     /// Reads from `inner`, accepting frames up to `max` bytes.
     pub fn new(inner: Box<dyn AsyncRead + Send + Unpin>, max: u32) -> FrameReader {
         FrameReader {
-            inner: BufReader::with_capacity(64 * 1024, inner),
+            // Enough for a burst of small frames per read; large bodies bypass
+            // it. Small, because every idle connection holds one.
+            inner: BufReader::with_capacity(8 * 1024, inner),
             max,
         }
     }
@@ -59,6 +56,11 @@ impl FrameReader {
     /// Changes the frame size limit (the handshake runs with a small one).
     pub fn set_max(&mut self, max: u32) {
         self.max = max;
+    }
+
+    /// True when a read would have to ask the OS for more bytes.
+    pub fn is_drained(&self) -> bool {
+        self.inner.buffer().is_empty()
     }
 
     /// The next frame's body, or `None` when the peer closed the connection
@@ -102,55 +104,28 @@ fn eof_is_disconnect(e: std::io::Error) -> Error {
     }
 }
 
-/// Writes frames to the sending half of a link.
+/// Writes frames to the sending half of a link, one at a time: enough for
+/// the handshake. After it, the peer's outbox takes the stream over
+/// ([`FrameWriter::into_inner`]) and does the batching.
 pub struct FrameWriter {
     inner: Box<dyn AsyncWrite + Send + Unpin>,
-    batch: Vec<u8>,
 }
 
 impl FrameWriter {
     /// Writes to `inner`.
     pub fn new(inner: Box<dyn AsyncWrite + Send + Unpin>) -> FrameWriter {
-        FrameWriter {
-            inner,
-            batch: Vec::new(),
-        }
+        FrameWriter { inner }
     }
 
-    /// Writes sealed frames (from [`seal`]) in as few system calls as is
-    /// sensible: small ones are gathered into one buffer, large ones go
-    /// straight from their own memory.
-    pub async fn write_all<I>(&mut self, frames: I) -> Result<()>
-    where
-        I: IntoIterator<Item = Vec<u8>>,
-    {
-        for frame in frames {
-            if frame.len() >= COPY_LIMIT {
-                self.flush_batch().await?;
-                self.inner.write_all(&frame).await?;
-            } else {
-                self.batch.extend_from_slice(&frame);
-                if self.batch.len() >= COPY_LIMIT {
-                    self.flush_batch().await?;
-                }
-            }
-        }
-        self.flush_batch().await?;
+    /// Writes one sealed frame (from [`seal`]).
+    pub async fn send(&mut self, frame: &[u8]) -> Result<()> {
+        self.inner.write_all(frame).await?;
         self.inner.flush().await?;
         Ok(())
     }
 
-    async fn flush_batch(&mut self) -> Result<()> {
-        if !self.batch.is_empty() {
-            self.inner.write_all(&self.batch).await?;
-            self.batch.clear();
-        }
-        Ok(())
-    }
-
-    /// Signals end of stream to the peer.
-    pub async fn shutdown(&mut self) -> Result<()> {
-        self.inner.shutdown().await?;
-        Ok(())
+    /// The stream, for writing frames some other way after the handshake.
+    pub fn into_inner(self) -> Box<dyn AsyncWrite + Send + Unpin> {
+        self.inner
     }
 }

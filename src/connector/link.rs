@@ -43,6 +43,8 @@ impl Link {
 
     /// Both halves share the stream, since `&Stream` reads and writes
     /// (interprocess's recommended replacement for splitting).
+    // The pid is an i32 on Unix and already a u32 on Windows.
+    #[allow(clippy::useless_conversion)]
     pub(super) fn local(stream: LocalStream) -> Link {
         let peer_pid = stream
             .peer_creds()

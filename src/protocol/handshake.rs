@@ -334,7 +334,7 @@ fn decode_field(value: Option<&str>, field: &str) -> Result<Vec<u8>> {
 async fn send<T: Serialize>(writer: &mut FrameWriter, message: &T) -> Result<()> {
     let mut buf = frame_buffer(256);
     serde_json::to_writer(&mut buf, message).map_err(|e| Error::Encode(e.to_string()))?;
-    writer.write_all([seal(buf, HANDSHAKE_MAX_FRAME)?]).await
+    writer.send(&seal(buf, HANDSHAKE_MAX_FRAME)?).await
 }
 
 async fn receive<T: for<'de> Deserialize<'de>>(reader: &mut FrameReader) -> Result<T> {

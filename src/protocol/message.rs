@@ -22,10 +22,12 @@ const MAX_ERROR_MESSAGE: usize = 16 * 1024;
 /// A request or response id, unique among one side's requests in flight.
 pub type RequestId = u64;
 
-/// The encoded body inside a received frame, without copying it out.
+/// The route and encoded body inside a received frame, without copying
+/// either out of it.
 #[derive(Debug)]
 pub struct Body {
     frame: Vec<u8>,
+    route: std::ops::Range<usize>,
     start: usize,
 }
 
@@ -33,6 +35,12 @@ impl Body {
     /// The body's bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.frame[self.start..]
+    }
+
+    /// The route a request or notification is addressed to (empty for a
+    /// response).
+    pub fn route(&self) -> &str {
+        std::str::from_utf8(&self.frame[self.route.clone()]).expect("checked when parsed")
     }
 }
 
@@ -43,16 +51,12 @@ pub enum Message {
     Request {
         /// Chosen by the requester.
         id: RequestId,
-        /// Which handler.
-        route: String,
-        /// The encoded parameters.
+        /// The route ([`Body::route`]) and encoded parameters.
         body: Body,
     },
     /// A call that wants no response.
     Notification {
-        /// Which handler.
-        route: String,
-        /// The encoded parameters.
+        /// The route ([`Body::route`]) and encoded parameters.
         body: Body,
     },
     /// A successful result.
@@ -93,16 +97,22 @@ impl Message {
                 let start = cursor.pos;
                 Message::Request {
                     id,
-                    route,
-                    body: Body { frame, start },
+                    body: Body {
+                        frame,
+                        route,
+                        start,
+                    },
                 }
             }
             NOTIFICATION => {
                 let route = cursor.route()?;
                 let start = cursor.pos;
                 Message::Notification {
-                    route,
-                    body: Body { frame, start },
+                    body: Body {
+                        frame,
+                        route,
+                        start,
+                    },
                 }
             }
             RESPONSE => {
@@ -110,7 +120,11 @@ impl Message {
                 let start = cursor.pos;
                 Message::Response {
                     id,
-                    body: Body { frame, start },
+                    body: Body {
+                        frame,
+                        route: 0..0,
+                        start,
+                    },
                 }
             }
             ERROR => {
@@ -165,12 +179,15 @@ impl<'a> Cursor<'a> {
         Ok(i32::from_le_bytes(bytes.try_into().expect("took 4 bytes")))
     }
 
-    fn route(&mut self) -> Result<String> {
+    /// The route's position in the frame, checked to be UTF-8.
+    fn route(&mut self) -> Result<std::ops::Range<usize>> {
         let len = self.take(2)?;
         let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+        let start = self.pos;
         let bytes = self.take(len)?;
-        String::from_utf8(bytes.to_vec())
-            .map_err(|_| Error::Protocol("route name is not valid UTF-8".into()))
+        std::str::from_utf8(bytes)
+            .map_err(|_| Error::Protocol("route name is not valid UTF-8".into()))?;
+        Ok(start..self.pos)
     }
 
     fn rest(&mut self) -> &'a [u8] {
@@ -281,9 +298,9 @@ mod tests {
     fn every_message_kind_round_trips() {
         let frame = request(9, "route", Format::Json, &[1, 2], u32::MAX).unwrap();
         match Message::parse(body_of(frame)).unwrap() {
-            Message::Request { id, route, body } => {
+            Message::Request { id, body } => {
                 assert_eq!(
-                    (id, route.as_str(), body.bytes()),
+                    (id, body.route(), body.bytes()),
                     (9, "route", &b"[1,2]"[..])
                 );
             }

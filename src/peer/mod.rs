@@ -1,11 +1,12 @@
 //! One live connection after the handshake, in both directions.
 //!
 //! A connection runs two tasks. The reader decodes frames: responses complete
-//! the matching entry in the pending table, requests and notifications go to
-//! the [`Inbound`] handler in tasks of their own (so slow handlers never block
-//! others and responses may leave out of order). The writer drains a queue of
-//! sealed frames and hands everything queued to one write, so many small
-//! messages in flight cost few system calls.
+//! the matching entry in the pending table; requests go to the [`Inbound`]
+//! handler, which runs right in the reader until it first has to wait and
+//! then in a task of its own (so slow handlers never block others and
+//! responses may leave out of order). Sending goes through the [`outbox`]:
+//! straight to the socket when nothing is queued, else gathered by the
+//! writer task into few system calls.
 //!
 //! When the reader stops (the peer left, or sent garbage), every pending
 //! request fails at once and running handlers are aborted: nothing waits on a
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::AbortHandle;
 
 use crate::connector::Format;
@@ -31,24 +32,21 @@ use crate::error::{Error, Result};
 use crate::protocol::{Body, Message, RequestId, code, message, serializer};
 use crate::transport::{FrameReader, FrameWriter};
 
+mod outbox;
+use outbox::Outbox;
+
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// Frames queued for the writer before senders wait. Bounded so a peer that
-/// stops reading slows its requesters down instead of growing memory.
-const OUTBOX_CAPACITY: usize = 1024;
-/// Most frames handed to one write.
-const BATCH: usize = 256;
 
 /// What a connection does with what the other side sends. Implemented by the
 /// router; the peer knows nothing of routes beyond their names.
 pub trait Inbound: Send + Sync + 'static {
     /// Handles a request and returns the sealed response frame (success or
     /// error) for `id`.
-    fn request(&self, peer: Peer, id: RequestId, route: String, body: Body) -> BoxFuture<Vec<u8>>;
+    fn request(&self, peer: Peer, id: RequestId, body: Body) -> BoxFuture<Vec<u8>>;
 
     /// Handles a notification; nothing is sent back.
-    fn notification(&self, peer: Peer, route: String, body: Body) -> BoxFuture<()>;
+    fn notification(&self, peer: Peer, body: Body) -> BoxFuture<()>;
 }
 
 const OPEN: u8 = 0;
@@ -66,7 +64,7 @@ struct Shared {
     format: Format,
     max_frame: u32,
     default_timeout: Option<Duration>,
-    outbox: mpsc::Sender<Vec<u8>>,
+    outbox: Outbox,
     next_id: AtomicU64,
     state: AtomicU8,
     pending: Mutex<HashMap<RequestId, oneshot::Sender<Result<Reply>>>>,
@@ -74,7 +72,6 @@ struct Shared {
     active: AtomicUsize,
     idle: Notify,
     draining: AtomicBool,
-    stop_writer: Notify,
     done: watch::Sender<bool>,
     flushed: watch::Sender<bool>,
     end_error: Mutex<Option<Error>>,
@@ -253,7 +250,7 @@ impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         if self.armed && lock(&self.shared.pending).remove(&self.id).is_some() {
             // Best effort: if the queue is full the handler just runs to the end.
-            let _ = self.shared.outbox.try_send(message::cancel(self.id));
+            self.shared.outbox.queue(message::cancel(self.id));
         }
     }
 }
@@ -287,14 +284,13 @@ impl Connection {
         settings: Settings,
         inbound: Arc<dyn Inbound>,
     ) -> Connection {
-        let (outbox, queue) = mpsc::channel(OUTBOX_CAPACITY);
         let shared = Arc::new(Shared {
             client_id: settings.client_id,
             peer_pid: settings.peer_pid,
             format: settings.format,
             max_frame: settings.max_frame,
             default_timeout: settings.default_timeout,
-            outbox,
+            outbox: Outbox::new(writer.into_inner()),
             next_id: AtomicU64::new(1),
             state: AtomicU8::new(OPEN),
             pending: Mutex::default(),
@@ -302,13 +298,12 @@ impl Connection {
             active: AtomicUsize::new(0),
             idle: Notify::new(),
             draining: AtomicBool::new(false),
-            stop_writer: Notify::new(),
             done: watch::Sender::new(false),
             flushed: watch::Sender::new(false),
             end_error: Mutex::default(),
         });
         let peer = Peer { shared };
-        let writer = tokio::spawn(write_loop(writer, queue, peer.clone())).abort_handle();
+        let writer = tokio::spawn(write_task(peer.clone())).abort_handle();
         let reader = tokio::spawn(read_loop(reader, peer.clone(), inbound)).abort_handle();
         Connection {
             peer,
@@ -401,47 +396,33 @@ fn end(shared: &Shared, state: u8) {
     for (_, waiter) in lock(&shared.pending).drain() {
         let _ = waiter.send(Err(error()));
     }
-    if state == DISCONNECTED {
-        for (_, task) in lock(&shared.running).drain() {
-            task.abort();
-        }
+    // Their answers can no longer be delivered. (A graceful drain lets them
+    // finish before it gets here.)
+    for (_, task) in lock(&shared.running).drain() {
+        task.abort();
     }
-    shared.stop_writer.notify_one();
+    shared.outbox.close();
     shared.done.send_replace(true);
 }
 
-async fn write_loop(mut writer: FrameWriter, mut queue: mpsc::Receiver<Vec<u8>>, peer: Peer) {
+async fn write_task(peer: Peer) {
     let shared = &peer.shared;
-    let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        tokio::select! {
-            received = queue.recv_many(&mut batch, BATCH) => {
-                if received == 0 {
-                    break;
-                }
-                if let Err(e) = writer.write_all(batch.drain(..)).await {
-                    record(shared, e);
-                    end(shared, DISCONNECTED);
-                    return;
-                }
-            }
-            () = shared.stop_writer.notified() => {
-                // Whatever was queued before the close still goes out.
-                while let Ok(frame) = queue.try_recv() {
-                    batch.push(frame);
-                }
-                let _ = writer.write_all(batch.drain(..)).await;
-                break;
-            }
-        }
+    if let Err(e) = shared.outbox.run_writer().await {
+        record(shared, Error::Io(e));
+        end(shared, DISCONNECTED);
     }
-    let _ = writer.shutdown().await;
     shared.flushed.send_replace(true);
 }
 
 async fn read_loop(mut reader: FrameReader, peer: Peer, inbound: Arc<dyn Inbound>) {
     let shared = &peer.shared;
     loop {
+        if reader.is_drained() {
+            // About to ask the OS for more, likely in vain. Let the tasks
+            // this reader just woke (a requester whose response came in) run
+            // and send first: they are on the critical path, this read is not.
+            tokio::task::yield_now().await;
+        }
         let frame = match reader.read().await {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
@@ -450,6 +431,11 @@ async fn read_loop(mut reader: FrameReader, peer: Peer, inbound: Arc<dyn Inbound
                 break;
             }
         };
+        if !reader.is_drained() {
+            // More frames already arrived with this one: a burst. Whatever it
+            // makes us send goes out together in one write.
+            shared.outbox.hold();
+        }
         let message = match Message::parse(frame) {
             Ok(message) => message,
             Err(e) => {
@@ -462,17 +448,17 @@ async fn read_loop(mut reader: FrameReader, peer: Peer, inbound: Arc<dyn Inbound
             Message::Error { id, code, message } => {
                 complete(shared, id, Ok(Reply::Err { code, message }))
             }
-            Message::Request { id, route, body } => {
+            Message::Request { id, body } => {
                 if shared.draining.load(Ordering::SeqCst) {
                     let frame =
                         message::error(id, code::SHUTTING_DOWN, "the server is shutting down");
                     let _ = shared.outbox.send(frame).await;
                     continue;
                 }
-                spawn_request(&peer, &inbound, id, route, body);
+                handle_request(&peer, &inbound, id, body).await;
             }
-            Message::Notification { route, body } => {
-                let work = inbound.notification(peer.clone(), route, body);
+            Message::Notification { body } => {
+                let work = inbound.notification(peer.clone(), body);
                 let done = ActiveGuard::new(&peer);
                 tokio::spawn(async move {
                     let _done = done;
@@ -494,41 +480,56 @@ async fn read_loop(mut reader: FrameReader, peer: Peer, inbound: Arc<dyn Inbound
     end(shared, DISCONNECTED);
 }
 
-fn spawn_request(
-    peer: &Peer,
-    inbound: &Arc<dyn Inbound>,
-    id: RequestId,
-    route: String,
-    body: Body,
-) {
+/// Runs a request's handler. Most handlers answer without waiting, so the
+/// first poll happens right here: no task, no thread hop. A handler that has
+/// to wait continues in a task of its own, where a cancel can reach it.
+async fn handle_request(peer: &Peer, inbound: &Arc<dyn Inbound>, id: RequestId, body: Body) {
     let shared = &peer.shared;
-    let mut running = lock(&shared.running);
-    if running.contains_key(&id) {
+    if lock(&shared.running).contains_key(&id) {
         let frame = message::error(
             id,
             code::INVALID_REQUEST,
             "a request with this id is already running",
         );
-        let _ = shared.outbox.try_send(frame);
+        let _ = shared.outbox.send(frame).await;
         return;
     }
-    let work = inbound.request(peer.clone(), id, route, body);
+    let mut work = CatchUnwind(inbound.request(peer.clone(), id, body));
+    // Polled with the reader's waker: if the handler waits, the task below
+    // polls it again at once and so re-registers its own waker.
+    let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut work).poll(cx))).await;
+    match first {
+        Poll::Ready(outcome) => {
+            let _ = shared.outbox.send(response_frame(id, outcome)).await;
+        }
+        Poll::Pending => spawn_request(peer, id, work),
+    }
+}
+
+fn response_frame(
+    id: RequestId,
+    outcome: std::result::Result<Vec<u8>, Box<dyn Any + Send>>,
+) -> Vec<u8> {
+    outcome.unwrap_or_else(|panic| {
+        message::error(
+            id,
+            code::INTERNAL_ERROR,
+            &format!("handler panicked: {}", panic_message(&panic)),
+        )
+    })
+}
+
+fn spawn_request(peer: &Peer, id: RequestId, work: CatchUnwind<Vec<u8>>) {
     let done = ActiveGuard::new(peer);
-    let peer = peer.clone();
+    let task_peer = peer.clone();
     // The map stays locked until the handle is in it, so the task's own
     // removal cannot run first.
+    let mut running = lock(&peer.shared.running);
     let task = tokio::spawn(async move {
         let _done = done;
-        let frame = match CatchUnwind(work).await {
-            Ok(frame) => frame,
-            Err(panic) => message::error(
-                id,
-                code::INTERNAL_ERROR,
-                &format!("handler panicked: {}", panic_message(&panic)),
-            ),
-        };
-        if lock(&peer.shared.running).remove(&id).is_some() {
-            let _ = peer.shared.outbox.send(frame).await;
+        let frame = response_frame(id, work.await);
+        if lock(&task_peer.shared.running).remove(&id).is_some() {
+            let _ = task_peer.shared.outbox.send(frame).await;
         }
     });
     running.insert(id, task.abort_handle());

@@ -1,0 +1,257 @@
+//! The sending side of a connection, shared by everyone who sends on it.
+//!
+//! A frame is written straight from the sender's own task when nothing is
+//! queued ahead of it: the common, latency-bound case costs no task hop.
+//! Otherwise it joins a queue that the writer task drains, gathering small
+//! frames into one write, so a burst of many small messages costs few system
+//! calls. The writer task also finishes frames the socket took only part of.
+//!
+//! The socket is touched only under the lock and never across an `.await`,
+//! so a sender whose future is dropped can never leave half a frame on the
+//! wire.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use tokio::io::AsyncWrite;
+
+/// Frames queued before senders wait: a peer that stops reading slows its
+/// senders down instead of growing memory without bound.
+const CAPACITY: usize = 1024;
+/// Frames smaller than this are gathered into one buffer before writing;
+/// larger ones are written from their own memory.
+const GATHER_LIMIT: usize = 64 * 1024;
+
+/// Why a frame could not be sent.
+#[derive(Debug)]
+pub enum Closed {
+    /// This side closed the connection.
+    Locally,
+    /// Writing failed: the peer is gone or the connection broke.
+    Broken,
+}
+
+/// The shared write side of one connection.
+pub struct Outbox {
+    state: Mutex<State>,
+}
+
+struct State {
+    sink: Box<dyn AsyncWrite + Send + Unpin>,
+    queue: VecDeque<Vec<u8>>,
+    /// How much of `queue.front()` the socket has taken.
+    written: usize,
+    /// Senders queue instead of writing directly while a burst is expected
+    /// (many requesters woken at once); the writer task then writes them all
+    /// in one go.
+    hold: bool,
+    closing: bool,
+    broken: bool,
+    writer: Option<Waker>,
+    waiting_for_space: Vec<Waker>,
+}
+
+fn lock(mutex: &Mutex<State>) -> MutexGuard<'_, State> {
+    // Every critical section leaves the state consistent, even if a write
+    // panicked inside the sink.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Outbox {
+    /// An outbox writing to `sink`.
+    pub fn new(sink: Box<dyn AsyncWrite + Send + Unpin>) -> Outbox {
+        Outbox {
+            state: Mutex::new(State {
+                sink,
+                queue: VecDeque::new(),
+                written: 0,
+                hold: false,
+                closing: false,
+                broken: false,
+                writer: None,
+                waiting_for_space: Vec::new(),
+            }),
+        }
+    }
+
+    /// Sends a sealed frame: written now if nothing is queued, else queued
+    /// for the writer task. Waits only while the queue is full.
+    pub async fn send(&self, frame: Vec<u8>) -> Result<(), Closed> {
+        let mut frame = Some(frame);
+        poll_fn(|cx| {
+            let mut state = lock(&self.state);
+            if let Some(closed) = state.closed() {
+                return Poll::Ready(Err(closed));
+            }
+            if state.queue.len() >= CAPACITY {
+                state.waiting_for_space.push(cx.waker().clone());
+                return Poll::Pending;
+            }
+            state
+                .queue
+                .push_back(frame.take().expect("send polled after completion"));
+            if state.queue.len() == 1 && !state.hold {
+                match state.write_queued(cx) {
+                    Poll::Ready(Ok(())) => return Poll::Ready(Ok(())),
+                    Poll::Ready(Err(_)) => {
+                        state.broken = true;
+                        state.wake_all();
+                        return Poll::Ready(Err(Closed::Broken));
+                    }
+                    // The socket is full; the writer task finishes the frame.
+                    Poll::Pending => {}
+                }
+            }
+            state.wake_writer();
+            Poll::Ready(Ok(()))
+        })
+        .await
+    }
+
+    /// Queues a frame without waiting or writing, for callers that cannot
+    /// wait (a `Drop`). Best effort: dropped if the connection is closed.
+    pub fn queue(&self, frame: Vec<u8>) {
+        let mut state = lock(&self.state);
+        if state.closed().is_none() {
+            state.queue.push_back(frame);
+            state.wake_writer();
+        }
+    }
+
+    /// Expect a burst of sends: queue them for one write by the writer task.
+    pub fn hold(&self) {
+        let mut state = lock(&self.state);
+        state.hold = true;
+        state.wake_writer();
+    }
+
+    /// Stops taking frames; the writer task writes what is queued, then
+    /// shuts the stream down.
+    pub fn close(&self) {
+        let mut state = lock(&self.state);
+        state.closing = true;
+        state.wake_all();
+    }
+
+    /// The writer task: writes whatever is queued until the outbox is closed
+    /// and empty, then shuts the stream down. Returns the error that broke
+    /// the connection, if writing failed.
+    pub async fn run_writer(&self) -> io::Result<()> {
+        let written = poll_fn(|cx| {
+            let mut state = lock(&self.state);
+            let outcome = state.write_queued(cx);
+            match outcome {
+                Poll::Ready(Ok(())) => {
+                    // Empty: the burst, if any, is over.
+                    state.hold = false;
+                    if state.closing || state.broken {
+                        return Poll::Ready(Ok(()));
+                    }
+                    state.writer = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+                Poll::Ready(Err(e)) => {
+                    state.broken = true;
+                    state.wake_all();
+                    Poll::Ready(Err(e))
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        let shutdown = poll_fn(|cx| Pin::new(&mut lock(&self.state).sink).poll_shutdown(cx)).await;
+        // Release the stream now: handles to this connection may outlive it,
+        // and the peer sees the end only once the last owner lets go.
+        lock(&self.state).sink = Box::new(tokio::io::sink());
+        written.and(shutdown)
+    }
+}
+
+impl State {
+    fn closed(&self) -> Option<Closed> {
+        if self.broken {
+            Some(Closed::Broken)
+        } else if self.closing {
+            Some(Closed::Locally)
+        } else {
+            None
+        }
+    }
+
+    fn wake_writer(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            writer.wake();
+        }
+    }
+
+    fn wake_all(&mut self) {
+        self.wake_writer();
+        for sender in self.waiting_for_space.drain(..) {
+            sender.wake();
+        }
+    }
+
+    /// Writes the queue in order until it is empty (`Ready(Ok)`) or the
+    /// socket is full (`Pending`, with `cx` registered for writability).
+    fn write_queued(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if self.written == 0 && self.queue.len() > 1 {
+                self.gather();
+            }
+            let Some(front) = self.queue.front() else {
+                return Poll::Ready(Ok(()));
+            };
+            match Pin::new(&mut self.sink).poll_write(cx, &front[self.written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.written += n;
+                    if self.written == front.len() {
+                        self.queue.pop_front();
+                        self.written = 0;
+                        if let Some(sender) = self.waiting_for_space.pop() {
+                            sender.wake();
+                        }
+                    }
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Merges the small frames at the front of the queue into one buffer,
+    /// so they leave in one write.
+    fn gather(&mut self) {
+        let mut take = 0;
+        let mut total = 0;
+        for frame in &self.queue {
+            if frame.len() >= GATHER_LIMIT || total + frame.len() > GATHER_LIMIT {
+                break;
+            }
+            take += 1;
+            total += frame.len();
+        }
+        if take < 2 {
+            return;
+        }
+        let mut merged = Vec::with_capacity(total);
+        for frame in self.queue.drain(..take) {
+            merged.extend_from_slice(&frame);
+        }
+        self.queue.push_front(merged);
+        // One queue slot now stands for several frames; senders waiting for
+        // space may go on.
+        for sender in self.waiting_for_space.drain(..) {
+            sender.wake();
+        }
+    }
+}
