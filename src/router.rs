@@ -173,10 +173,11 @@ where
     };
     drop(body);
     let max_frame = ctx.peer.max_frame();
+    let buffer = ctx.peer.buffer();
     let outcome = call(ctx, params).await;
     let id = id?;
     Some(match outcome {
-        Ok(value) => message::response(id, format, &value, max_frame).unwrap_or_else(|e| {
+        Ok(value) => message::response(buffer, id, format, &value, max_frame).unwrap_or_else(|e| {
             message::error(
                 id,
                 code::INTERNAL_ERROR,

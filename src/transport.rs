@@ -5,6 +5,9 @@
 //! the body, so a hostile length never allocates. Batching many frames into
 //! one write is the peer's job (its outbox).
 
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use crate::error::{Error, Result};
@@ -15,9 +18,86 @@ pub const HEADER_LEN: usize = 4;
 /// A buffer for building one outgoing frame: the length prefix is reserved
 /// and filled in by [`seal`].
 pub fn frame_buffer(capacity: usize) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(HEADER_LEN + capacity);
-    buf.extend_from_slice(&[0; HEADER_LEN]);
-    buf
+    frame_buffer_in(Vec::with_capacity(HEADER_LEN + capacity))
+}
+
+/// Like [`frame_buffer`], building in `buffer` (emptied first) to reuse its
+/// memory.
+pub fn frame_buffer_in(mut buffer: Vec<u8>) -> Vec<u8> {
+    buffer.clear();
+    buffer.extend_from_slice(&[0; HEADER_LEN]);
+    buffer
+}
+
+/// Frames at least this large are worth keeping for reuse: a fresh large
+/// buffer costs a page fault per 4 KiB touched, far more than the copy into
+/// it, and the allocator tends to hand such memory back to the OS.
+pub const RECYCLE_MIN: usize = 64 * 1024;
+
+/// One spare large buffer, passed between the code that frees frames and
+/// the code that needs the next one. Connections that never move a large
+/// frame never hold one.
+#[derive(Clone, Default, Debug)]
+pub struct Spare(Arc<Mutex<Option<Vec<u8>>>>);
+
+impl Spare {
+    /// The spare buffer, emptied, if there is one with at least `capacity`
+    /// bytes of room.
+    pub fn take(&self, capacity: usize) -> Option<Vec<u8>> {
+        let mut slot = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot.as_ref()?.capacity() < capacity {
+            return None;
+        }
+        let mut buffer = slot.take()?;
+        buffer.clear();
+        Some(buffer)
+    }
+
+    /// Keeps `buffer` for reuse if it is large and the slot is free.
+    pub fn put(&self, buffer: Vec<u8>) {
+        if buffer.capacity() >= RECYCLE_MIN {
+            let mut slot = self
+                .0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if slot.is_none() {
+                *slot = Some(buffer);
+            }
+        }
+    }
+}
+
+/// A received frame's bytes (without the length prefix). A large one goes
+/// back to its reader's [`Spare`] when dropped.
+#[derive(Debug)]
+pub struct Frame {
+    bytes: Vec<u8>,
+    spare: Option<Spare>,
+}
+
+impl Deref for Frame {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl From<Vec<u8>> for Frame {
+    fn from(bytes: Vec<u8>) -> Frame {
+        Frame { bytes, spare: None }
+    }
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        if let Some(spare) = &self.spare {
+            spare.put(std::mem::take(&mut self.bytes));
+        }
+    }
 }
 
 /// Fills in the length prefix of a buffer from [`frame_buffer`], refusing a
@@ -40,6 +120,7 @@ pub fn seal(mut buf: Vec<u8>, max: u32) -> Result<Vec<u8>> {
 pub struct FrameReader {
     inner: BufReader<Box<dyn AsyncRead + Send + Unpin>>,
     max: u32,
+    spare: Spare,
 }
 
 impl FrameReader {
@@ -50,6 +131,7 @@ impl FrameReader {
             // it. Small, because every idle connection holds one.
             inner: BufReader::with_capacity(8 * 1024, inner),
             max,
+            spare: Spare::default(),
         }
     }
 
@@ -65,7 +147,7 @@ impl FrameReader {
 
     /// The next frame's body, or `None` when the peer closed the connection
     /// cleanly between frames.
-    pub async fn read(&mut self) -> Result<Option<Vec<u8>>> {
+    pub async fn read(&mut self) -> Result<Option<Frame>> {
         let mut header = [0u8; HEADER_LEN];
         // A clean close shows up as EOF before the first header byte.
         let first = self.inner.read(&mut header[..1]).await?;
@@ -84,7 +166,12 @@ impl FrameReader {
             });
         }
         let len = len as usize;
-        let mut body = Vec::with_capacity(len);
+        let recycle = len >= RECYCLE_MIN;
+        let mut body = match recycle {
+            true => self.spare.take(len),
+            false => None,
+        }
+        .unwrap_or_else(|| Vec::with_capacity(len));
         let read = (&mut self.inner)
             .take(len as u64)
             .read_to_end(&mut body)
@@ -92,7 +179,10 @@ impl FrameReader {
         if read < len {
             return Err(Error::Disconnected);
         }
-        Ok(Some(body))
+        Ok(Some(Frame {
+            bytes: body,
+            spare: recycle.then(|| self.spare.clone()),
+        }))
     }
 }
 
@@ -127,5 +217,37 @@ impl FrameWriter {
     /// The stream, for writing frames some other way after the handshake.
     pub fn into_inner(self) -> Box<dyn AsyncWrite + Send + Unpin> {
         self.inner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_frames_return_to_their_spare_and_small_ones_do_not() {
+        let spare = Spare::default();
+        drop(Frame {
+            bytes: vec![1; 100],
+            spare: Some(spare.clone()),
+        });
+        assert!(spare.take(0).is_none(), "small buffers are not kept");
+        drop(Frame {
+            bytes: vec![1; RECYCLE_MIN],
+            spare: Some(spare.clone()),
+        });
+        assert!(
+            spare.take(RECYCLE_MIN + 1).is_none(),
+            "too small for the request"
+        );
+        let reused = spare.take(RECYCLE_MIN).expect("kept");
+        assert!(reused.is_empty() && reused.capacity() >= RECYCLE_MIN);
+        assert!(spare.take(0).is_none(), "taken once");
+    }
+
+    #[test]
+    fn a_reused_buffer_starts_a_frame_from_scratch() {
+        let buffer = frame_buffer_in(vec![9; 1000]);
+        assert_eq!(buffer, [0; HEADER_LEN]);
     }
 }

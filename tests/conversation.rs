@@ -826,3 +826,29 @@ async fn a_second_server_on_a_taken_address_gets_addr_in_use() {
     let client = Client::connect(second.connector()).await.unwrap();
     assert_eq!(client.request::<_, i64>("add", &(2, 2)).await.unwrap(), 4);
 }
+
+#[tokio::test]
+async fn large_bodies_round_trip_intact_again_and_again() {
+    // Large frames reuse their buffers on both sides; a stale byte would show.
+    let server = Server::bind(&Connector::local(), test_router())
+        .await
+        .unwrap();
+    for format in [Format::Json, Format::MsgPack] {
+        let connector = server.connector().clone().with_format(format);
+        let client = Client::connect(&connector).await.unwrap();
+        for (size, fill) in [
+            (300_000, 'a'),
+            (100_000, 'b'),
+            (500_000, 'c'),
+            (70_000, 'd'),
+        ] {
+            let text: String = std::iter::repeat_n(fill, size).collect();
+            let echoed: String = client.request("echo", &text).await.unwrap();
+            assert_eq!(echoed.len(), size);
+            assert!(
+                echoed.chars().all(|c| c == fill),
+                "{format:?}, {size} bytes of {fill}"
+            );
+        }
+    }
+}

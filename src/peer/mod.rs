@@ -30,7 +30,7 @@ use tokio::task::AbortHandle;
 use crate::connector::Format;
 use crate::error::{Error, Result};
 use crate::protocol::{Body, Message, RequestId, code, message, serializer};
-use crate::transport::{FrameReader, FrameWriter};
+use crate::transport::{FrameReader, FrameWriter, Spare};
 
 mod outbox;
 use outbox::Outbox;
@@ -60,6 +60,8 @@ enum Reply {
 
 struct Shared {
     client_id: String,
+    /// Large frames the outbox has finished writing, for reuse.
+    sent: Spare,
     peer_pid: Option<u32>,
     format: Format,
     max_frame: u32,
@@ -125,6 +127,12 @@ impl Peer {
         self.shared.max_frame
     }
 
+    /// Memory to build the next outgoing frame in: the spare large buffer
+    /// if an earlier large frame has been written, else a fresh one.
+    pub(crate) fn buffer(&self) -> Vec<u8> {
+        self.shared.sent.take(0).unwrap_or_default()
+    }
+
     /// True once the connection is closed, from either side.
     pub fn is_closed(&self) -> bool {
         self.shared.state.load(Ordering::SeqCst) != OPEN
@@ -169,7 +177,14 @@ impl Peer {
     {
         let shared = &self.shared;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = message::request(id, route, shared.format, params, shared.max_frame)?;
+        let frame = message::request(
+            self.buffer(),
+            id,
+            route,
+            shared.format,
+            params,
+            shared.max_frame,
+        )?;
         let (tx, rx) = oneshot::channel();
         lock(&shared.pending).insert(id, tx);
         let mut guard = PendingGuard {
@@ -203,8 +218,13 @@ impl Peer {
     /// Sends a notification: no response, no waiting beyond queueing it.
     pub async fn throw<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
         self.check_open()?;
-        let frame =
-            message::notification(route, self.shared.format, params, self.shared.max_frame)?;
+        let frame = message::notification(
+            self.buffer(),
+            route,
+            self.shared.format,
+            params,
+            self.shared.max_frame,
+        )?;
         self.shared
             .outbox
             .send(frame)
@@ -284,13 +304,15 @@ impl Connection {
         settings: Settings,
         inbound: Arc<dyn Inbound>,
     ) -> Connection {
+        let sent = Spare::default();
         let shared = Arc::new(Shared {
+            outbox: Outbox::new(writer.into_inner(), sent.clone()),
+            sent,
             client_id: settings.client_id,
             peer_pid: settings.peer_pid,
             format: settings.format,
             max_frame: settings.max_frame,
             default_timeout: settings.default_timeout,
-            outbox: Outbox::new(writer.into_inner()),
             next_id: AtomicU64::new(1),
             state: AtomicU8::new(OPEN),
             pending: Mutex::default(),

@@ -19,6 +19,8 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::io::AsyncWrite;
 
+use crate::transport::Spare;
+
 /// Frames queued before senders wait: a peer that stops reading slows its
 /// senders down instead of growing memory without bound.
 const CAPACITY: usize = 1024;
@@ -53,6 +55,8 @@ struct State {
     broken: bool,
     writer: Option<Waker>,
     waiting_for_space: Vec<Waker>,
+    /// Where fully written large frames go, to carry the next one.
+    spare: Spare,
 }
 
 fn lock(mutex: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -64,8 +68,8 @@ fn lock(mutex: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl Outbox {
-    /// An outbox writing to `sink`.
-    pub fn new(sink: Box<dyn AsyncWrite + Send + Unpin>) -> Outbox {
+    /// An outbox writing to `sink`, handing written large frames to `spare`.
+    pub fn new(sink: Box<dyn AsyncWrite + Send + Unpin>, spare: Spare) -> Outbox {
         Outbox {
             state: Mutex::new(State {
                 sink,
@@ -76,6 +80,7 @@ impl Outbox {
                 broken: false,
                 writer: None,
                 waiting_for_space: Vec::new(),
+                spare,
             }),
         }
     }
@@ -214,7 +219,9 @@ impl State {
                 Poll::Ready(Ok(n)) => {
                     self.written += n;
                     if self.written == front.len() {
-                        self.queue.pop_front();
+                        if let Some(done) = self.queue.pop_front() {
+                            self.spare.put(done);
+                        }
                         self.written = 0;
                         if let Some(sender) = self.waiting_for_space.pop() {
                             sender.wake();

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::serializer;
 use crate::connector::Format;
 use crate::error::{Error, Result};
-use crate::transport::{frame_buffer, seal};
+use crate::transport::{Frame, frame_buffer, frame_buffer_in, seal};
 
 const REQUEST: u8 = 1;
 const NOTIFICATION: u8 = 2;
@@ -26,7 +26,7 @@ pub type RequestId = u64;
 /// either out of it.
 #[derive(Debug)]
 pub struct Body {
-    frame: Vec<u8>,
+    frame: Frame,
     route: std::ops::Range<usize>,
     start: usize,
 }
@@ -84,7 +84,7 @@ pub enum Message {
 
 impl Message {
     /// Decodes a frame body; anything malformed is a protocol violation.
-    pub fn parse(frame: Vec<u8>) -> Result<Message> {
+    pub fn parse(frame: Frame) -> Result<Message> {
         let mut cursor = Cursor {
             frame: &frame,
             pos: 0,
@@ -211,9 +211,10 @@ pub fn check_route(route: &str) -> Result<()> {
     Ok(())
 }
 
-fn with_route(kind: u8, id: Option<RequestId>, route: &str) -> Result<Vec<u8>> {
+fn with_route(buffer: Vec<u8>, kind: u8, id: Option<RequestId>, route: &str) -> Result<Vec<u8>> {
     check_route(route)?;
-    let mut buf = frame_buffer(64 + route.len());
+    let mut buf = frame_buffer_in(buffer);
+    buf.reserve(64 + route.len());
     buf.push(kind);
     if let Some(id) = id {
         buf.extend_from_slice(&id.to_le_bytes());
@@ -223,39 +224,43 @@ fn with_route(kind: u8, id: Option<RequestId>, route: &str) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// A sealed request frame.
+/// A sealed request frame, built in `buffer` (pass `Vec::new()` or a spare
+/// buffer to reuse its memory).
 pub fn request<T: Serialize + ?Sized>(
+    buffer: Vec<u8>,
     id: RequestId,
     route: &str,
     format: Format,
     params: &T,
     max: u32,
 ) -> Result<Vec<u8>> {
-    let mut buf = with_route(REQUEST, Some(id), route)?;
+    let mut buf = with_route(buffer, REQUEST, Some(id), route)?;
     serializer::encode_into(format, &mut buf, params)?;
     seal(buf, max)
 }
 
-/// A sealed notification frame.
+/// A sealed notification frame, built in `buffer`.
 pub fn notification<T: Serialize + ?Sized>(
+    buffer: Vec<u8>,
     route: &str,
     format: Format,
     params: &T,
     max: u32,
 ) -> Result<Vec<u8>> {
-    let mut buf = with_route(NOTIFICATION, None, route)?;
+    let mut buf = with_route(buffer, NOTIFICATION, None, route)?;
     serializer::encode_into(format, &mut buf, params)?;
     seal(buf, max)
 }
 
-/// A sealed success response frame.
+/// A sealed success response frame, built in `buffer`.
 pub fn response<T: Serialize + ?Sized>(
+    buffer: Vec<u8>,
     id: RequestId,
     format: Format,
     result: &T,
     max: u32,
 ) -> Result<Vec<u8>> {
-    let mut buf = frame_buffer(64);
+    let mut buf = frame_buffer_in(buffer);
     buf.push(RESPONSE);
     buf.extend_from_slice(&id.to_le_bytes());
     serializer::encode_into(format, &mut buf, result)?;
@@ -290,13 +295,13 @@ mod tests {
     use crate::protocol::code;
     use proptest::prelude::*;
 
-    fn body_of(frame: Vec<u8>) -> Vec<u8> {
-        frame[crate::transport::HEADER_LEN..].to_vec()
+    fn body_of(frame: Vec<u8>) -> Frame {
+        frame[crate::transport::HEADER_LEN..].to_vec().into()
     }
 
     #[test]
     fn every_message_kind_round_trips() {
-        let frame = request(9, "route", Format::Json, &[1, 2], u32::MAX).unwrap();
+        let frame = request(Vec::new(), 9, "route", Format::Json, &[1, 2], u32::MAX).unwrap();
         match Message::parse(body_of(frame)).unwrap() {
             Message::Request { id, body } => {
                 assert_eq!(
@@ -320,7 +325,7 @@ mod tests {
             Message::parse(body_of(cancel(3))).unwrap(),
             Message::Cancel { id: 3 }
         ));
-        let frame = notification("n", Format::Json, &"x", u32::MAX).unwrap();
+        let frame = notification(Vec::new(), "n", Format::Json, &"x", u32::MAX).unwrap();
         assert!(matches!(
             Message::parse(body_of(frame)).unwrap(),
             Message::Notification { .. }
@@ -342,7 +347,7 @@ mod tests {
     #[test]
     fn oversized_routes_are_refused_before_sending() {
         let route = "r".repeat(MAX_ROUTE_LEN + 1);
-        assert!(request(1, &route, Format::Json, &(), u32::MAX).is_err());
+        assert!(request(Vec::new(), 1, &route, Format::Json, &(), u32::MAX).is_err());
     }
 
     proptest! {
@@ -350,7 +355,7 @@ mod tests {
         // never panics.
         #[test]
         fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let _ = Message::parse(bytes);
+            let _ = Message::parse(bytes.into());
         }
     }
 }
