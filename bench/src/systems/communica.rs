@@ -1,0 +1,175 @@
+//! `communica`: the Python library from PyPI, in a virtual environment the
+//! harness creates on demand (`<target dir>/communica-venv`, with
+//! `communica[msgpack]`). Both sides are Python: the harness starts
+//! `communica_bench.py serve` and `communica_bench.py client`, sends the
+//! client driver one command per batch, and reads back the times it
+//! measured itself (see the script's docstring). Small requests use
+//! communica's default JSON serializer; the bulk payload goes to a second
+//! server with its msgpack serializer, as `bin`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+
+use crate::procs::ChildProcess;
+
+/// The driver script, shipped in bench/python and written into the venv.
+const SCRIPT: &str = include_str!("../../python/communica_bench.py");
+/// What gets installed into the venv.
+const REQUIREMENT: &str = "communica[msgpack]";
+
+/// Makes sure `venv` exists with communica installed and the driver script
+/// written; returns the venv's Python. Idempotent: an existing, complete
+/// venv is left alone.
+pub fn prepare_venv(venv: &Path) -> Result<PathBuf> {
+    let python = venv.join("bin").join("python");
+    if !python.exists() {
+        eprintln!(
+            "communica: creating a virtual environment in {}",
+            venv.display()
+        );
+        run(Command::new("python3").args(["-m", "venv"]).arg(venv))
+            .context("python3 -m venv (is python3 with the venv module installed?)")?;
+    }
+    let importable = || {
+        Command::new(&python)
+            .args(["-c", "import communica, msgpack"])
+            .output()
+            .is_ok_and(|out| out.status.success())
+    };
+    if !importable() {
+        eprintln!("communica: pip install {REQUIREMENT}");
+        run(Command::new(&python).args(["-m", "pip", "install", "--quiet", REQUIREMENT]))
+            .with_context(|| format!("pip install {REQUIREMENT}"))?;
+        if !importable() {
+            bail!("communica is still not importable after pip install");
+        }
+    }
+    std::fs::write(script(venv), SCRIPT).context("writing the communica driver script")?;
+    Ok(python)
+}
+
+/// "Python X, communica Y, msgpack Z" from a prepared venv.
+pub fn describe_python(venv: &Path) -> Option<String> {
+    const PROBE: &str = "import sys, importlib.metadata as m; \
+        print('Python', sys.version.split()[0] + ', communica', m.version('communica') + ', msgpack', m.version('msgpack'))";
+    let out = Command::new(venv.join("bin").join("python"))
+        .args(["-c", PROBE])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn script(venv: &Path) -> PathBuf {
+    venv.join("communica_bench.py")
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let status = command.status()?;
+    if !status.success() {
+        bail!("exited with {status}");
+    }
+    Ok(())
+}
+
+/// Client session: the Python client driver and the Python server (in that
+/// order, so the driver stops first).
+pub struct Client {
+    driver: ChildProcess,
+    server: ChildProcess,
+}
+
+impl Client {
+    /// Prepares the venv, starts the server and the client driver.
+    pub fn open(venv: &Path) -> Result<Client> {
+        let python = prepare_venv(venv)?;
+        let mut command = Command::new(&python);
+        command.arg(script(venv)).arg("serve");
+        let mut server = ChildProcess::spawn(command, "communica server")?;
+        let names: Value = serde_json::from_str(&server.next_line()?)?;
+        let name = |key: &str| {
+            names[key]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("no {key} name in the server's line"))
+        };
+        let mut command = Command::new(&python);
+        command
+            .arg(script(venv))
+            .arg("client")
+            .arg(name("json")?)
+            .arg(name("msgpack")?);
+        let driver = ChildProcess::spawn(command, "communica client")?;
+        let mut client = Client { driver, server };
+        client.reply()?; // {"ready": true} once both clients are connected
+        Ok(client)
+    }
+
+    /// Sends one command line and returns the driver's reply.
+    fn command(&mut self, line: &str) -> Result<Value> {
+        self.driver.send_line(line)?;
+        self.reply()
+    }
+
+    fn reply(&mut self) -> Result<Value> {
+        let reply: Value = serde_json::from_str(&self.driver.next_line()?)?;
+        if let Some(error) = reply.get("error") {
+            bail!("communica: {}", error.as_str().unwrap_or_default());
+        }
+        Ok(reply)
+    }
+
+    /// A command whose reply is a list of nanosecond timings.
+    fn timings(&mut self, line: &str) -> Result<Vec<Duration>> {
+        let reply = self.command(line)?;
+        reply["ns"]
+            .as_array()
+            .ok_or_else(|| anyhow!("no timings in the reply to {line:?}"))?
+            .iter()
+            .map(|ns| {
+                ns.as_u64()
+                    .map(Duration::from_nanos)
+                    .ok_or_else(|| anyhow!("bad timing {ns}"))
+            })
+            .collect()
+    }
+}
+
+impl super::Session for Client {
+    fn server_pid(&self) -> u32 {
+        self.server.pid()
+    }
+
+    fn rtt(&mut self, count: usize) -> Result<Vec<Duration>> {
+        self.timings(&format!("rtt {count}"))
+    }
+
+    fn pipelined(&mut self, count: usize, depth: usize) -> Result<Duration> {
+        let total = self.timings(&format!("pipelined {count} {depth}"))?;
+        total
+            .first()
+            .copied()
+            .ok_or_else(|| anyhow!("no total time"))
+    }
+
+    fn bulk(&mut self, payload: &[u8], count: usize) -> Result<Vec<Duration>> {
+        // The driver makes its own payload of the same size (os.urandom).
+        self.timings(&format!("bulk {} {count}", payload.len()))
+    }
+
+    fn connect(&mut self, count: usize) -> Result<Vec<Duration>> {
+        self.timings(&format!("connect {count}"))
+    }
+
+    fn hold_idle(&mut self, count: usize, measure: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        self.command(&format!("idle {count}"))?;
+        let result = measure();
+        self.command("release")?;
+        result
+    }
+}

@@ -1,0 +1,194 @@
+//! `switchboard_local_json`, `switchboard_local_msgpack`,
+//! `switchboard_tcp_json`: the library under test, through its public API
+//! only. The server serves `echo` (`String -> String`) and `bulk`
+//! (`serde_bytes::ByteBuf -> u64`, so MessagePack carries the payload as
+//! `bin`; JSON has no byte type and writes an array of numbers).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use futures::{StreamExt, TryStreamExt};
+use serde_bytes::{ByteBuf, Bytes};
+use switchboard::{Address, Client as SbClient, Connector, Format, HandlerError, Router, Server};
+use tokio::runtime::Runtime;
+
+use super::{Flavor, SMALL_TEXT, check_bulk, check_echo};
+use crate::procs::{self, ChildProcess};
+
+/// Which connector and body format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// `Connector::local()`, JSON bodies.
+    LocalJson,
+    /// `Connector::local().with_format(Format::MsgPack)`.
+    LocalMsgPack,
+    /// `Connector::tcp("127.0.0.1", 0)`, JSON bodies.
+    TcpJson,
+}
+
+impl Variant {
+    fn system(self) -> &'static str {
+        match self {
+            Variant::LocalJson => "switchboard_local_json",
+            Variant::LocalMsgPack => "switchboard_local_msgpack",
+            Variant::TcpJson => "switchboard_tcp_json",
+        }
+    }
+
+    fn format(self) -> Format {
+        match self {
+            Variant::LocalMsgPack => Format::MsgPack,
+            Variant::LocalJson | Variant::TcpJson => Format::Json,
+        }
+    }
+}
+
+fn router() -> Router {
+    Router::new()
+        .route(
+            "echo",
+            |text: String| async move { Ok::<_, HandlerError>(text) },
+        )
+        .route("bulk", |data: ByteBuf| async move {
+            Ok::<_, HandlerError>(data.len() as u64)
+        })
+}
+
+/// Server: binds the variant's connector and prints its string.
+pub fn serve(variant: Variant, flavor: Flavor) -> Result<()> {
+    flavor.runtime()?.block_on(async {
+        let connector = match variant {
+            Variant::TcpJson => Connector::tcp("127.0.0.1", 0)?,
+            Variant::LocalJson | Variant::LocalMsgPack => Connector::local(),
+        };
+        let server = Server::bind(&connector, router()).await?;
+        let socket = match server.connector().address() {
+            Address::Unix(path) => Some(path.clone()),
+            _ => None,
+        };
+        procs::exit_when_stdin_closes(move || {
+            // The process exits without dropping the server: remove its
+            // socket and private directory here.
+            if let Some(path) = socket {
+                let _ = std::fs::remove_file(&path);
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::remove_dir(dir);
+                }
+            }
+        });
+        println!("{}", server.connector().dump_state());
+        std::future::pending::<()>().await;
+        drop(server);
+        Ok(())
+    })
+}
+
+/// Client session.
+pub struct Client {
+    server: ChildProcess,
+    runtime: Runtime,
+    connector: Connector,
+    client: SbClient,
+}
+
+impl Client {
+    /// Starts the server and connects.
+    pub fn open(variant: Variant, flavor: Flavor) -> Result<Client> {
+        let mut server = ChildProcess::spawn_self(variant.system(), &flavor.serve_args())?;
+        let connector = Connector::load_state(&server.next_line()?)?.with_format(variant.format());
+        let runtime = flavor.runtime()?;
+        let client = runtime.block_on(SbClient::connect(&connector))?;
+        if client.peer().format() != variant.format() {
+            bail!("the handshake settled {:?}", client.peer().format());
+        }
+        Ok(Client {
+            server,
+            runtime,
+            connector,
+            client,
+        })
+    }
+}
+
+async fn echo(client: &SbClient) -> Result<String> {
+    Ok(client.request("echo", SMALL_TEXT).await?)
+}
+
+impl super::Session for Client {
+    fn server_pid(&self) -> u32 {
+        self.server.pid()
+    }
+
+    fn rtt(&mut self, count: usize) -> Result<Vec<Duration>> {
+        let client = &self.client;
+        self.runtime.block_on(async {
+            let mut samples = Vec::with_capacity(count);
+            let mut answer = String::new();
+            for _ in 0..count {
+                let start = Instant::now();
+                answer = echo(client).await?;
+                samples.push(start.elapsed());
+            }
+            check_echo(answer.as_bytes())?;
+            Ok(samples)
+        })
+    }
+
+    fn pipelined(&mut self, count: usize, depth: usize) -> Result<Duration> {
+        let client = &self.client;
+        self.runtime.block_on(async {
+            let start = Instant::now();
+            futures::stream::iter(0..count)
+                .map(|_| echo(client))
+                .buffer_unordered(depth)
+                .try_for_each(|answer| async move { check_echo(answer.as_bytes()) })
+                .await?;
+            Ok(start.elapsed())
+        })
+    }
+
+    fn bulk(&mut self, payload: &[u8], count: usize) -> Result<Vec<Duration>> {
+        let client = &self.client;
+        self.runtime.block_on(async {
+            let mut samples = Vec::with_capacity(count);
+            for _ in 0..count {
+                let start = Instant::now();
+                let answer: u64 = client.request("bulk", Bytes::new(payload)).await?;
+                samples.push(start.elapsed());
+                check_bulk(answer, payload.len())?;
+            }
+            Ok(samples)
+        })
+    }
+
+    fn connect(&mut self, count: usize) -> Result<Vec<Duration>> {
+        let connector = &self.connector;
+        self.runtime.block_on(async {
+            let mut samples = Vec::with_capacity(count);
+            for _ in 0..count {
+                let start = Instant::now();
+                let client = SbClient::connect(connector).await?;
+                let answer = echo(&client).await?;
+                samples.push(start.elapsed());
+                check_echo(answer.as_bytes())?;
+                client.close().await;
+            }
+            Ok(samples)
+        })
+    }
+
+    fn hold_idle(&mut self, count: usize, measure: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        let connector = &self.connector;
+        self.runtime.block_on(async {
+            let mut clients = Vec::with_capacity(count);
+            for _ in 0..count {
+                clients.push(SbClient::connect(connector).await?);
+            }
+            let result = measure();
+            for client in clients {
+                client.close().await;
+            }
+            result
+        })
+    }
+}

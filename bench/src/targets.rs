@@ -1,0 +1,138 @@
+//! The targets switchboard will be held to, as ratios or limits within one
+//! run, checked as PASS, MISS or N/A (a system needed was not measured).
+
+use crate::report::{number, unit};
+use crate::scenarios::{BANDWIDTH, CONNECT, IDLE, PIPELINED, RTT_P50, Results};
+
+/// One of the library's targets.
+struct Target {
+    key: &'static str,
+    system: &'static str,
+    rule: Rule,
+}
+
+enum Rule {
+    AtMost(Bound),
+    Below(Bound),
+    AtLeast(Bound),
+}
+
+enum Bound {
+    Value(f64),
+    Times(f64, &'static str),
+}
+
+const TARGETS: [Target; 8] = [
+    Target {
+        key: RTT_P50,
+        system: "switchboard_local_json",
+        rule: Rule::AtMost(Bound::Times(1.25, "raw_tokio_local")),
+    },
+    Target {
+        key: RTT_P50,
+        system: "switchboard_local_json",
+        rule: Rule::Below(Bound::Times(1.0, "tarpc_uds")),
+    },
+    Target {
+        key: RTT_P50,
+        system: "switchboard_local_json",
+        rule: Rule::Below(Bound::Times(1.0, "ipc_channel")),
+    },
+    Target {
+        key: PIPELINED,
+        system: "switchboard_local_json",
+        rule: Rule::AtLeast(Bound::Value(300_000.0)),
+    },
+    Target {
+        key: PIPELINED,
+        system: "switchboard_local_json",
+        rule: Rule::AtLeast(Bound::Times(3.0, "tarpc_uds")),
+    },
+    Target {
+        key: BANDWIDTH,
+        system: "switchboard_local_msgpack",
+        rule: Rule::AtLeast(Bound::Times(0.7, "raw_blocking_uds")),
+    },
+    Target {
+        key: CONNECT,
+        system: "switchboard_local_json",
+        rule: Rule::AtMost(Bound::Value(2.0)),
+    },
+    Target {
+        key: IDLE,
+        system: "switchboard_local_json",
+        rule: Rule::Below(Bound::Value(64.0)),
+    },
+];
+
+impl Target {
+    fn describe(&self) -> String {
+        let (op, bound) = match &self.rule {
+            Rule::AtMost(b) => ("<=", b),
+            Rule::Below(b) => ("<", b),
+            Rule::AtLeast(b) => (">=", b),
+        };
+        let bound = match bound {
+            Bound::Value(v) => format!("{} {}", number(*v), unit(self.key).0),
+            Bound::Times(f, s) if *f == 1.0 => s.to_string(),
+            Bound::Times(f, s) => format!("{f} x {s}"),
+        };
+        format!("{}: {} {op} {bound}", self.key, self.system)
+    }
+
+    /// PASS/MISS with the numbers, or N/A when something is missing.
+    fn check(&self, results: &Results) -> (&'static str, String) {
+        let bound = |b: &Bound| match b {
+            Bound::Value(v) => Some(*v),
+            Bound::Times(f, s) => results.get(self.key, s).map(|v| v * f),
+        };
+        let (ok, limit) = match (&self.rule, results.get(self.key, self.system)) {
+            (_, None) => return ("N/A", format!("{} not measured", self.system)),
+            (Rule::AtMost(b), Some(v)) => (bound(b).map(|l| v <= l), bound(b)),
+            (Rule::Below(b), Some(v)) => (bound(b).map(|l| v < l), bound(b)),
+            (Rule::AtLeast(b), Some(v)) => (bound(b).map(|l| v >= l), bound(b)),
+        };
+        let value = results.get(self.key, self.system).unwrap_or_default();
+        match (ok, limit) {
+            (Some(ok), Some(limit)) => (
+                if ok { "PASS" } else { "MISS" },
+                format!("measured {}, limit {}", number(value), number(limit)),
+            ),
+            _ => ("N/A", "the comparison system was not measured".into()),
+        }
+    }
+}
+
+/// Every target checked: (description, `PASS`/`MISS`/`N/A`, the numbers).
+pub fn check_all(results: &Results) -> Vec<(String, &'static str, String)> {
+    TARGETS
+        .iter()
+        .map(|t| {
+            let (status, detail) = t.check(results);
+            (t.describe(), status, detail)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_pass_miss_and_missing() {
+        let mut results = Results::default();
+        let mut set = |k, s, v| {
+            results.values.entry(k).or_default().insert(s, v);
+        };
+        set(RTT_P50, "switchboard_local_json", 24.0);
+        set(RTT_P50, "raw_tokio_local", 20.0);
+        set(RTT_P50, "tarpc_uds", 23.0);
+        set(CONNECT, "switchboard_local_json", 1.5);
+        let checks = check_all(&results);
+        assert_eq!(checks[0].1, "PASS"); // 24 <= 25
+        assert_eq!(checks[1].1, "MISS"); // 24 < 23
+        assert_eq!(checks[2].1, "N/A"); // no ipc_channel
+        assert_eq!(checks[6].1, "PASS");
+        assert_eq!(checks[7].1, "N/A");
+    }
+}
