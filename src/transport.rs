@@ -6,7 +6,8 @@
 //! one write is the peer's job (its outbox).
 
 use std::ops::Deref;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
@@ -38,20 +39,36 @@ pub const RECYCLE_MIN: usize = 64 * 1024;
 /// the code that needs the next one. Connections that never move a large
 /// frame never hold one.
 #[derive(Clone, Default, Debug)]
-pub struct Spare(Arc<Mutex<Option<Vec<u8>>>>);
+pub struct Spare(Arc<SpareSlot>);
+
+#[derive(Default, Debug)]
+struct SpareSlot {
+    /// A hint read without the lock, so the common empty case (connections
+    /// of small messages) never locks.
+    full: AtomicBool,
+    buffer: Mutex<Option<Vec<u8>>>,
+}
 
 impl Spare {
+    fn slot(&self) -> MutexGuard<'_, Option<Vec<u8>>> {
+        self.0
+            .buffer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// The spare buffer, emptied, if there is one with at least `capacity`
     /// bytes of room.
     pub fn take(&self, capacity: usize) -> Option<Vec<u8>> {
-        let mut slot = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !self.0.full.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut slot = self.slot();
         if slot.as_ref()?.capacity() < capacity {
             return None;
         }
         let mut buffer = slot.take()?;
+        self.0.full.store(false, Ordering::Relaxed);
         buffer.clear();
         Some(buffer)
     }
@@ -59,12 +76,10 @@ impl Spare {
     /// Keeps `buffer` for reuse if it is large and the slot is free.
     pub fn put(&self, buffer: Vec<u8>) {
         if buffer.capacity() >= RECYCLE_MIN {
-            let mut slot = self
-                .0
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut slot = self.slot();
             if slot.is_none() {
                 *slot = Some(buffer);
+                self.0.full.store(true, Ordering::Relaxed);
             }
         }
     }

@@ -507,7 +507,9 @@ async fn read_loop(mut reader: FrameReader, peer: Peer, inbound: Arc<dyn Inbound
 /// to wait continues in a task of its own, where a cancel can reach it.
 async fn handle_request(peer: &Peer, inbound: &Arc<dyn Inbound>, id: RequestId, body: Body) {
     let shared = &peer.shared;
-    if lock(&shared.running).contains_key(&id) {
+    // Only a handler still running in its own task can share the id; with
+    // none active (the common case) there is nothing to look up.
+    if shared.active.load(Ordering::SeqCst) > 0 && lock(&shared.running).contains_key(&id) {
         let frame = message::error(
             id,
             code::INVALID_REQUEST,
