@@ -171,9 +171,12 @@ where
             return id.map(|id| message::error(id, code::INVALID_PARAMS, &text));
         }
     };
-    drop(body);
+    // The request's own memory carries the response (a large one goes back
+    // to the reader for the next large frame instead).
+    let buffer = body
+        .into_small_buffer()
+        .unwrap_or_else(|| ctx.peer.buffer());
     let max_frame = ctx.peer.max_frame();
-    let buffer = ctx.peer.buffer();
     let outcome = call(ctx, params).await;
     let id = id?;
     Some(match outcome {
@@ -314,34 +317,21 @@ impl Router {
 }
 
 impl Inbound for Router {
-    fn request(&self, peer: Peer, id: RequestId, body: Body) -> BoxFuture<Vec<u8>> {
+    fn request(&self, peer: Peer, id: RequestId, body: Body) -> BoxFuture<Option<Vec<u8>>> {
         let Some((route, handler)) = self.find(body.route()) else {
             let text = format!("no route named {:?}", body.route());
-            return Box::pin(std::future::ready(message::error(
-                id,
-                code::METHOD_NOT_FOUND,
-                &text,
-            )));
+            let frame = message::error(id, code::METHOD_NOT_FOUND, &text);
+            return Box::pin(std::future::ready(Some(frame)));
         };
-        let ctx = Context { peer, route };
-        let work = handler(ctx, body, Some(id));
-        Box::pin(async move {
-            work.await.unwrap_or_else(|| {
-                message::error(id, code::INTERNAL_ERROR, "handler produced no response")
-            })
-        })
+        handler(Context { peer, route }, body, Some(id))
     }
 
-    fn notification(&self, peer: Peer, body: Body) -> BoxFuture<()> {
+    fn notification(&self, peer: Peer, body: Body) -> BoxFuture<Option<Vec<u8>>> {
         // Notifications ask for no answer, so an unknown route or a failing
         // handler is dropped here by design.
         let Some((route, handler)) = self.find(body.route()) else {
-            return Box::pin(std::future::ready(()));
+            return Box::pin(std::future::ready(None));
         };
-        let ctx = Context { peer, route };
-        let work = handler(ctx, body, None);
-        Box::pin(async move {
-            work.await;
-        })
+        handler(Context { peer, route }, body, None)
     }
 }

@@ -19,13 +19,17 @@ pub const HEADER_LEN: usize = 4;
 /// A buffer for building one outgoing frame: the length prefix is reserved
 /// and filled in by [`seal`].
 pub fn frame_buffer(capacity: usize) -> Vec<u8> {
-    frame_buffer_in(Vec::with_capacity(HEADER_LEN + capacity))
+    let mut buffer = Vec::with_capacity(HEADER_LEN + capacity);
+    buffer.extend_from_slice(&[0; HEADER_LEN]);
+    buffer
 }
 
 /// Like [`frame_buffer`], building in `buffer` (emptied first) to reuse its
 /// memory.
 pub fn frame_buffer_in(mut buffer: Vec<u8>) -> Vec<u8> {
     buffer.clear();
+    // Room for a typical small message, so encoding it never reallocates.
+    buffer.reserve(256);
     buffer.extend_from_slice(&[0; HEADER_LEN]);
     buffer
 }
@@ -98,6 +102,14 @@ impl Deref for Frame {
 
     fn deref(&self) -> &[u8] {
         &self.bytes
+    }
+}
+
+impl Frame {
+    /// The memory, for building another frame in, unless it is large: a
+    /// large one goes back to its reader's spare when dropped instead.
+    pub fn into_small_buffer(mut self) -> Option<Vec<u8>> {
+        (self.bytes.capacity() < RECYCLE_MIN).then(|| std::mem::take(&mut self.bytes))
     }
 }
 

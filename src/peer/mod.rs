@@ -42,11 +42,12 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// router; the peer knows nothing of routes beyond their names.
 pub trait Inbound: Send + Sync + 'static {
     /// Handles a request and returns the sealed response frame (success or
-    /// error) for `id`.
-    fn request(&self, peer: Peer, id: RequestId, body: Body) -> BoxFuture<Vec<u8>>;
+    /// error) for `id`. `None` would be a bug in the implementation; the
+    /// requester then gets an internal error.
+    fn request(&self, peer: Peer, id: RequestId, body: Body) -> BoxFuture<Option<Vec<u8>>>;
 
-    /// Handles a notification; nothing is sent back.
-    fn notification(&self, peer: Peer, body: Body) -> BoxFuture<()>;
+    /// Handles a notification; nothing is sent back (the output is `None`).
+    fn notification(&self, peer: Peer, body: Body) -> BoxFuture<Option<Vec<u8>>>;
 }
 
 const OPEN: u8 = 0;
@@ -532,18 +533,20 @@ async fn handle_request(peer: &Peer, inbound: &Arc<dyn Inbound>, id: RequestId, 
 
 fn response_frame(
     id: RequestId,
-    outcome: std::result::Result<Vec<u8>, Box<dyn Any + Send>>,
+    outcome: std::result::Result<Option<Vec<u8>>, Box<dyn Any + Send>>,
 ) -> Vec<u8> {
-    outcome.unwrap_or_else(|panic| {
-        message::error(
+    match outcome {
+        Ok(Some(frame)) => frame,
+        Ok(None) => message::error(id, code::INTERNAL_ERROR, "the handler produced no response"),
+        Err(panic) => message::error(
             id,
             code::INTERNAL_ERROR,
             &format!("handler panicked: {}", panic_message(&panic)),
-        )
-    })
+        ),
+    }
 }
 
-fn spawn_request(peer: &Peer, id: RequestId, work: CatchUnwind<Vec<u8>>) {
+fn spawn_request(peer: &Peer, id: RequestId, work: CatchUnwind<Option<Vec<u8>>>) {
     let done = ActiveGuard::new(peer);
     let task_peer = peer.clone();
     // The map stays locked until the handle is in it, so the task's own

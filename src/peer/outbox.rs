@@ -130,10 +130,10 @@ impl Outbox {
     }
 
     /// Expect a burst of sends: queue them for one write by the writer task.
+    /// The writer is not woken here: it would find nothing queued yet and
+    /// end the burst before it began.
     pub fn hold(&self) {
-        let mut state = lock(&self.state);
-        state.hold = true;
-        state.wake_writer();
+        lock(&self.state).hold = true;
     }
 
     /// Stops taking frames; the writer task writes what is queued, then
@@ -150,11 +150,15 @@ impl Outbox {
     pub async fn run_writer(&self) -> io::Result<()> {
         let written = poll_fn(|cx| {
             let mut state = lock(&self.state);
+            let had_work = !state.queue.is_empty();
             let outcome = state.write_queued(cx);
             match outcome {
                 Poll::Ready(Ok(())) => {
-                    // Empty: the burst, if any, is over.
-                    state.hold = false;
+                    // Everything the burst queued is out: the burst is over.
+                    // (Woken with nothing to write, it has not begun.)
+                    if had_work {
+                        state.hold = false;
+                    }
                     if state.closing || state.broken {
                         return Poll::Ready(Ok(()));
                     }

@@ -37,6 +37,12 @@ impl Body {
         &self.frame[self.start..]
     }
 
+    /// The frame's memory, emptied, for building another frame in, unless
+    /// it is large (a large one goes back to its reader's spare instead).
+    pub fn into_small_buffer(self) -> Option<Vec<u8>> {
+        self.frame.into_small_buffer()
+    }
+
     /// The route a request or notification is addressed to (empty for a
     /// response).
     pub fn route(&self) -> &str {
@@ -214,7 +220,7 @@ pub fn check_route(route: &str) -> Result<()> {
 fn with_route(buffer: Vec<u8>, kind: u8, id: Option<RequestId>, route: &str) -> Result<Vec<u8>> {
     check_route(route)?;
     let mut buf = frame_buffer_in(buffer);
-    buf.reserve(64 + route.len());
+    buf.reserve(route.len());
     buf.push(kind);
     if let Some(id) = id {
         buf.extend_from_slice(&id.to_le_bytes());
