@@ -105,6 +105,45 @@ pub struct Options {
 /// Every method runs a whole batch inside the system's own execution model
 /// (a blocking loop, or one `block_on` for the async systems) so the
 /// harness adds nothing to the timed region.
+/// Times `count` echo round trips, one at a time, and checks the last
+/// answer.
+pub async fn time_rtt<F, Fut>(count: usize, mut echo: F) -> Result<Vec<std::time::Duration>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<String>>,
+{
+    let mut samples = Vec::with_capacity(count);
+    let mut answer = String::new();
+    for _ in 0..count {
+        let start = std::time::Instant::now();
+        answer = echo().await?;
+        samples.push(start.elapsed());
+    }
+    check_echo(answer.as_bytes())?;
+    Ok(samples)
+}
+
+/// Times `count` echoes with `depth` in flight on one connection, checking
+/// every answer.
+pub async fn time_pipelined<F, Fut>(
+    count: usize,
+    depth: usize,
+    mut echo: F,
+) -> Result<std::time::Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<String>>,
+{
+    use futures::{StreamExt, TryStreamExt};
+    let start = std::time::Instant::now();
+    futures::stream::iter(0..count)
+        .map(|_| echo())
+        .buffer_unordered(depth)
+        .try_for_each(|answer| async move { check_echo(answer.as_bytes()) })
+        .await?;
+    Ok(start.elapsed())
+}
+
 pub trait Session {
     /// Process id of the server, for reading its memory use.
     fn server_pid(&self) -> u32;

@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use futures::{StreamExt, TryStreamExt};
 use serde_bytes::{ByteBuf, Bytes};
 use switchboard::{Address, Client as SbClient, Connector, Format, HandlerError, Router, Server};
 use tokio::runtime::Runtime;
@@ -121,30 +120,14 @@ impl super::Session for Client {
 
     fn rtt(&mut self, count: usize) -> Result<Vec<Duration>> {
         let client = &self.client;
-        self.runtime.block_on(async {
-            let mut samples = Vec::with_capacity(count);
-            let mut answer = String::new();
-            for _ in 0..count {
-                let start = Instant::now();
-                answer = echo(client).await?;
-                samples.push(start.elapsed());
-            }
-            check_echo(answer.as_bytes())?;
-            Ok(samples)
-        })
+        self.runtime
+            .block_on(super::time_rtt(count, || echo(client)))
     }
 
     fn pipelined(&mut self, count: usize, depth: usize) -> Result<Duration> {
         let client = &self.client;
-        self.runtime.block_on(async {
-            let start = Instant::now();
-            futures::stream::iter(0..count)
-                .map(|_| echo(client))
-                .buffer_unordered(depth)
-                .try_for_each(|answer| async move { check_echo(answer.as_bytes()) })
-                .await?;
-            Ok(start.elapsed())
-        })
+        self.runtime
+            .block_on(super::time_pipelined(count, depth, || echo(client)))
     }
 
     fn bulk(&mut self, payload: &[u8], count: usize) -> Result<Vec<Duration>> {

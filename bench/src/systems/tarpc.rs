@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use futures::{Future, StreamExt, TryStreamExt};
+use futures::{Future, StreamExt};
 use serde_bytes::ByteBuf;
 use tarpc::context::{self, Context};
 use tarpc::serde_transport;
@@ -118,30 +118,14 @@ impl super::Session for Client {
 
     fn rtt(&mut self, count: usize) -> Result<Vec<Duration>> {
         let client = &self.client;
-        self.runtime.block_on(async {
-            let mut samples = Vec::with_capacity(count);
-            let mut answer = String::new();
-            for _ in 0..count {
-                let start = Instant::now();
-                answer = echo(client).await?;
-                samples.push(start.elapsed());
-            }
-            check_echo(answer.as_bytes())?;
-            Ok(samples)
-        })
+        self.runtime
+            .block_on(super::time_rtt(count, || echo(client)))
     }
 
     fn pipelined(&mut self, count: usize, depth: usize) -> Result<Duration> {
         let client = &self.client;
-        self.runtime.block_on(async {
-            let start = Instant::now();
-            futures::stream::iter(0..count)
-                .map(|_| echo(client))
-                .buffer_unordered(depth)
-                .try_for_each(|answer| async move { check_echo(answer.as_bytes()) })
-                .await?;
-            Ok(start.elapsed())
-        })
+        self.runtime
+            .block_on(super::time_pipelined(count, depth, || echo(client)))
     }
 
     fn bulk(&mut self, payload: &[u8], count: usize) -> Result<Vec<Duration>> {
