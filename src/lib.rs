@@ -45,6 +45,7 @@ pub use connector::{Address, Connector, ConnectorError, Format, Secret};
 pub use error::{Error, Result};
 pub use handoff::{CommandExt, ENV_VAR};
 pub use peer::Peer;
+pub use protocol::Bytes;
 pub use router::{Context, Handler, HandlerError, Router};
 pub use server::{Server, ServerBuilder};
 

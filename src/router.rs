@@ -33,6 +33,7 @@ use crate::error::Result;
 use crate::peer::{BoxFuture, Inbound, Peer};
 use crate::protocol::message::{self, MAX_ROUTE_LEN};
 use crate::protocol::{Body, RequestId, code, serializer};
+use crate::transport::OutFrame;
 
 /// An error a handler returns: a code (JSON-RPC style, see
 /// [`protocol::code`](crate::protocol::code)) and a message for the caller.
@@ -139,7 +140,7 @@ impl Context {
 }
 
 type Erased =
-    Arc<dyn Fn(Context, Body, Option<RequestId>) -> BoxFuture<Option<Vec<u8>>> + Send + Sync>;
+    Arc<dyn Fn(Context, Body, Option<RequestId>) -> BoxFuture<Option<OutFrame>> + Send + Sync>;
 
 /// A function usable as a route handler. Implemented for async functions
 /// and closures of the shapes described in the [module docs](self); `Args`
@@ -153,10 +154,10 @@ pub trait Handler<Args>: Send + Sync + 'static {
 /// response frame (requests) or drops it (notifications).
 async fn run<T, R, E, Fut>(
     ctx: Context,
-    body: Body,
+    mut body: Body,
     id: Option<RequestId>,
     call: impl FnOnce(Context, T) -> Fut,
-) -> Option<Vec<u8>>
+) -> Option<OutFrame>
 where
     T: DeserializeOwned,
     R: Serialize,
@@ -164,7 +165,7 @@ where
     Fut: Future<Output = std::result::Result<R, E>>,
 {
     let format = ctx.peer.format();
-    let params: T = match serializer::decode(format, body.bytes()) {
+    let params: T = match serializer::decode_body(format, &mut body) {
         Ok(params) => params,
         Err(e) => {
             let text = format!("route {:?}: {e}", ctx.route);
@@ -317,7 +318,7 @@ impl Router {
 }
 
 impl Inbound for Router {
-    fn request(&self, peer: Peer, id: RequestId, body: Body) -> BoxFuture<Option<Vec<u8>>> {
+    fn request(&self, peer: Peer, id: RequestId, body: Body) -> BoxFuture<Option<OutFrame>> {
         let Some((route, handler)) = self.find(body.route()) else {
             let text = format!("no route named {:?}", body.route());
             let frame = message::error(id, code::METHOD_NOT_FOUND, &text);
@@ -326,7 +327,7 @@ impl Inbound for Router {
         handler(Context { peer, route }, body, Some(id))
     }
 
-    fn notification(&self, peer: Peer, body: Body) -> BoxFuture<Option<Vec<u8>>> {
+    fn notification(&self, peer: Peer, body: Body) -> BoxFuture<Option<OutFrame>> {
         // Notifications ask for no answer, so an unknown route or a failing
         // handler is dropped here by design.
         let Some((route, handler)) = self.find(body.route()) else {

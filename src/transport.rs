@@ -16,22 +16,148 @@ use crate::error::{Error, Result};
 /// Bytes in a frame's length prefix.
 pub const HEADER_LEN: usize = 4;
 
-/// A buffer for building one outgoing frame: the length prefix is reserved
-/// and filled in by [`seal`].
-pub fn frame_buffer(capacity: usize) -> Vec<u8> {
-    let mut buffer = Vec::with_capacity(HEADER_LEN + capacity);
-    buffer.extend_from_slice(&[0; HEADER_LEN]);
-    buffer
+/// An outgoing frame, length prefix included, built in place and sealed
+/// with [`seal`].
+///
+/// Its bytes are almost always one buffer. A large byte payload held as
+/// [`Bytes`](crate::Bytes) rides along by reference instead of being copied
+/// in, and the outbox writes the pieces with one vectored write.
+#[derive(Debug, Default)]
+pub struct OutFrame {
+    head: Vec<u8>,
+    /// What follows `head` on the wire, in order. Empty (and unallocated)
+    /// unless a payload is shared.
+    rest: Vec<Chunk>,
 }
 
-/// Like [`frame_buffer`], building in `buffer` (emptied first) to reuse its
-/// memory.
-pub fn frame_buffer_in(mut buffer: Vec<u8>) -> Vec<u8> {
-    buffer.clear();
-    // Room for a typical small message, so encoding it never reallocates.
-    buffer.reserve(256);
-    buffer.extend_from_slice(&[0; HEADER_LEN]);
-    buffer
+#[derive(Debug)]
+enum Chunk {
+    Shared(::bytes::Bytes),
+    Owned(Vec<u8>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Shared(bytes) => bytes,
+            Chunk::Owned(bytes) => bytes,
+        }
+    }
+}
+
+impl OutFrame {
+    /// An empty frame with room for `capacity` bytes after the prefix.
+    pub fn with_capacity(capacity: usize) -> OutFrame {
+        let mut head = Vec::with_capacity(HEADER_LEN + capacity);
+        head.extend_from_slice(&[0; HEADER_LEN]);
+        OutFrame {
+            head,
+            rest: Vec::new(),
+        }
+    }
+
+    /// An empty frame built in `buffer`'s memory (emptied first).
+    pub fn reusing(mut buffer: Vec<u8>) -> OutFrame {
+        buffer.clear();
+        // Room for a typical small message, so encoding it never reallocates.
+        buffer.reserve(256);
+        buffer.extend_from_slice(&[0; HEADER_LEN]);
+        OutFrame {
+            head: buffer,
+            rest: Vec::new(),
+        }
+    }
+
+    /// Sealed frames already laid out back to back in one buffer.
+    pub fn from_sealed(bytes: Vec<u8>) -> OutFrame {
+        OutFrame {
+            head: bytes,
+            rest: Vec::new(),
+        }
+    }
+
+    /// Bytes on the wire, prefix included.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.rest.iter().map(|c| c.bytes().len()).sum::<usize>()
+    }
+
+    /// Never true: a frame holds at least its length prefix.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True when all bytes are in one buffer ([`OutFrame::first`]).
+    pub fn is_contiguous(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    /// The first buffer: the whole frame when [`is_contiguous`](Self::is_contiguous).
+    pub fn first(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// Appends bytes.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.tail().extend_from_slice(bytes);
+    }
+
+    /// Appends one byte.
+    pub fn push(&mut self, byte: u8) {
+        self.tail().push(byte);
+    }
+
+    /// Appends `bytes` by reference, without copying them.
+    pub fn push_shared(&mut self, bytes: ::bytes::Bytes) {
+        self.rest.push(Chunk::Shared(bytes));
+    }
+
+    fn tail(&mut self) -> &mut Vec<u8> {
+        if matches!(self.rest.last(), Some(Chunk::Shared(_))) {
+            self.rest.push(Chunk::Owned(Vec::new()));
+        }
+        match self.rest.last_mut() {
+            Some(Chunk::Owned(tail)) => tail,
+            _ => &mut self.head,
+        }
+    }
+
+    /// The bytes from offset `skip` on, as slices for a vectored write.
+    pub fn slices_from(&self, mut skip: usize) -> Vec<std::io::IoSlice<'_>> {
+        let mut slices = Vec::with_capacity(1 + self.rest.len());
+        for bytes in std::iter::once(&self.head[..]).chain(self.rest.iter().map(Chunk::bytes)) {
+            if skip >= bytes.len() {
+                skip -= bytes.len();
+            } else {
+                slices.push(std::io::IoSlice::new(&bytes[skip..]));
+                skip = 0;
+            }
+        }
+        slices
+    }
+
+    /// The first buffer's memory, for reuse.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.head
+    }
+
+    /// All bytes in one buffer (copying shared payloads in).
+    pub fn into_vec(mut self) -> Vec<u8> {
+        for chunk in std::mem::take(&mut self.rest) {
+            self.head.extend_from_slice(chunk.bytes());
+        }
+        self.head
+    }
+}
+
+impl std::io::Write for OutFrame {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Frames at least this large are worth keeping for reuse: a fresh large
@@ -90,36 +216,31 @@ impl Spare {
 }
 
 /// A received frame's bytes (without the length prefix). A large one goes
-/// back to its reader's [`Spare`] when dropped.
+/// back to its reader's [`Spare`] when the last reference to it is dropped.
 #[derive(Debug)]
-pub struct Frame {
+pub struct Frame(Memory);
+
+#[derive(Debug)]
+enum Memory {
+    Owned(Recyclable),
+    /// Shared with values decoded from it (see [`Frame::share`]).
+    Shared(::bytes::Bytes),
+}
+
+/// Frame memory that returns to a [`Spare`] when dropped.
+#[derive(Debug)]
+struct Recyclable {
     bytes: Vec<u8>,
     spare: Option<Spare>,
 }
 
-impl Deref for Frame {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
+impl AsRef<[u8]> for Recyclable {
+    fn as_ref(&self) -> &[u8] {
         &self.bytes
     }
 }
 
-impl Frame {
-    /// The memory, for building another frame in, unless it is large: a
-    /// large one goes back to its reader's spare when dropped instead.
-    pub fn into_small_buffer(mut self) -> Option<Vec<u8>> {
-        (self.bytes.capacity() < RECYCLE_MIN).then(|| std::mem::take(&mut self.bytes))
-    }
-}
-
-impl From<Vec<u8>> for Frame {
-    fn from(bytes: Vec<u8>) -> Frame {
-        Frame { bytes, spare: None }
-    }
-}
-
-impl Drop for Frame {
+impl Drop for Recyclable {
     fn drop(&mut self) {
         if let Some(spare) = &self.spare {
             spare.put(std::mem::take(&mut self.bytes));
@@ -127,14 +248,61 @@ impl Drop for Frame {
     }
 }
 
-/// Fills in the length prefix of a buffer from [`frame_buffer`], refusing a
-/// frame larger than `max` bytes.
-pub fn seal(mut buf: Vec<u8>, max: u32) -> Result<Vec<u8>> {
-    let len = buf.len() - HEADER_LEN;
+impl Deref for Frame {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Memory::Owned(owned) => &owned.bytes,
+            Memory::Shared(shared) => shared,
+        }
+    }
+}
+
+impl Frame {
+    /// The memory, for building another frame in, unless it is large (a
+    /// large one goes back to its reader's spare when dropped instead) or
+    /// shared.
+    pub fn into_small_buffer(mut self) -> Option<Vec<u8>> {
+        match &mut self.0 {
+            Memory::Owned(owned) if owned.bytes.capacity() < RECYCLE_MIN => {
+                Some(std::mem::take(&mut owned.bytes))
+            }
+            _ => None,
+        }
+    }
+
+    /// The frame as reference-counted memory, so values decoded from it can
+    /// keep parts of it without copying. No copy is made here either.
+    pub fn share(&mut self) -> ::bytes::Bytes {
+        if let Memory::Owned(owned) = &mut self.0 {
+            let owned = Recyclable {
+                bytes: std::mem::take(&mut owned.bytes),
+                spare: owned.spare.take(),
+            };
+            self.0 = Memory::Shared(::bytes::Bytes::from_owner(owned));
+        }
+        match &self.0 {
+            Memory::Shared(shared) => shared.clone(),
+            Memory::Owned(_) => unreachable!("converted above"),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Frame {
+    fn from(bytes: Vec<u8>) -> Frame {
+        Frame(Memory::Owned(Recyclable { bytes, spare: None }))
+    }
+}
+
+/// Fills in the length prefix of a frame, refusing one larger than `max`
+/// bytes.
+pub fn seal(mut frame: OutFrame, max: u32) -> Result<OutFrame> {
+    let len = frame.len() - HEADER_LEN;
     match u32::try_from(len) {
         Ok(len32) if len32 <= max => {
-            buf[..HEADER_LEN].copy_from_slice(&len32.to_le_bytes());
-            Ok(buf)
+            frame.head[..HEADER_LEN].copy_from_slice(&len32.to_le_bytes());
+            Ok(frame)
         }
         _ => Err(Error::FrameTooLarge {
             size: len as u64,
@@ -206,10 +374,10 @@ impl FrameReader {
         if read < len {
             return Err(Error::Disconnected);
         }
-        Ok(Some(Frame {
+        Ok(Some(Frame(Memory::Owned(Recyclable {
             bytes: body,
             spare: recycle.then(|| self.spare.clone()),
-        }))
+        }))))
     }
 }
 
@@ -254,15 +422,9 @@ mod tests {
     #[test]
     fn large_frames_return_to_their_spare_and_small_ones_do_not() {
         let spare = Spare::default();
-        drop(Frame {
-            bytes: vec![1; 100],
-            spare: Some(spare.clone()),
-        });
+        drop(recyclable(vec![1; 100], &spare));
         assert!(spare.take(0).is_none(), "small buffers are not kept");
-        drop(Frame {
-            bytes: vec![1; RECYCLE_MIN],
-            spare: Some(spare.clone()),
-        });
+        drop(recyclable(vec![1; RECYCLE_MIN], &spare));
         assert!(
             spare.take(RECYCLE_MIN + 1).is_none(),
             "too small for the request"
@@ -272,9 +434,49 @@ mod tests {
         assert!(spare.take(0).is_none(), "taken once");
     }
 
+    fn recyclable(bytes: Vec<u8>, spare: &Spare) -> Frame {
+        Frame(Memory::Owned(Recyclable {
+            bytes,
+            spare: Some(spare.clone()),
+        }))
+    }
+
+    #[test]
+    fn a_shared_frame_is_recycled_when_its_last_reference_goes() {
+        let spare = Spare::default();
+        let mut frame = recyclable(vec![7; RECYCLE_MIN], &spare);
+        let shared = frame.share();
+        let part = shared.slice(10..20);
+        drop((frame, shared));
+        assert!(spare.take(0).is_none(), "a part is still alive");
+        assert_eq!(&part[..], &[7; 10]);
+        drop(part);
+        assert!(spare.take(RECYCLE_MIN).is_some());
+    }
+
     #[test]
     fn a_reused_buffer_starts_a_frame_from_scratch() {
-        let buffer = frame_buffer_in(vec![9; 1000]);
-        assert_eq!(buffer, [0; HEADER_LEN]);
+        let frame = OutFrame::reusing(vec![9; 1000]);
+        assert_eq!(frame.into_vec(), [0; HEADER_LEN]);
+    }
+
+    #[test]
+    fn shared_chunks_keep_their_place_in_the_frame() {
+        let mut frame = OutFrame::with_capacity(0);
+        frame.push(1);
+        frame.push_shared(::bytes::Bytes::from_static(b"shared"));
+        frame.extend_from_slice(b"after");
+        let frame = seal(frame, 100).unwrap();
+        assert_eq!(frame.len(), HEADER_LEN + 12);
+        let from_7: Vec<u8> = frame
+            .slices_from(7)
+            .iter()
+            .flat_map(|s| s.to_vec())
+            .collect();
+        assert_eq!(from_7, b"aredafter");
+        assert_eq!(
+            frame.into_vec(),
+            [&12u32.to_le_bytes()[..], &[1], b"shared", b"after"].concat()
+        );
     }
 }

@@ -30,7 +30,7 @@ use tokio::task::AbortHandle;
 use crate::connector::Format;
 use crate::error::{Error, Result};
 use crate::protocol::{Body, Message, RequestId, code, message, serializer};
-use crate::transport::{FrameReader, FrameWriter, Spare};
+use crate::transport::{FrameReader, FrameWriter, OutFrame, Spare};
 
 mod outbox;
 use outbox::Outbox;
@@ -44,10 +44,10 @@ pub trait Inbound: Send + Sync + 'static {
     /// Handles a request and returns the sealed response frame (success or
     /// error) for `id`. `None` would be a bug in the implementation; the
     /// requester then gets an internal error.
-    fn request(&self, peer: Peer, id: RequestId, body: Body) -> BoxFuture<Option<Vec<u8>>>;
+    fn request(&self, peer: Peer, id: RequestId, body: Body) -> BoxFuture<Option<OutFrame>>;
 
     /// Handles a notification; nothing is sent back (the output is `None`).
-    fn notification(&self, peer: Peer, body: Body) -> BoxFuture<Option<Vec<u8>>>;
+    fn notification(&self, peer: Peer, body: Body) -> BoxFuture<Option<OutFrame>>;
 }
 
 const OPEN: u8 = 0;
@@ -211,7 +211,7 @@ impl Peer {
         guard.armed = false;
         let reply = outcome.map_err(|_| self.closed_error())??;
         match reply {
-            Reply::Ok(body) => serializer::decode(shared.format, body.bytes()),
+            Reply::Ok(mut body) => serializer::decode_body(shared.format, &mut body),
             Reply::Err { code, message } => Err(remote_error(route, code, message)),
         }
     }
@@ -533,8 +533,8 @@ async fn handle_request(peer: &Peer, inbound: &Arc<dyn Inbound>, id: RequestId, 
 
 fn response_frame(
     id: RequestId,
-    outcome: std::result::Result<Option<Vec<u8>>, Box<dyn Any + Send>>,
-) -> Vec<u8> {
+    outcome: std::result::Result<Option<OutFrame>, Box<dyn Any + Send>>,
+) -> OutFrame {
     match outcome {
         Ok(Some(frame)) => frame,
         Ok(None) => message::error(id, code::INTERNAL_ERROR, "the handler produced no response"),
@@ -546,7 +546,7 @@ fn response_frame(
     }
 }
 
-fn spawn_request(peer: &Peer, id: RequestId, work: CatchUnwind<Option<Vec<u8>>>) {
+fn spawn_request(peer: &Peer, id: RequestId, work: CatchUnwind<Option<OutFrame>>) {
     let done = ActiveGuard::new(peer);
     let task_peer = peer.clone();
     // The map stays locked until the handle is in it, so the task's own

@@ -19,7 +19,7 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::io::AsyncWrite;
 
-use crate::transport::Spare;
+use crate::transport::{OutFrame, Spare};
 
 /// Frames queued before senders wait: a peer that stops reading slows its
 /// senders down instead of growing memory without bound.
@@ -44,7 +44,7 @@ pub struct Outbox {
 
 struct State {
     sink: Box<dyn AsyncWrite + Send + Unpin>,
-    queue: VecDeque<Vec<u8>>,
+    queue: VecDeque<OutFrame>,
     /// How much of `queue.front()` the socket has taken.
     written: usize,
     /// Senders queue instead of writing directly while a burst is expected
@@ -87,7 +87,7 @@ impl Outbox {
 
     /// Sends a sealed frame: written now if nothing is queued, else queued
     /// for the writer task. Waits only while the queue is full.
-    pub async fn send(&self, frame: Vec<u8>) -> Result<(), Closed> {
+    pub async fn send(&self, frame: OutFrame) -> Result<(), Closed> {
         let mut frame = Some(frame);
         poll_fn(|cx| {
             let mut state = lock(&self.state);
@@ -121,7 +121,7 @@ impl Outbox {
 
     /// Queues a frame without waiting or writing, for callers that cannot
     /// wait (a `Drop`). Best effort: dropped if the connection is closed.
-    pub fn queue(&self, frame: Vec<u8>) {
+    pub fn queue(&self, frame: OutFrame) {
         let mut state = lock(&self.state);
         if state.closed().is_none() {
             state.queue.push_back(frame);
@@ -216,7 +216,13 @@ impl State {
             let Some(front) = self.queue.front() else {
                 return Poll::Ready(Ok(()));
             };
-            match Pin::new(&mut self.sink).poll_write(cx, &front[self.written..]) {
+            let sink = Pin::new(&mut self.sink);
+            let wrote = if front.is_contiguous() {
+                sink.poll_write(cx, &front.first()[self.written..])
+            } else {
+                sink.poll_write_vectored(cx, &front.slices_from(self.written))
+            };
+            match wrote {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
@@ -224,7 +230,7 @@ impl State {
                     self.written += n;
                     if self.written == front.len() {
                         if let Some(done) = self.queue.pop_front() {
-                            self.spare.put(done);
+                            self.spare.put(done.into_buffer());
                         }
                         self.written = 0;
                         if let Some(sender) = self.waiting_for_space.pop() {
@@ -245,19 +251,21 @@ impl State {
         let mut take = 0;
         let mut total = 0;
         for frame in &self.queue {
-            if frame.len() >= GATHER_LIMIT || total + frame.len() > GATHER_LIMIT {
+            let len = frame.len();
+            if !frame.is_contiguous() || len >= GATHER_LIMIT || total + len > GATHER_LIMIT {
                 break;
             }
             take += 1;
-            total += frame.len();
+            total += len;
         }
         if take < 2 {
             return;
         }
         let mut merged = Vec::with_capacity(total);
         for frame in self.queue.drain(..take) {
-            merged.extend_from_slice(&frame);
+            merged.extend_from_slice(frame.first());
         }
+        let merged = OutFrame::from_sealed(merged);
         self.queue.push_front(merged);
         // One queue slot now stands for several frames; senders waiting for
         // space may go on.

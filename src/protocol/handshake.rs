@@ -23,7 +23,7 @@ use sha2::Sha256;
 use super::{PROTOCOL_VERSION, serializer};
 use crate::connector::{Connector, Format, Secret, random_bytes};
 use crate::error::{Error, Result};
-use crate::transport::{FrameReader, FrameWriter, frame_buffer, seal};
+use crate::transport::{FrameReader, FrameWriter, OutFrame, seal};
 
 /// Handshake frames are small; a larger one is an attack or a stranger.
 const HANDSHAKE_MAX_FRAME: u32 = 16 * 1024;
@@ -332,9 +332,11 @@ fn decode_field(value: Option<&str>, field: &str) -> Result<Vec<u8>> {
 }
 
 async fn send<T: Serialize>(writer: &mut FrameWriter, message: &T) -> Result<()> {
-    let mut buf = frame_buffer(256);
+    let mut buf = OutFrame::with_capacity(256);
     serde_json::to_writer(&mut buf, message).map_err(|e| Error::Encode(e.to_string()))?;
-    writer.send(&seal(buf, HANDSHAKE_MAX_FRAME)?).await
+    writer
+        .send(&seal(buf, HANDSHAKE_MAX_FRAME)?.into_vec())
+        .await
 }
 
 async fn receive<T: for<'de> Deserialize<'de>>(reader: &mut FrameReader) -> Result<T> {

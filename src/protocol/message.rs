@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::serializer;
 use crate::connector::Format;
 use crate::error::{Error, Result};
-use crate::transport::{Frame, frame_buffer, frame_buffer_in, seal};
+use crate::transport::{Frame, OutFrame, seal};
 
 const REQUEST: u8 = 1;
 const NOTIFICATION: u8 = 2;
@@ -35,6 +35,12 @@ impl Body {
     /// The body's bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.frame[self.start..]
+    }
+
+    /// The frame as shared memory, and where the body starts in it. The
+    /// frame stays alive as long as any clone of it.
+    pub fn share(&mut self) -> (::bytes::Bytes, usize) {
+        (self.frame.share(), self.start)
     }
 
     /// The frame's memory, emptied, for building another frame in, unless
@@ -217,10 +223,9 @@ pub fn check_route(route: &str) -> Result<()> {
     Ok(())
 }
 
-fn with_route(buffer: Vec<u8>, kind: u8, id: Option<RequestId>, route: &str) -> Result<Vec<u8>> {
+fn with_route(buffer: Vec<u8>, kind: u8, id: Option<RequestId>, route: &str) -> Result<OutFrame> {
     check_route(route)?;
-    let mut buf = frame_buffer_in(buffer);
-    buf.reserve(route.len());
+    let mut buf = OutFrame::reusing(buffer);
     buf.push(kind);
     if let Some(id) = id {
         buf.extend_from_slice(&id.to_le_bytes());
@@ -239,7 +244,7 @@ pub fn request<T: Serialize + ?Sized>(
     format: Format,
     params: &T,
     max: u32,
-) -> Result<Vec<u8>> {
+) -> Result<OutFrame> {
     let mut buf = with_route(buffer, REQUEST, Some(id), route)?;
     serializer::encode_into(format, &mut buf, params)?;
     seal(buf, max)
@@ -252,7 +257,7 @@ pub fn notification<T: Serialize + ?Sized>(
     format: Format,
     params: &T,
     max: u32,
-) -> Result<Vec<u8>> {
+) -> Result<OutFrame> {
     let mut buf = with_route(buffer, NOTIFICATION, None, route)?;
     serializer::encode_into(format, &mut buf, params)?;
     seal(buf, max)
@@ -265,8 +270,8 @@ pub fn response<T: Serialize + ?Sized>(
     format: Format,
     result: &T,
     max: u32,
-) -> Result<Vec<u8>> {
-    let mut buf = frame_buffer_in(buffer);
+) -> Result<OutFrame> {
+    let mut buf = OutFrame::reusing(buffer);
     buf.push(RESPONSE);
     buf.extend_from_slice(&id.to_le_bytes());
     serializer::encode_into(format, &mut buf, result)?;
@@ -274,12 +279,12 @@ pub fn response<T: Serialize + ?Sized>(
 }
 
 /// A sealed error response frame; long messages are cut so it always fits.
-pub fn error(id: RequestId, code: i32, message: &str) -> Vec<u8> {
+pub fn error(id: RequestId, code: i32, message: &str) -> OutFrame {
     let mut cut = message.len().min(MAX_ERROR_MESSAGE);
     while !message.is_char_boundary(cut) {
         cut -= 1;
     }
-    let mut buf = frame_buffer(16 + cut);
+    let mut buf = OutFrame::with_capacity(16 + cut);
     buf.push(ERROR);
     buf.extend_from_slice(&id.to_le_bytes());
     buf.extend_from_slice(&code.to_le_bytes());
@@ -288,8 +293,8 @@ pub fn error(id: RequestId, code: i32, message: &str) -> Vec<u8> {
 }
 
 /// A sealed cancel frame.
-pub fn cancel(id: RequestId) -> Vec<u8> {
-    let mut buf = frame_buffer(9);
+pub fn cancel(id: RequestId) -> OutFrame {
+    let mut buf = OutFrame::with_capacity(9);
     buf.push(CANCEL);
     buf.extend_from_slice(&id.to_le_bytes());
     seal(buf, u32::MAX).expect("a cancel frame is small")
@@ -301,8 +306,10 @@ mod tests {
     use crate::protocol::code;
     use proptest::prelude::*;
 
-    fn body_of(frame: Vec<u8>) -> Frame {
-        frame[crate::transport::HEADER_LEN..].to_vec().into()
+    fn body_of(frame: OutFrame) -> Frame {
+        frame.into_vec()[crate::transport::HEADER_LEN..]
+            .to_vec()
+            .into()
     }
 
     #[test]

@@ -4,9 +4,11 @@
 
 pub mod handshake;
 pub mod message;
+mod payload;
 pub mod serializer;
 
 pub use message::{Body, Message, RequestId};
+pub use payload::Bytes;
 
 /// The protocol version this build speaks, exchanged in the handshake.
 pub const PROTOCOL_VERSION: u32 = 1;

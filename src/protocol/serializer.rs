@@ -4,8 +4,11 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::message::Body;
+use super::payload;
 use crate::connector::Format;
 use crate::error::{Error, Result};
+use crate::transport::OutFrame;
 
 /// The formats this build can speak, in order of preference.
 pub fn available() -> Vec<Format> {
@@ -15,24 +18,37 @@ pub fn available() -> Vec<Format> {
         .collect()
 }
 
-/// Appends `value` encoded in `format` to `out`.
+/// Appends `value` encoded in `format` to `out`. Large
+/// [`Bytes`](crate::Bytes) inside it are taken by reference where the format
+/// carries bytes as they are (MessagePack).
 pub fn encode_into<T: Serialize + ?Sized>(
     format: Format,
-    out: &mut Vec<u8>,
+    out: &mut OutFrame,
     value: &T,
 ) -> Result<()> {
     match format {
         Format::Json => serde_json::to_writer(out, value).map_err(|e| Error::Encode(e.to_string())),
         #[cfg(feature = "msgpack")]
-        Format::MsgPack => {
+        Format::MsgPack => payload::encode_shared(out, |out| {
             rmp_serde::encode::write_named(out, value).map_err(|e| Error::Encode(e.to_string()))
-        }
+        }),
         #[allow(unreachable_patterns)]
         other => Err(Error::Unsupported(format!(
             "the {} format (feature not enabled)",
             other.name()
         ))),
     }
+}
+
+/// Decodes a received body into `T`. Where the format carries bytes as they
+/// are (MessagePack) and the frame is large, [`Bytes`](crate::Bytes) inside
+/// it refer to the frame's memory instead of copying out of it.
+pub fn decode_body<T: DeserializeOwned>(format: Format, body: &mut Body) -> Result<T> {
+    if format == Format::Json || body.bytes().len() < payload::SHARE_MIN {
+        return decode(format, body.bytes());
+    }
+    let (frame, start) = body.share();
+    payload::decode_shared(frame, |frame| decode(format, &frame[start..]))
 }
 
 /// Decodes a body in `format` into `T`.

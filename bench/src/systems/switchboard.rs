@@ -1,14 +1,16 @@
 //! `switchboard_local_json`, `switchboard_local_msgpack`,
 //! `switchboard_tcp_json`: the library under test, through its public API
 //! only. The server serves `echo` (`String -> String`) and `bulk`
-//! (`serde_bytes::ByteBuf -> u64`, so MessagePack carries the payload as
-//! `bin`; JSON has no byte type and writes an array of numbers).
+//! (`switchboard::Bytes -> u64`, so MessagePack carries the payload as
+//! `bin`, by reference on both sides; JSON has no byte type and writes an
+//! array of numbers).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use serde_bytes::{ByteBuf, Bytes};
-use switchboard::{Address, Client as SbClient, Connector, Format, HandlerError, Router, Server};
+use switchboard::{
+    Address, Bytes, Client as SbClient, Connector, Format, HandlerError, Router, Server,
+};
 use tokio::runtime::Runtime;
 
 use super::{Flavor, SMALL_TEXT, check_bulk, check_echo};
@@ -48,7 +50,7 @@ fn router() -> Router {
             "echo",
             |text: String| async move { Ok::<_, HandlerError>(text) },
         )
-        .route("bulk", |data: ByteBuf| async move {
+        .route("bulk", |data: Bytes| async move {
             Ok::<_, HandlerError>(data.len() as u64)
         })
 }
@@ -132,11 +134,13 @@ impl super::Session for Client {
 
     fn bulk(&mut self, payload: &[u8], count: usize) -> Result<Vec<Duration>> {
         let client = &self.client;
+        // Held as `Bytes`, the way a caller that sends it often would.
+        let payload = Bytes::copy_from_slice(payload);
         self.runtime.block_on(async {
             let mut samples = Vec::with_capacity(count);
             for _ in 0..count {
                 let start = Instant::now();
-                let answer: u64 = client.request("bulk", Bytes::new(payload)).await?;
+                let answer: u64 = client.request("bulk", &payload).await?;
                 samples.push(start.elapsed());
                 check_bulk(answer, payload.len())?;
             }
