@@ -932,3 +932,23 @@ async fn one_shared_payload_in_many_concurrent_requests() {
         assert_eq!(task.await.unwrap().unwrap(), expected);
     }
 }
+
+#[tokio::test]
+async fn hundreds_in_flight_on_one_connection_each_get_their_own_answer() {
+    // Bursts on both sides leave in batches; every response must still find
+    // its request.
+    let server = Server::bind(&Connector::local(), test_router())
+        .await
+        .unwrap();
+    let client = Arc::new(Client::connect(server.connector()).await.unwrap());
+    let tasks: Vec<_> = (0..500i64)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { (i, client.request::<_, i64>("add", &(i, i)).await) })
+        })
+        .collect();
+    for task in tasks {
+        let (i, sum) = task.await.unwrap();
+        assert_eq!(sum.unwrap(), 2 * i);
+    }
+}

@@ -4,7 +4,9 @@
 //! queued ahead of it: the common, latency-bound case costs no task hop.
 //! Otherwise it joins a queue that the writer task drains, gathering small
 //! frames into one write, so a burst of many small messages costs few system
-//! calls. The writer task also finishes frames the socket took only part of.
+//! calls; a long burst leaves in batches so the peer can start on the first
+//! while the rest are prepared. The writer task also finishes frames the
+//! socket took only part of.
 //!
 //! The socket is touched only under the lock and never across an `.await`,
 //! so a sender whose future is dropped can never leave half a frame on the
@@ -24,6 +26,13 @@ use crate::transport::{OutFrame, Spare};
 /// Frames queued before senders wait: a peer that stops reading slows its
 /// senders down instead of growing memory without bound.
 const CAPACITY: usize = 1024;
+/// A burst's frames leave in batches of this many rather than all at its
+/// end. Holding a whole burst back makes the two sides take turns: the peer
+/// idles until the last frame is ready, then this side idles while the peer
+/// works through them. Cut into batches, the peer starts on the first while
+/// this side prepares the next. The batch is large enough that the system
+/// call, and waking the peer, cost little per frame.
+const BATCH: usize = 32;
 /// Frames smaller than this are gathered into one buffer before writing;
 /// larger ones are written from their own memory.
 const GATHER_LIMIT: usize = 64 * 1024;
@@ -51,6 +60,9 @@ struct State {
     /// (many requesters woken at once); the writer task then writes them all
     /// in one go.
     hold: bool,
+    /// The socket took no more at the last attempt; the writer task waits
+    /// for it, and senders do not retry in vain.
+    stalled: bool,
     closing: bool,
     broken: bool,
     writer: Option<Waker>,
@@ -76,6 +88,7 @@ impl Outbox {
                 queue: VecDeque::new(),
                 written: 0,
                 hold: false,
+                stalled: false,
                 closing: false,
                 broken: false,
                 writer: None,
@@ -101,7 +114,8 @@ impl Outbox {
             state
                 .queue
                 .push_back(frame.take().expect("send polled after completion"));
-            if state.queue.len() == 1 && !state.hold {
+            let len = state.queue.len();
+            if (len == 1 && !state.hold) || (len >= BATCH && !state.stalled) {
                 match state.write_queued(cx) {
                     Poll::Ready(Ok(())) => return Poll::Ready(Ok(())),
                     Poll::Ready(Err(_)) => {
@@ -227,6 +241,7 @@ impl State {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
                 Poll::Ready(Ok(n)) => {
+                    self.stalled = false;
                     self.written += n;
                     if self.written == front.len() {
                         if let Some(done) = self.queue.pop_front() {
@@ -240,7 +255,10 @@ impl State {
                 }
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    self.stalled = true;
+                    return Poll::Pending;
+                }
             }
         }
     }
