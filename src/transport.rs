@@ -6,10 +6,13 @@
 //! one write is the peer's job (its outbox).
 
 use std::ops::Deref;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+};
 
 use crate::error::{Error, Result};
 
@@ -59,8 +62,11 @@ impl OutFrame {
     /// An empty frame built in `buffer`'s memory (emptied first).
     pub fn reusing(mut buffer: Vec<u8>) -> OutFrame {
         buffer.clear();
-        // Room for a typical small message, so encoding it never reallocates.
-        buffer.reserve(256);
+        if buffer.capacity() == 0 {
+            // Room for a typical small message, so encoding it never
+            // reallocates.
+            buffer.reserve(256);
+        }
         buffer.extend_from_slice(&[0; HEADER_LEN]);
         OutFrame {
             head: buffer,
@@ -97,11 +103,13 @@ impl OutFrame {
     }
 
     /// Appends bytes.
+    #[inline]
     pub fn extend_from_slice(&mut self, bytes: &[u8]) {
         self.tail().extend_from_slice(bytes);
     }
 
     /// Appends one byte.
+    #[inline]
     pub fn push(&mut self, byte: u8) {
         self.tail().push(byte);
     }
@@ -111,7 +119,11 @@ impl OutFrame {
         self.rest.push(Chunk::Shared(bytes));
     }
 
+    #[inline]
     fn tail(&mut self) -> &mut Vec<u8> {
+        if self.rest.is_empty() {
+            return &mut self.head;
+        }
         if matches!(self.rest.last(), Some(Chunk::Shared(_))) {
             self.rest.push(Chunk::Owned(Vec::new()));
         }
@@ -150,6 +162,7 @@ impl OutFrame {
 }
 
 impl std::io::Write for OutFrame {
+    #[inline]
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         self.extend_from_slice(bytes);
         Ok(bytes.len())
@@ -159,6 +172,10 @@ impl std::io::Write for OutFrame {
         Ok(())
     }
 }
+
+/// Room left after a received body, so the response built in its memory
+/// (usually about as long, plus the length prefix) needs no reallocation.
+const SMALL_SLACK: usize = 64;
 
 /// Frames at least this large are worth keeping for reuse: a fresh large
 /// buffer costs a page fault per 4 KiB touched, far more than the copy into
@@ -343,30 +360,34 @@ impl FrameReader {
     /// The next frame's body, or `None` when the peer closed the connection
     /// cleanly between frames.
     pub async fn read(&mut self) -> Result<Option<Frame>> {
-        let mut header = [0u8; HEADER_LEN];
         // A clean close shows up as EOF before the first header byte.
-        let first = self.inner.read(&mut header[..1]).await?;
-        if first == 0 {
+        if self.inner.fill_buf().await?.is_empty() {
             return Ok(None);
         }
+        let buffered = self.inner.buffer();
+        if buffered.len() >= HEADER_LEN {
+            let len = self.check_len(&buffered[..HEADER_LEN])?;
+            if let Some(body) = buffered[HEADER_LEN..].get(..len) {
+                // The whole frame is already here, as it usually is for a
+                // small one: one copy, no more reads.
+                let mut bytes = Vec::with_capacity(len + SMALL_SLACK);
+                bytes.extend_from_slice(body);
+                Pin::new(&mut self.inner).consume(HEADER_LEN + len);
+                return Ok(Some(Frame::from(bytes)));
+            }
+        }
+        let mut header = [0u8; HEADER_LEN];
         self.inner
-            .read_exact(&mut header[1..])
+            .read_exact(&mut header)
             .await
             .map_err(eof_is_disconnect)?;
-        let len = u32::from_le_bytes(header);
-        if len > self.max {
-            return Err(Error::FrameTooLarge {
-                size: u64::from(len),
-                max: self.max,
-            });
-        }
-        let len = len as usize;
+        let len = self.check_len(&header)?;
         let recycle = len >= RECYCLE_MIN;
         let mut body = match recycle {
             true => self.spare.take(len),
             false => None,
         }
-        .unwrap_or_else(|| Vec::with_capacity(len));
+        .unwrap_or_else(|| Vec::with_capacity(len + SMALL_SLACK));
         let read = (&mut self.inner)
             .take(len as u64)
             .read_to_end(&mut body)
@@ -378,6 +399,19 @@ impl FrameReader {
             bytes: body,
             spare: recycle.then(|| self.spare.clone()),
         }))))
+    }
+
+    /// The body length from a header, checked against the limit before
+    /// anything is allocated for it.
+    fn check_len(&self, header: &[u8]) -> Result<usize> {
+        let len = u32::from_le_bytes(header.try_into().expect("a whole header"));
+        if len > self.max {
+            return Err(Error::FrameTooLarge {
+                size: u64::from(len),
+                max: self.max,
+            });
+        }
+        Ok(len as usize)
     }
 }
 
