@@ -143,8 +143,11 @@ type Erased =
     Arc<dyn Fn(Context, Body, Option<RequestId>) -> BoxFuture<Option<OutFrame>> + Send + Sync>;
 
 /// A function usable as a route handler. Implemented for async functions
-/// and closures of the shapes described in the [module docs](self); `Args`
-/// only tells the shapes apart.
+/// and closures of three shapes: `async fn() -> Result<R, E>`,
+/// `async fn(T) -> Result<R, E>` and `async fn(Context, T) -> Result<R, E>`,
+/// where `T` is deserialized from the request, `R` serialized into the
+/// response, and `E` converts into a [`HandlerError`]. `Args` only tells
+/// the shapes apart.
 pub trait Handler<Args>: Send + Sync + 'static {
     #[doc(hidden)]
     fn into_erased(self) -> Erased;

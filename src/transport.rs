@@ -1,4 +1,4 @@
-//! Length-prefixed frames over a [`Link`](crate::connector::Link).
+//! Length-prefixed frames over a connection's byte stream (a `Link`).
 //!
 //! A frame is a 4-byte little-endian length followed by that many bytes. The
 //! reader checks the length against the connection's limit *before* reading

@@ -4,7 +4,7 @@
 //! a TCP host and port), the shared secret both sides authenticate with, and
 //! the connection settings. It dumps to a short ASCII string
 //! ([`Connector::dump_state`]) that a parent hands to its children, and binds
-//! or connects a raw byte stream ([`link`]). It knows nothing of frames or
+//! or connects a raw byte stream (a `Link`). It knows nothing of frames or
 //! requests.
 
 mod link;

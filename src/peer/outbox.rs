@@ -143,9 +143,10 @@ impl Outbox {
         }
     }
 
-    /// Expect a burst of sends: queue them for one write by the writer task.
-    /// The writer is not woken here: it would find nothing queued yet and
-    /// end the burst before it began.
+    /// Expect a burst of sends: queue them, to leave in batches of
+    /// [`BATCH`] and the rest in one write by the writer task. The writer is
+    /// not woken here: it would find nothing queued yet and end the burst
+    /// before it began.
     pub fn hold(&self) {
         lock(&self.state).hold = true;
     }

@@ -52,7 +52,7 @@ thread_local! {
 /// ```
 ///
 /// A `Bytes` received zero-copy keeps the frame it arrived in alive until
-/// it is dropped; [`Bytes::to_vec`] (through `Deref`) copies it out.
+/// it is dropped; `to_vec()` (a slice method, through `Deref`) copies it out.
 /// Converts to and from [`bytes::Bytes`](::bytes::Bytes) without copying.
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Bytes(::bytes::Bytes);
