@@ -57,8 +57,8 @@ struct State {
     /// How much of `queue.front()` the socket has taken.
     written: usize,
     /// Senders queue instead of writing directly while a burst is expected
-    /// (many requesters woken at once); the writer task then writes them all
-    /// in one go.
+    /// (many requesters woken at once); every [`BATCH`] frames the sender
+    /// writes the queue, and the writer task writes what is left in one go.
     hold: bool,
     /// The socket took no more at the last attempt; the writer task waits
     /// for it, and senders do not retry in vain.
