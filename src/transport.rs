@@ -51,12 +51,7 @@ impl Chunk {
 impl OutFrame {
     /// An empty frame with room for `capacity` bytes after the prefix.
     pub fn with_capacity(capacity: usize) -> OutFrame {
-        let mut head = Vec::with_capacity(HEADER_LEN + capacity);
-        head.extend_from_slice(&[0; HEADER_LEN]);
-        OutFrame {
-            head,
-            rest: Vec::new(),
-        }
+        OutFrame::reusing(Vec::with_capacity(HEADER_LEN + capacity))
     }
 
     /// An empty frame built in `buffer`'s memory (emptied first).

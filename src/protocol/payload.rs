@@ -19,6 +19,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::ops::Deref;
+use std::thread::LocalKey;
 
 use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 use serde::ser::{Serialize, Serializer};
@@ -205,9 +206,7 @@ fn received(bytes: &[u8]) -> Option<::bytes::Bytes> {
 /// Runs `decode` over `frame` with the frame lent to any [`Bytes`] decoded
 /// from it.
 pub(crate) fn decode_shared<T>(frame: ::bytes::Bytes, decode: impl FnOnce(&[u8]) -> T) -> T {
-    let mut previous = RECEIVED.with(|slot| slot.replace(Some(frame.clone())));
-    let _restore = Restore(|| RECEIVED.with(|slot| *slot.borrow_mut() = previous.take()));
-    decode(&frame)
+    lend(&RECEIVED, frame.clone(), || decode(&frame))
 }
 
 /// Runs `encode` with a writer appending to `out` that takes large
@@ -216,9 +215,30 @@ pub(crate) fn encode_shared<T>(
     out: &mut OutFrame,
     encode: impl FnOnce(&mut SharingWriter<'_>) -> T,
 ) -> T {
-    let mut previous = OFFERED.with(|slot| slot.replace(Some(Vec::new())));
-    let _restore = Restore(|| OFFERED.with(|slot| *slot.borrow_mut() = previous.take()));
-    encode(&mut SharingWriter { out })
+    lend(&OFFERED, Vec::new(), || encode(&mut SharingWriter { out }))
+}
+
+/// Runs `run` with `slot` holding `value`, then puts back what it held
+/// before, also if a `Serialize` or `Deserialize` implementation panics
+/// (and when encodings nest).
+fn lend<V: 'static, R>(
+    slot: &'static LocalKey<RefCell<Option<V>>>,
+    value: V,
+    run: impl FnOnce() -> R,
+) -> R {
+    struct Restore<V: 'static> {
+        slot: &'static LocalKey<RefCell<Option<V>>>,
+        previous: Option<V>,
+    }
+    impl<V: 'static> Drop for Restore<V> {
+        fn drop(&mut self) {
+            let previous = self.previous.take();
+            self.slot.with(|slot| *slot.borrow_mut() = previous);
+        }
+    }
+    let previous = slot.with(|slot| slot.replace(Some(value)));
+    let _restore = Restore { slot, previous };
+    run()
 }
 
 /// See [`encode_shared`].
@@ -249,16 +269,6 @@ impl io::Write for SharingWriter<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-/// Runs a closure when dropped, so thread-local state is restored even if
-/// a `Serialize` or `Deserialize` implementation panics.
-struct Restore<F: FnMut()>(F);
-
-impl<F: FnMut()> Drop for Restore<F> {
-    fn drop(&mut self) {
-        (self.0)();
     }
 }
 
