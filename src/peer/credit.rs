@@ -132,16 +132,17 @@ impl Admitted {
         Ok(cost)
     }
 
-    /// One admitted message is done with. Must happen before the peer can
-    /// learn of it (before its answer or credit is queued), so this side's
-    /// count is never above the peer's.
-    pub(super) fn release(&self, cost: Cost) {
-        self.messages.fetch_sub(1, Ordering::AcqRel);
-        self.bytes.fetch_sub(u64::from(cost.0), Ordering::AcqRel);
+    /// Admitted messages are done with: notifications whose handlers
+    /// finished, answers that were written. Must happen before the peer can
+    /// learn of it (before the credit frame is queued, or as the answer
+    /// leaves), so this side's count is never above the peer's.
+    pub(super) fn release(&self, messages: u32, bytes: u64) {
+        self.messages.fetch_sub(messages, Ordering::AcqRel);
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 
     #[cfg(test)]
-    fn in_flight(&self) -> (u32, u64) {
+    pub(super) fn in_flight(&self) -> (u32, u64) {
         (
             self.messages.load(Ordering::Acquire),
             self.bytes.load(Ordering::Acquire),
@@ -211,8 +212,8 @@ mod tests {
         let second = admitted.admit(40).unwrap();
         assert_eq!(admitted.in_flight(), (2, 100));
         assert!(admitted.admit(0).is_err(), "two messages at most");
-        admitted.release(first);
-        admitted.release(second);
+        admitted.release(1, u64::from(first.0));
+        admitted.release(1, u64::from(second.0));
         assert_eq!(admitted.in_flight(), (0, 0));
         // Alone, a message larger than the window is admitted as the window.
         assert_eq!(admitted.admit(5_000).unwrap(), Cost(100));

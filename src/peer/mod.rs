@@ -120,7 +120,7 @@ struct Shared {
     lifecycle: Lifecycle,
     pending: Pending,
     credit: SendCredit,
-    admitted: Admitted,
+    admitted: Arc<Admitted>,
     running: Running,
     in_order: InOrder,
 }
@@ -391,7 +391,7 @@ impl Shared {
 /// and a failure is reported (nobody else would hear of it).
 fn notification_done(peer: &Peer, outcome: std::result::Result<Outcome<()>, String>, cost: Cost) {
     let shared = &peer.shared;
-    shared.admitted.release(cost);
+    shared.admitted.release(1, u64::from(cost.0));
     shared.outbox.signal(Control {
         credit_messages: 1,
         credit_bytes: u64::from(cost.0),
@@ -448,8 +448,9 @@ impl Connection {
         let ours = settings.config.window();
         let activity = Arc::new(AtomicBool::new(false));
         reader.watch_activity(Arc::clone(&activity));
+        let admitted = Arc::new(Admitted::new(ours));
         let shared = Arc::new(Shared {
-            outbox: Outbox::new(writer.into_inner(), sent.clone()),
+            outbox: Outbox::new(writer.into_inner(), sent.clone(), Arc::clone(&admitted)),
             sent,
             client_id: settings.client_id,
             peer_pid: settings.peer_pid,
@@ -463,7 +464,7 @@ impl Connection {
             pending: Pending::default(),
             // Never more than the peer takes, nor more than we would.
             credit: SendCredit::new(settings.peer_window.min(ours)),
-            admitted: Admitted::new(ours),
+            admitted,
             running: Running::default(),
             in_order: InOrder::default(),
         });

@@ -2,11 +2,13 @@
 //!
 //! Sending never waits: [`Outbox::push`] is a plain function, so the reader
 //! can answer a request without ever waiting on the writer (the cause of
-//! the old two-sided deadlock). What bounds the queue is credit, decided
-//! above this module: requests and notifications enter only with the peer's
-//! credit, responses answer requests that were admitted under ours, and
-//! control frames (credit returned, ping, pong) are not queued at all but
-//! kept as counters and flags, so a flood of pings cannot grow memory.
+//! the old two-sided deadlock). What bounds the queue is credit: requests
+//! and notifications enter only with the peer's credit, and an answer keeps
+//! its request counted against ours until the answer is *written* (the
+//! outbox releases it then), so a peer that never reads cannot make answers
+//! pile up here. Control frames (credit returned, ping, pong) are not
+//! queued at all but kept as counters and flags, so a flood of pings cannot
+//! grow memory either.
 //!
 //! A frame is written straight from the sender's own task when nothing is
 //! queued ahead of it: the common, latency-bound case costs no task hop.
@@ -23,11 +25,12 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use tokio::io::AsyncWrite;
 
+use super::credit::{Admitted, Cost};
 use crate::protocol::message;
 use crate::transport::{OutFrame, Spare};
 /// A burst's frames leave in batches of this many rather than all at its
@@ -57,7 +60,7 @@ pub struct Outbox {
 
 struct State {
     sink: Box<dyn AsyncWrite + Send + Unpin>,
-    queue: VecDeque<OutFrame>,
+    queue: VecDeque<Queued>,
     /// How much of `queue.front()` the socket has taken.
     written: usize,
     /// Senders queue instead of writing directly while a burst is expected
@@ -79,6 +82,25 @@ struct State {
     queued_bytes: usize,
     /// Where fully written large frames go, to carry the next one.
     spare: Spare,
+    /// Where written answers return their requests' credit.
+    admitted: Arc<Admitted>,
+}
+
+/// A queued frame and the requests it answers (several once gathered).
+struct Queued {
+    frame: OutFrame,
+    answers: u32,
+    answered_bytes: u64,
+}
+
+impl Queued {
+    fn plain(frame: OutFrame) -> Queued {
+        Queued {
+            frame,
+            answers: 0,
+            answered_bytes: 0,
+        }
+    }
 }
 
 /// Control frames owed to the peer. They are counters and flags rather
@@ -136,8 +158,13 @@ fn lock(mutex: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl Outbox {
-    /// An outbox writing to `sink`, handing written large frames to `spare`.
-    pub fn new(sink: Box<dyn AsyncWrite + Send + Unpin>, spare: Spare) -> Outbox {
+    /// An outbox writing to `sink`, handing written large frames to
+    /// `spare`, and returning written answers' credit to `admitted`.
+    pub fn new(
+        sink: Box<dyn AsyncWrite + Send + Unpin>,
+        spare: Spare,
+        admitted: Arc<Admitted>,
+    ) -> Outbox {
         Outbox {
             state: Mutex::new(State {
                 sink,
@@ -152,6 +179,7 @@ impl Outbox {
                 control_queued: false,
                 queued_bytes: 0,
                 spare,
+                admitted,
             }),
         }
     }
@@ -159,12 +187,26 @@ impl Outbox {
     /// Sends a sealed frame: written now if nothing is queued, else queued
     /// for the writer task. Never waits.
     pub fn push(&self, frame: OutFrame) -> Result<(), Closed> {
+        self.enqueue(Queued::plain(frame))
+    }
+
+    /// Sends the answer to a request admitted at `cost`; the cost is
+    /// released once the answer is written.
+    pub fn push_answer(&self, frame: OutFrame, cost: Cost) -> Result<(), Closed> {
+        self.enqueue(Queued {
+            frame,
+            answers: 1,
+            answered_bytes: u64::from(cost.0),
+        })
+    }
+
+    fn enqueue(&self, queued: Queued) -> Result<(), Closed> {
         let mut state = lock(&self.state);
         if let Some(closed) = state.closed() {
             return Err(closed);
         }
-        state.queued_bytes += frame.len();
-        state.queue.push_back(frame);
+        state.queued_bytes += queued.frame.len();
+        state.queue.push_back(queued);
         state.kick()
     }
 
@@ -292,15 +334,25 @@ impl State {
                 // Control frames may overtake data: they carry no order.
                 let frame = self.control.take_frame();
                 self.queued_bytes += frame.len();
-                self.queue.push_front(frame);
+                self.queue.push_front(Queued::plain(frame));
                 self.control_queued = true;
             }
             if self.written == 0 && self.queue.len() > 1 {
                 self.gather();
             }
-            let Some(front) = self.queue.front() else {
+            let Some(queued) = self.queue.front_mut() else {
                 return Poll::Ready(Ok(()));
             };
+            if queued.answers > 0 {
+                // Released as the answers start to leave, not once they are
+                // out: after the write the peer may already have them and
+                // send more before this thread gets to count. So the front
+                // entry is the one answer (or gathered batch) not counted.
+                self.admitted.release(queued.answers, queued.answered_bytes);
+                queued.answers = 0;
+                queued.answered_bytes = 0;
+            }
+            let front = &queued.frame;
             let sink = Pin::new(&mut self.sink);
             let wrote = if front.is_contiguous() {
                 sink.poll_write(cx, &front.first()[self.written..])
@@ -316,8 +368,8 @@ impl State {
                     self.written += n;
                     if self.written == front.len() {
                         if let Some(done) = self.queue.pop_front() {
-                            self.queued_bytes -= done.len();
-                            self.spare.put(done.into_buffer());
+                            self.queued_bytes -= done.frame.len();
+                            self.spare.put(done.frame.into_buffer());
                         }
                         // A control frame is only ever at the front (gathered
                         // or not), so the front going out takes it along.
@@ -340,7 +392,7 @@ impl State {
     fn gather(&mut self) {
         let mut take = 0;
         let mut total = 0;
-        for frame in &self.queue {
+        for Queued { frame, .. } in &self.queue {
             let len = frame.len();
             if !frame.is_contiguous() || len >= GATHER_LIMIT || total + len > GATHER_LIMIT {
                 break;
@@ -351,11 +403,18 @@ impl State {
         if take < 2 {
             return;
         }
-        let mut merged = Vec::with_capacity(total);
-        for frame in self.queue.drain(..take) {
-            merged.extend_from_slice(frame.first());
+        let (mut answers, mut answered_bytes) = (0, 0);
+        let mut bytes = Vec::with_capacity(total);
+        for queued in self.queue.drain(..take) {
+            bytes.extend_from_slice(queued.frame.first());
+            answers += queued.answers;
+            answered_bytes += queued.answered_bytes;
         }
-        self.queue.push_front(OutFrame::from_sealed(merged));
+        self.queue.push_front(Queued {
+            frame: OutFrame::from_sealed(bytes),
+            answers,
+            answered_bytes,
+        });
     }
 }
 
@@ -364,6 +423,13 @@ mod tests {
     use super::*;
     use crate::transport::seal;
     use tokio::io::AsyncReadExt;
+
+    fn admitted() -> Arc<Admitted> {
+        Arc::new(Admitted::new(crate::config::Window {
+            messages: 10,
+            bytes: 1000,
+        }))
+    }
 
     fn frame(byte: u8, len: usize) -> OutFrame {
         let mut frame = OutFrame::with_capacity(len);
@@ -388,7 +454,7 @@ mod tests {
     async fn a_push_never_waits_even_when_nobody_reads() {
         // A pipe that holds 1 KiB: after that, writes would block.
         let (near, _far) = tokio::io::duplex(1024);
-        let outbox = Outbox::new(Box::new(near), Spare::default());
+        let outbox = Outbox::new(Box::new(near), Spare::default(), admitted());
         for i in 0..1000u32 {
             outbox.push(frame(i as u8, 100)).unwrap();
         }
@@ -399,7 +465,7 @@ mod tests {
     #[tokio::test]
     async fn frames_arrive_whole_and_in_order_through_a_small_pipe() {
         let (near, mut far) = tokio::io::duplex(300);
-        let outbox = std::sync::Arc::new(Outbox::new(Box::new(near), Spare::default()));
+        let outbox = std::sync::Arc::new(Outbox::new(Box::new(near), Spare::default(), admitted()));
         let writer = {
             let outbox = std::sync::Arc::clone(&outbox);
             tokio::spawn(async move { outbox.run_writer().await })
@@ -424,7 +490,7 @@ mod tests {
     #[tokio::test]
     async fn control_frames_are_counters_not_a_queue() {
         let (near, mut far) = tokio::io::duplex(64);
-        let outbox = Outbox::new(Box::new(near), Spare::default());
+        let outbox = Outbox::new(Box::new(near), Spare::default(), admitted());
         // Fill the pipe so nothing more can be written for now.
         outbox.push(frame(1, 60)).unwrap();
         for _ in 0..10_000 {
@@ -467,7 +533,7 @@ mod tests {
     #[tokio::test]
     async fn after_close_pushes_fail_and_queued_frames_still_go_out() {
         let (near, mut far) = tokio::io::duplex(16);
-        let outbox = std::sync::Arc::new(Outbox::new(Box::new(near), Spare::default()));
+        let outbox = std::sync::Arc::new(Outbox::new(Box::new(near), Spare::default(), admitted()));
         outbox.push(frame(7, 100)).unwrap();
         outbox.close();
         assert!(matches!(outbox.push(frame(8, 1)), Err(Closed::Locally)));
@@ -483,10 +549,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_answer_keeps_its_request_counted_until_it_is_written() {
+        let (near, mut far) = tokio::io::duplex(64);
+        let admitted = admitted();
+        let outbox = Outbox::new(Box::new(near), Spare::default(), Arc::clone(&admitted));
+        let costs: Vec<_> = (0..3).map(|_| admitted.admit(100).unwrap()).collect();
+        // The pipe takes the first answer whole; the second is the one being
+        // written; the third waits in the queue, still counted.
+        for cost in costs {
+            outbox.push_answer(frame(1, 60), cost).unwrap();
+        }
+        assert_eq!(
+            admitted.in_flight(),
+            (1, 100),
+            "queued answers stay counted"
+        );
+        let outbox = Arc::new(outbox);
+        let writer = {
+            let outbox = Arc::clone(&outbox);
+            tokio::spawn(async move { outbox.run_writer().await })
+        };
+        read_frames(&mut far, 3).await;
+        outbox.close();
+        writer.await.unwrap().unwrap();
+        assert_eq!(admitted.in_flight(), (0, 0));
+    }
+
+    #[tokio::test]
     async fn a_broken_stream_fails_later_pushes() {
         let (near, far) = tokio::io::duplex(16);
         drop(far);
-        let outbox = Outbox::new(Box::new(near), Spare::default());
+        let outbox = Outbox::new(Box::new(near), Spare::default(), admitted());
         let first = outbox.push(frame(1, 8));
         assert!(matches!(first, Err(Closed::Broken)), "{first:?}");
         assert!(matches!(outbox.push(frame(1, 8)), Err(Closed::Broken)));

@@ -174,8 +174,7 @@ fn answer(
             )
         }
     };
-    // Released before the answer is queued, so this side's count never
-    // exceeds the requester's, which drops when the answer arrives.
-    peer.shared.admitted.release(cost);
-    let _ = peer.shared.outbox.push(frame);
+    // The request stays counted against the peer's credit until the answer
+    // is written: a peer that never reads cannot make answers pile up here.
+    let _ = peer.shared.outbox.push_answer(frame, cost);
 }
