@@ -452,7 +452,17 @@ fn child_process_entry() {
     runtime.block_on(async {
         match role.as_str() {
             // A server printing its connector, serving until stdin closes.
-            "echo-server" | "tcp-server" => {
+            "echo-server" | "tcp-server" | "few-files-server" => {
+                #[cfg(target_os = "linux")]
+                if role == "few-files-server" {
+                    // Room for the runtime and a handful of connections.
+                    let limit = libc::rlimit {
+                        rlim_cur: 48,
+                        rlim_max: 48,
+                    };
+                    // SAFETY: a plain system call with a valid pointer.
+                    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+                }
                 let connector = if role == "tcp-server" {
                     Connector::tcp("127.0.0.1", 0).unwrap()
                 } else {
@@ -635,6 +645,58 @@ async fn peers_that_never_read_cannot_grow_the_server_and_others_are_served() {
     assert!(grown < 96.0, "the server grew by {grown:.0} MiB");
     let answer: Bytes = client.request("echo", &tagged(7, 10)).await.unwrap();
     assert_eq!(tag_of(&answer), 7, "still serving");
+}
+
+/// CPU time (user + system) the process has used so far.
+#[cfg(target_os = "linux")]
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_file_descriptors_the_server_backs_off_and_recovers() {
+    let mut server = child("few-files-server").spawn().unwrap();
+    let connector = Connector::load_state(&first_line(&mut server)).unwrap();
+    let server = Reaper(server);
+    let pid = server.0.id();
+    // Far more connections than the server has descriptors for: the OS
+    // completes them (backlog), the server cannot accept them.
+    let hogs: Vec<_> = (0..80)
+        .filter_map(|_| {
+            let switchboard::Address::Unix(path) = connector.address() else {
+                unreachable!()
+            };
+            std::os::unix::net::UnixStream::connect(path).ok()
+        })
+        .collect();
+    assert!(hogs.len() > 48, "only {} connected", hogs.len());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = cpu_time(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spent = cpu_time(pid) - before;
+    // Spinning on accept would take most of a core.
+    assert!(spent < Duration::from_millis(500), "spent {spent:?} in 2 s");
+    drop(hogs);
+    // Once descriptors are free again, clients get in.
+    let client = Client::builder(&connector)
+        .connect_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .unwrap();
+    let answer: Bytes = client.request("echo", &tagged(3, 10)).await.unwrap();
+    assert_eq!(tag_of(&answer), 3);
 }
 
 #[cfg(unix)]
