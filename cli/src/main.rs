@@ -475,8 +475,9 @@ async fn echo_server(tcp: Option<String>) -> Result<(), Failure> {
 /// Completes when echo-server should stop: a termination signal, or the end
 /// of standard input when standard input is a pipe (see `ECHO_SERVER_HELP`).
 ///
-/// The signal handlers are installed when this is called, not when the
-/// future is first polled.
+/// On Unix the signal handlers are installed when this is called, not when
+/// the future is first polled, so a signal sent as soon as the connector is
+/// printed is not lost.
 fn stop_requested() -> impl Future<Output = ()> {
     let signals = signals();
     let stdin = stdin_is_pipe().then(stdin_closed);
