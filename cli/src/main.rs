@@ -517,11 +517,9 @@ fn signals() -> impl Future<Output = ()> {
 }
 
 #[cfg(windows)]
-fn signals() -> impl Future<Output = ()> {
-    async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
+async fn signals() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
