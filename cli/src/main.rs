@@ -250,6 +250,15 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    // The library logs through `tracing` and prints nothing itself: what a
+    // server refused, and why, shows here (RUST_LOG=debug for more).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     if let Command::Completions { shell } = cli.command {
         clap_complete::generate(
             shell,
