@@ -25,6 +25,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::config::{Config, Window};
 use crate::connector::Format;
@@ -468,12 +469,19 @@ impl Connection {
             running: Running::default(),
             in_order: InOrder::default(),
         });
+        // Everything the connection's tasks log says which connection.
+        let span = tracing::info_span!(
+            "connection",
+            client_id = %shared.client_id,
+            peer_pid = ?shared.peer_pid,
+            peer_uid = ?shared.peer_uid,
+        );
         let peer = Peer { shared };
-        let writer = tokio::spawn(write_task(peer.clone())).abort_handle();
-        let mut tasks =
-            vec![tokio::spawn(reader::read_loop(reader, peer.clone(), inbound)).abort_handle()];
+        let writer = tokio::spawn(write_task(peer.clone()).instrument(span.clone())).abort_handle();
+        let read = reader::read_loop(reader, peer.clone(), inbound).instrument(span.clone());
+        let mut tasks = vec![tokio::spawn(read).abort_handle()];
         if let Some(interval) = settings.config.keepalive {
-            let watch = keepalive::watch(peer.clone(), activity, interval);
+            let watch = keepalive::watch(peer.clone(), activity, interval).instrument(span);
             tasks.push(tokio::spawn(watch).abort_handle());
         }
         Connection {
