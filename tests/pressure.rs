@@ -8,7 +8,9 @@
 
 use std::io::Read;
 #[cfg(unix)]
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
+#[cfg(target_os = "linux")]
+use std::io::Write;
 #[cfg(unix)]
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
