@@ -3,7 +3,7 @@
 //! the one that answers.
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
@@ -16,12 +16,42 @@ use super::{
     ACCEPT_WAIT, Parts, SETUP_TIMEOUT, hold_presence, inbox_name, lapin_error, next,
     open_connection, open_inbox, presence_name, service_queue, timed_out, watch_peer,
 };
-use crate::connector::{Address, Connector, Link, random_bytes};
+use crate::connector::{Address, AmqpUrl, Connector, Link, random_bytes};
 
-/// How long one connect attempt waits for the service queue to have a
-/// consumer before reporting "not found" (the caller retries until its
-/// own deadline, with a fresh broker connection).
-const FIND_WAIT: Duration = Duration::from_secs(1);
+/// How long a broker connection from an attempt that found no instance
+/// waits for the next attempt to reuse it.
+const IDLE_KEEP: Duration = Duration::from_secs(2);
+
+/// The broker connection of the last attempt that found no instance:
+/// `Client::connect` retries every few milliseconds while no server is up,
+/// and each retry then costs a passive declare instead of a new connection.
+static IDLE: Mutex<Option<(AmqpUrl, Arc<Connection>)>> = Mutex::new(None);
+
+fn take_idle(url: &AmqpUrl) -> Option<Arc<Connection>> {
+    let mut idle = IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match idle.take() {
+        Some((idle_url, connection)) if idle_url == *url && connection.status().connected() => {
+            Some(connection)
+        }
+        _ => None,
+    }
+}
+
+fn put_idle(url: &AmqpUrl, connection: Arc<Connection>) {
+    let kept = Arc::clone(&connection);
+    *IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((url.clone(), connection));
+    // Closed if no attempt takes it soon.
+    tokio::spawn(async move {
+        tokio::time::sleep(IDLE_KEEP).await;
+        let mut idle = IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if idle
+            .as_ref()
+            .is_some_and(|(_, connection)| Arc::ptr_eq(connection, &kept))
+        {
+            *idle = None;
+        }
+    });
+}
 
 /// One connection attempt. "No instance serves the service" is
 /// `NotFound`, the broker unreachable `ConnectionRefused` (both retried by
@@ -34,7 +64,21 @@ pub(crate) async fn connect(connector: &Connector) -> io::Result<Link> {
             "not an AMQP connector",
         ));
     };
-    let connection = Arc::new(open_connection(url, "client", service).await?);
+    let connection = match take_idle(url) {
+        Some(connection) => connection,
+        None => Arc::new(open_connection(url, "client", service).await?),
+    };
+    match instance_count(&connection, service).await {
+        Ok(0) => {
+            put_idle(url, connection);
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no server instance serves {service:?} on the broker"),
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => return Err(e),
+    }
     let attempt = tokio::time::timeout(
         SETUP_TIMEOUT + ACCEPT_WAIT,
         handshake(connector, service, Arc::clone(&connection)),
@@ -62,8 +106,6 @@ async fn handshake(
         .map_err(|e| lapin_error(e, "declaring the client's inbox"))?;
     let presence_queue = presence_name(&inbox_queue);
     let (presence_consumer, token) = hold_presence(&channel, &presence_queue).await?;
-
-    find_instance(&connection, service).await?;
 
     let secret = connector.secret();
     let client_nonce = secret.map(|_| random_bytes::<{ wire::NONCE_LEN }>());
@@ -139,26 +181,6 @@ async fn handshake(
         sealers,
     }
     .into_link())
-}
-
-/// Waits up to [`FIND_WAIT`] for the service queue to exist with at least
-/// one consumer (a live instance).
-async fn find_instance(connection: &Connection, service: &str) -> io::Result<()> {
-    let deadline = Instant::now() + FIND_WAIT;
-    let mut delay = Duration::from_millis(20);
-    loop {
-        if instance_count(connection, service).await? > 0 {
-            return Ok(());
-        }
-        if Instant::now() + delay >= deadline {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no server instance serves {service:?} on the broker"),
-            ));
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(200));
-    }
 }
 
 /// The service queue's consumer count (0 if it does not exist). A passive
