@@ -679,3 +679,36 @@ async fn many_clients_in_flight_on_one_instance() {
     }
     drop(server);
 }
+
+#[test]
+fn the_parent_child_demo_runs_over_the_broker() {
+    require_broker();
+    // target/<profile>/deps/amqp-<hash> -> target/<profile>/examples/parent_child
+    let exe = std::env::current_exe().unwrap();
+    let example = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(format!("parent_child{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        example.exists(),
+        "{} not built: run `cargo test --features amqp` (which builds the examples)",
+        example.display()
+    );
+    let output = Command::new(example)
+        .args(["--amqp", URL])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("serving at amqp:parent-child-"), "{stdout}");
+    assert!(stdout.contains("24 of 24 items came back correct"), "{stdout}");
+    assert!(stdout.contains("2 via argv, 2 via environment"), "{stdout}");
+}
