@@ -709,6 +709,9 @@ fn the_parent_child_demo_runs_over_the_broker() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("serving at amqp:parent-child-"), "{stdout}");
-    assert!(stdout.contains("24 of 24 items came back correct"), "{stdout}");
+    assert!(
+        stdout.contains("24 of 24 items came back correct"),
+        "{stdout}"
+    );
     assert!(stdout.contains("2 via argv, 2 via environment"), "{stdout}");
 }
