@@ -120,7 +120,7 @@ enum ListenerKind {
     Local(local::LocalListener),
     Tcp(TcpListener),
     #[cfg(feature = "amqp")]
-    Amqp(super::amqp::Listener),
+    Amqp(Box<super::amqp::Listener>),
 }
 
 impl Listener {
@@ -144,7 +144,10 @@ impl Listener {
             Address::Amqp { url, service } => {
                 let listener =
                     super::amqp::Listener::bind(url, service, connector.secret().cloned()).await?;
-                (ListenerKind::Amqp(listener), connector.address().clone())
+                (
+                    ListenerKind::Amqp(Box::new(listener)),
+                    connector.address().clone(),
+                )
             }
             #[cfg(not(feature = "amqp"))]
             Address::Amqp { .. } => return Err(Error::Unsupported(without_amqp(connector))),
