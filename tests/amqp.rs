@@ -715,3 +715,75 @@ fn the_parent_child_demo_runs_over_the_broker() {
     );
     assert!(stdout.contains("2 via argv, 2 via environment"), "{stdout}");
 }
+
+const CLI: &str = env!("CARGO_BIN_EXE_switchboard");
+
+#[tokio::test]
+async fn the_cli_serves_and_calls_over_the_broker() {
+    let _broker = broker().await;
+    let service = format!("test-cli-{}", std::process::id());
+    let mut server = Killed(
+        Command::new(CLI)
+            .args(["echo-server", "--amqp", URL, "--address", &service])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = server.0.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let connector = line.trim().to_owned();
+    assert!(connector.starts_with("sb1:"), "{line:?}");
+    let loaded = Connector::load_state(&connector).unwrap();
+    assert_eq!(service_of(&loaded), service);
+    let call = |args: &[&str]| {
+        let output = Command::new(CLI).args(args).output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        )
+    };
+    let (code, out, err) = call(&["call", &connector, "echo", r#"{"a": 1}"#]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, r#"{"a":1}"#);
+    let (code, _, err) = call(&["call", &connector, "fail", r#""no""#]);
+    assert_eq!(code, Some(1));
+    assert_eq!(err, "no");
+    let (code, _, _) = call(&["call", &connector, "sleep", "5000", "--timeout", "200"]);
+    assert_eq!(code, Some(4));
+    let (code, _, err) = call(&["throw", &connector, "echo", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn cli_inspect_redacts_the_broker_password() {
+    let password = "pw-Inspect-never-shown";
+    let connector = Connector::amqp(
+        format!("amqp://app:{password}@broker.example:5672/%2f"),
+        "jobs",
+    )
+    .unwrap();
+    for json in [false, true] {
+        let mut command = Command::new(CLI);
+        command.args(["inspect", &connector.dump_state()]);
+        if json {
+            command.arg("--json");
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success());
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(!text.contains(password), "{text}");
+        assert!(text.contains("amqp"), "{text}");
+        assert!(
+            text.contains("jobs at amqp://app:<redacted>@broker.example:5672/%2f"),
+            "{text}"
+        );
+    }
+}
