@@ -25,12 +25,16 @@ const IDLE_KEEP: Duration = Duration::from_secs(2);
 /// The broker connection of the last attempt that found no instance:
 /// `Client::connect` retries every few milliseconds while no server is up,
 /// and each retry then costs a passive declare instead of a new connection.
-static IDLE: Mutex<Option<(AmqpUrl, Arc<Connection>)>> = Mutex::new(None);
+static IDLE: Mutex<Option<(AmqpUrl, Arc<Connection>, Instant)>> = Mutex::new(None);
 
 fn take_idle(url: &AmqpUrl) -> Option<Arc<Connection>> {
     let mut idle = IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     match idle.take() {
-        Some((idle_url, connection)) if idle_url == *url && connection.status().connected() => {
+        Some((idle_url, connection, since))
+            if idle_url == *url
+                && since.elapsed() < IDLE_KEEP
+                && connection.status().connected() =>
+        {
             Some(connection)
         }
         _ => None,
@@ -39,14 +43,15 @@ fn take_idle(url: &AmqpUrl) -> Option<Arc<Connection>> {
 
 fn put_idle(url: &AmqpUrl, connection: Arc<Connection>) {
     let kept = Arc::clone(&connection);
-    *IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((url.clone(), connection));
+    *IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+        Some((url.clone(), connection, Instant::now()));
     // Closed if no attempt takes it soon.
     tokio::spawn(async move {
         tokio::time::sleep(IDLE_KEEP).await;
         let mut idle = IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if idle
             .as_ref()
-            .is_some_and(|(_, connection)| Arc::ptr_eq(connection, &kept))
+            .is_some_and(|(_, connection, _)| Arc::ptr_eq(connection, &kept))
         {
             *idle = None;
         }
@@ -64,11 +69,22 @@ pub(crate) async fn connect(connector: &Connector) -> io::Result<Link> {
             "not an AMQP connector",
         ));
     };
-    let connection = match take_idle(url) {
-        Some(connection) => connection,
-        None => Arc::new(open_connection(url, "client", service).await?),
+    // A kept connection may have died with the runtime that made it: then
+    // a fresh one.
+    let kept = take_idle(url);
+    let kept_count = match &kept {
+        Some(connection) => instance_count(connection, service).await.ok(),
+        None => None,
     };
-    match instance_count(&connection, service).await {
+    let (connection, count) = match (kept, kept_count) {
+        (Some(connection), Some(count)) => (connection, Ok(count)),
+        _ => {
+            let connection = Arc::new(open_connection(url, "client", service).await?);
+            let count = instance_count(&connection, service).await;
+            (connection, count)
+        }
+    };
+    match count {
         Ok(0) => {
             put_idle(url, connection);
             return Err(io::Error::new(
