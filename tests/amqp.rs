@@ -716,6 +716,59 @@ fn the_parent_child_demo_runs_over_the_broker() {
     assert!(stdout.contains("2 via argv, 2 via environment"), "{stdout}");
 }
 
+#[tokio::test]
+async fn bytes_injected_by_someone_with_broker_access_end_the_connection() {
+    let _broker = broker().await;
+    let connector = connector("inject");
+    let service = service_of(&connector);
+    let (errors_tx, mut errors) = mpsc::unbounded_channel();
+    let server = Server::builder(router("a"))
+        .on_error(move |e| {
+            let _ = errors_tx.send(format!("{e:?}"));
+        })
+        .bind(&connector)
+        .await
+        .unwrap();
+    let client = Client::connect(&connector).await.unwrap();
+    let _: Value = client.request("echo", &1).await.unwrap();
+    let server_inbox = queues_of(&service)
+        .into_iter()
+        .find(|q| q.contains(".s.") && !q.ends_with(".alive"))
+        .expect("the instance's inbox for this client");
+    // A well-formed frame (a notification) with a forged tag, published
+    // by another broker user straight into the instance's inbox.
+    let intruder = lapin::Connection::connect(URL, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = intruder.create_channel().await.unwrap();
+    let mut forged = vec![8, 0, 0, 0, 2, 4, 0, b'e', b'c', b'h', b'o', b'1'];
+    forged.extend_from_slice(&[0u8; 32]);
+    channel
+        .basic_publish(
+            "".into(),
+            server_inbox.as_str().into(),
+            lapin::options::BasicPublishOptions::default(),
+            &forged,
+            lapin::BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    let reported = tokio::time::timeout(Duration::from_secs(10), errors.recv())
+        .await
+        .expect("the server reports the forged message")
+        .unwrap();
+    assert!(reported.contains("integrity"), "{reported}");
+    tokio::time::timeout(Duration::from_secs(10), client.closed())
+        .await
+        .expect("the client's connection ends too");
+    assert!(matches!(
+        client.request::<_, Value>("echo", &2).await,
+        Err(Error::Disconnected | Error::Closed)
+    ));
+    let _ = intruder.close(200, "done".into()).await;
+    server.shutdown().await;
+}
+
 const CLI: &str = env!("CARGO_BIN_EXE_switchboard");
 
 #[tokio::test]

@@ -75,6 +75,13 @@ impl AmqpUrl {
 
     /// The URL as given, password included: for connecting, and for the
     /// dumped connector string.
+    ///
+    /// ```
+    /// use switchboard::connector::AmqpUrl;
+    ///
+    /// let url = AmqpUrl::parse("amqp://u:pw@h/%2f").unwrap();
+    /// assert_eq!(url.expose(), "amqp://u:pw@h/%2f");
+    /// ```
     pub fn expose(&self) -> &str {
         &self.0
     }
