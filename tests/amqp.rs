@@ -769,6 +769,44 @@ async fn bytes_injected_by_someone_with_broker_access_end_the_connection() {
     server.shutdown().await;
 }
 
+/// Each side renews its presence token every 60 s (so the broker's
+/// consumer_timeout never closes its channel); a renewal must not look like
+/// the peer going away.
+#[tokio::test]
+async fn connections_outlive_the_presence_token_renewal() {
+    let _broker = broker().await;
+    let connector = connector("renewal");
+    let service = service_of(&connector);
+    let server = Server::bind(&connector, router("a")).await.unwrap();
+    let client = Client::connect(&connector).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    let answer: Value = client.request("echo", &"after renewal").await.unwrap();
+    assert_eq!(answer, json!("after renewal"));
+    // Each presence queue holds exactly its one token, unacknowledged.
+    let output = Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "list_queues",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+        ])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&output.stdout);
+    let presence: Vec<&str> = listing
+        .lines()
+        .filter(|line| line.starts_with(&format!("sb.{service}")) && line.contains(".alive"))
+        .collect();
+    assert_eq!(presence.len(), 2, "{listing}");
+    for line in presence {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[1..], ["0", "1"], "{line}");
+    }
+    client.close().await;
+    server.shutdown().await;
+}
+
 const CLI: &str = env!("CARGO_BIN_EXE_switchboard");
 
 #[tokio::test]
