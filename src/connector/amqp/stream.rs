@@ -288,7 +288,7 @@ impl Reader {
         }
     }
 
-    /// Takes one delivery from the inbox. `Ready(Ok(true))`: bytes are in
+    /// Takes one delivery from the inbox. `Ready(Ok(()))`: bytes are in
     /// `current` (or `eof` is set).
     fn poll_inbox(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match ready!(Pin::new(&mut self.inbox).poll_next(cx)) {
