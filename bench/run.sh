@@ -2,7 +2,7 @@
 # Runs the switchboard benchmark harness, making sure first that what it
 # needs is installed (idempotent: nothing is installed twice):
 #   - a TrueType font for the chart (Debian: fonts-dejavu-core),
-#   - python3 with venv, and a venv with communica[msgpack] in
+#   - python3 with venv, and a venv with communica[msgpack,rabbitmq] in
 #     $CARGO_TARGET_DIR/communica-venv (default target/communica-venv).
 # Then builds and runs the harness in release mode, writing
 #   $CARGO_TARGET_DIR/bench.json, docs/bench.png and the results part of
@@ -40,8 +40,8 @@ fi
 if command -v python3 >/dev/null; then
     mkdir -p "$CARGO_TARGET_DIR"
     [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-    if ! "$venv/bin/python" -c 'import communica, msgpack' 2>/dev/null; then
-        "$venv/bin/python" -m pip install --quiet 'communica[msgpack]'
+    if ! "$venv/bin/python" -c 'import communica, msgpack, aiormq' 2>/dev/null; then
+        "$venv/bin/python" -m pip install --quiet 'communica[msgpack,rabbitmq]'
     fi
 fi
 

@@ -7,7 +7,10 @@
 //! progress notifications back while it works and answers with its result.
 //! The parent checks every result and exits 0 only when all came back.
 //!
-//! Run it with `cargo run --example parent_child`.
+//! Run it with `cargo run --example parent_child`. With
+//! `-- --amqp amqp://guest:guest@127.0.0.1:5672/%2f` (and `--features
+//! amqp`) the same hand-off goes through a RabbitMQ broker instead of a
+//! local socket: the children get an AMQP connector string.
 
 use std::collections::VecDeque;
 use std::process::Stdio;
@@ -68,7 +71,12 @@ async fn parent() -> Result<(), Box<dyn std::error::Error>> {
             Ok::<_, HandlerError>(())
         }
     });
-    let server = Server::bind(&Connector::local(), router).await?;
+    let connector = match amqp_url() {
+        // A fresh service name: another run cannot share it.
+        Some(url) => Connector::amqp(url, format!("parent-child-{}", std::process::id()))?,
+        None => Connector::local(),
+    };
+    let server = Server::bind(&connector, router).await?;
     println!("parent: serving at {}", server.connector());
 
     let exe = std::env::current_exe()?;
@@ -152,6 +160,14 @@ async fn parent() -> Result<(), Box<dyn std::error::Error>> {
         return Err("some work items did not come back".into());
     }
     Ok(())
+}
+
+/// The broker URL after `--amqp`, if given.
+fn amqp_url() -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|arg| arg == "--amqp")
+        .and_then(|at| args.get(at + 1).cloned())
 }
 
 async fn worker() -> Result<(), Box<dyn std::error::Error>> {

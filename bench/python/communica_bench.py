@@ -1,15 +1,16 @@
 """communica's side of switchboard-bench (driven by bench/src/systems/communica.rs).
 
-    python communica_bench.py serve
-        Starts two communica SimpleServers on LocalConnectors (Unix sockets):
+    python communica_bench.py serve [--rmq URL]
+        Starts two communica SimpleServers on LocalConnectors (Unix sockets),
+        or with --rmq on RmqConnectors through the RabbitMQ broker at URL:
         one with communica's default JsonSerializer, for the small requests,
         and one with MsgpackSerializer, for the bulk payload (bytes, which
         msgpack carries as bin). Both answer a text with itself and bytes
         with their length. Prints {"json": NAME, "msgpack": NAME} and serves
         until stdin closes.
 
-    python communica_bench.py client JSON_NAME MSGPACK_NAME
-        Connects a SimpleClient to each server, prints {"ready": true}, then
+    python communica_bench.py client JSON_NAME MSGPACK_NAME [--rmq URL]
+        Connects a SimpleClient to each server (over the broker with --rmq), prints {"ready": true}, then
         runs commands read from stdin, one per line, answering each with one
         JSON line ({"error": "..."} on failure):
           rtt COUNT              -> {"ns": [nanoseconds of each round trip]}
@@ -32,12 +33,26 @@ import os
 import sys
 import time
 
-from communica import LocalConnector, SimpleClient, SimpleServer
+from communica import LocalConnector, RmqConnector, SimpleClient, SimpleServer
 from communica.serializers import JsonSerializer
 from communica.serializers.msgpack import MsgpackSerializer
 
 SMALL_TEXT = "switchboard-bench small request: 64 bytes of text, echoed back.\n"
 CONNECT_TIMEOUT = 10
+# The broker URL with --rmq; None for local sockets.
+RMQ_URL = None
+_clients = 0
+
+
+def connector(name, client=False):
+    """A LocalConnector, or an RmqConnector (clients need a unique id)."""
+    global _clients
+    if RMQ_URL is None:
+        return LocalConnector(name)
+    if client:
+        _clients += 1
+        return RmqConnector(RMQ_URL, name, client_id=f"c{os.getpid()}-{_clients}")
+    return RmqConnector(RMQ_URL, name)
 
 
 def handler(data):
@@ -51,8 +66,8 @@ async def serve():
     pid = os.getpid()
     names = {"json": f"sbbench-{pid}-json", "msgpack": f"sbbench-{pid}-msgpack"}
     servers = [
-        SimpleServer(LocalConnector(names["json"]), handler, JsonSerializer()),
-        SimpleServer(LocalConnector(names["msgpack"]), handler, MsgpackSerializer()),
+        SimpleServer(connector(names["json"]), handler, JsonSerializer()),
+        SimpleServer(connector(names["msgpack"]), handler, MsgpackSerializer()),
     ]
     for server in servers:
         await server.init()
@@ -60,7 +75,7 @@ async def serve():
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     for server in servers:
         await server.close()
-    for name in names.values():
+    for name in names.values() if RMQ_URL is None else ():
         try:
             os.unlink(LocalConnector(name).repr_address())
         except OSError:
@@ -68,7 +83,7 @@ async def serve():
 
 
 async def connect(name, serializer=None):
-    client = SimpleClient(LocalConnector(name), serializer=serializer)
+    client = SimpleClient(connector(name, client=True), serializer=serializer)
     return await client.init(timeout=CONNECT_TIMEOUT)
 
 
@@ -166,8 +181,13 @@ async def client(json_name, msgpack_name):
 
 
 def main():
+    global RMQ_URL
     # Connection teardown is logged at WARNING; it is expected here.
     logging.getLogger("communica").setLevel(logging.ERROR)
+    if "--rmq" in sys.argv:
+        at = sys.argv.index("--rmq")
+        RMQ_URL = sys.argv[at + 1]
+        del sys.argv[at : at + 2]
     if sys.argv[1:2] == ["serve"]:
         asyncio.run(serve())
     elif sys.argv[1:2] == ["client"] and len(sys.argv) == 4:

@@ -22,7 +22,7 @@ enum Bound {
     Times(f64, &'static str),
 }
 
-const TARGETS: [Target; 8] = [
+const TARGETS: [Target; 11] = [
     Target {
         key: RTT_P50,
         system: "switchboard_local_json",
@@ -62,6 +62,22 @@ const TARGETS: [Target; 8] = [
         key: IDLE,
         system: "switchboard_local_json",
         rule: Rule::Below(Bound::Value(64.0)),
+    },
+    // Over a RabbitMQ broker.
+    Target {
+        key: RTT_P50,
+        system: "switchboard_amqp",
+        rule: Rule::AtMost(Bound::Times(1.3, "raw_amqp")),
+    },
+    Target {
+        key: RTT_P50,
+        system: "switchboard_amqp",
+        rule: Rule::AtMost(Bound::Times(0.7, "communica_rmq")),
+    },
+    Target {
+        key: PIPELINED,
+        system: "switchboard_amqp",
+        rule: Rule::AtLeast(Bound::Times(3.0, "communica_rmq")),
     },
 ];
 

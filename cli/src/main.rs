@@ -140,8 +140,16 @@ enum Command {
     EchoServer {
         /// Listen on TCP HOST:PORT instead of a private local socket (port 0
         /// picks a free one).
-        #[arg(long, value_name = "HOST:PORT")]
+        #[arg(long, value_name = "HOST:PORT", conflicts_with = "amqp")]
         tcp: Option<String>,
+        /// Serve through the RabbitMQ broker at this URL
+        /// (amqp://user:password@host:port/vhost); needs --address. The
+        /// binary must be built with the `amqp` feature.
+        #[arg(long, value_name = "URL", requires = "address")]
+        amqp: Option<String>,
+        /// The service name on the broker (with --amqp).
+        #[arg(long, value_name = "NAME", requires = "amqp")]
+        address: Option<String>,
     },
     /// Send a request and print the response as one line of JSON.
     #[command(after_help = CALL_HELP)]
@@ -292,7 +300,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::EchoServer { tcp } => echo_server(tcp).await,
+        Command::EchoServer { tcp, amqp, address } => echo_server(tcp, amqp.zip(address)).await,
         Command::Call {
             target,
             params,
@@ -437,9 +445,12 @@ fn parse_params(params: Option<String>) -> Result<Value, Failure> {
     }
 }
 
-async fn echo_server(tcp: Option<String>) -> Result<(), Failure> {
+async fn echo_server(tcp: Option<String>, amqp: Option<(String, String)>) -> Result<(), Failure> {
     let connector = match tcp {
-        None => Connector::local(),
+        None => match amqp {
+            Some((url, service)) => Connector::amqp(url, service)?,
+            None => Connector::local(),
+        },
         Some(spec) => {
             let (host, port) = spec
                 .rsplit_once(':')
@@ -597,6 +608,8 @@ fn inspect(connector: &Connector, as_json: bool) {
         Address::Pipe(name) => ("pipe", format!(r"\\.\pipe\{name}")),
         Address::Tcp { host, port } if host.contains(':') => ("tcp", format!("[{host}]:{port}")),
         Address::Tcp { host, port } => ("tcp", format!("{host}:{port}")),
+        // The URL shows with its password redacted.
+        Address::Amqp { url, service } => ("amqp", format!("{service} at {url}")),
         other => (other.kind(), other.to_string()),
     };
     let secret = connector.secret().map(|_| "<redacted>");

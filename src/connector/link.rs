@@ -127,6 +127,8 @@ enum ListenerKind {
     #[cfg(any(unix, windows))]
     Local(local::LocalListener),
     Tcp(TcpListener),
+    #[cfg(feature = "amqp")]
+    Amqp(Box<super::amqp::Listener>),
 }
 
 impl Listener {
@@ -148,6 +150,17 @@ impl Listener {
                 };
                 (ListenerKind::Tcp(listener), address)
             }
+            #[cfg(feature = "amqp")]
+            Address::Amqp { url, service } => {
+                let listener =
+                    super::amqp::Listener::bind(url, service, connector.secret().cloned()).await?;
+                (
+                    ListenerKind::Amqp(Box::new(listener)),
+                    connector.address().clone(),
+                )
+            }
+            #[cfg(not(feature = "amqp"))]
+            Address::Amqp { .. } => return Err(Error::Unsupported(without_amqp(connector))),
             #[cfg(any(unix, windows))]
             address => {
                 let (listener, local) =
@@ -186,6 +199,8 @@ impl Listener {
                 let (stream, _) = listener.accept().await?;
                 Ok(Link::tcp(stream))
             }
+            #[cfg(feature = "amqp")]
+            ListenerKind::Amqp(listener) => listener.accept().await,
         }
     }
 }
@@ -198,12 +213,27 @@ fn bind_error(address: String, source: io::Error) -> Error {
     }
 }
 
+#[cfg(not(feature = "amqp"))]
+fn without_amqp(connector: &Connector) -> String {
+    format!(
+        "{} (this build of switchboard has no `amqp` feature)",
+        connector.address()
+    )
+}
+
 /// One connection attempt, no retries.
 pub async fn connect(connector: &Connector) -> io::Result<Link> {
     match connector.address() {
         Address::Tcp { host, port } => {
             Ok(Link::tcp(TcpStream::connect((host.as_str(), *port)).await?))
         }
+        #[cfg(feature = "amqp")]
+        Address::Amqp { .. } => super::amqp::connect(connector).await,
+        #[cfg(not(feature = "amqp"))]
+        Address::Amqp { .. } => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            without_amqp(connector),
+        )),
         #[cfg(any(unix, windows))]
         address => local::connect(address).await,
         #[cfg(not(any(unix, windows)))]

@@ -1,12 +1,15 @@
 //! Connectors: values that know how to reach a server.
 //!
-//! A [`Connector`] holds an address (a Unix socket path, a Windows pipe name or
-//! a TCP host and port), the shared secret both sides authenticate with, and
+//! A [`Connector`] holds an address (a Unix socket path, a Windows pipe name,
+//! a TCP host and port, or a service on a RabbitMQ broker), the shared secret both sides authenticate with, and
 //! the connection settings. It dumps to a short ASCII string
 //! ([`Connector::dump_state`]) that a parent hands to its children, and binds
 //! or connects a raw byte stream (a `Link`). It knows nothing of frames or
 //! requests.
 
+#[cfg(feature = "amqp")]
+mod amqp;
+mod amqp_url;
 mod link;
 #[cfg(unix)]
 mod local_unix;
@@ -18,6 +21,7 @@ mod state;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use amqp_url::{AmqpUrl, MAX_SERVICE_LEN};
 pub(crate) use link::{BindGuard, Link, Listener, connect};
 pub(crate) use secret::random_bytes;
 pub use secret::{MAX_SECRET_LEN, MIN_SECRET_LEN, SECRET_LEN, Secret};
@@ -46,6 +50,17 @@ pub enum Address {
         /// Port number.
         port: u16,
     },
+    /// A service on a RabbitMQ broker (AMQP 0-9-1): every server bound to
+    /// the same broker and service name shares the clients (see
+    /// [`Connector::amqp`]). Binding and connecting need the `amqp` cargo
+    /// feature; the address loads, dumps and displays without it.
+    Amqp {
+        /// The broker; its password is redacted when displayed.
+        url: AmqpUrl,
+        /// The service name (`[A-Za-z0-9._-]`, at most
+        /// [`MAX_SERVICE_LEN`] characters).
+        service: String,
+    },
 }
 
 impl Address {
@@ -55,12 +70,13 @@ impl Address {
             Address::Unix(_) => "unix",
             Address::Pipe(_) => "pipe",
             Address::Tcp { .. } => "tcp",
+            Address::Amqp { .. } => "amqp",
         }
     }
 
     /// True for the same-machine kinds (Unix socket, named pipe).
     pub fn is_local(&self) -> bool {
-        !matches!(self, Address::Tcp { .. })
+        matches!(self, Address::Unix(_) | Address::Pipe(_))
     }
 }
 
@@ -71,6 +87,7 @@ impl fmt::Display for Address {
             Address::Pipe(name) => write!(f, r"pipe:\\.\pipe\{name}"),
             Address::Tcp { host, port } if host.contains(':') => write!(f, "tcp:[{host}]:{port}"),
             Address::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
+            Address::Amqp { url, service } => write!(f, "amqp:{service} at {url}"),
         }
     }
 }
@@ -202,6 +219,43 @@ impl Connector {
             reason,
         })?;
         Ok(Connector::with_address(Address::Tcp { host, port }))
+    }
+
+    /// A service named `service` on the RabbitMQ broker at `url`
+    /// (`amqp://user:password@host:port/vhost`, the vhost percent-encoded:
+    /// `%2f` is `/`), with a fresh secret.
+    ///
+    /// Clients and servers meet through the broker instead of a socket:
+    /// every server bound to the same broker and service shares the new
+    /// clients (competing consumers); a connected client stays with its
+    /// server until the connection ends. The mutual authentication and a
+    /// MAC on every message use the connector's secret, which the broker
+    /// never sees. The broker password is redacted by `Display` and
+    /// `Debug`, but is part of [`Connector::dump_state`], like the secret.
+    /// See PROTOCOL.md, "AMQP", for the queues and messages.
+    ///
+    /// Binding and connecting need the `amqp` cargo feature.
+    ///
+    /// ```
+    /// use switchboard::Connector;
+    ///
+    /// let connector = Connector::amqp("amqp://guest:guest@127.0.0.1:5672/%2f", "jobs")?;
+    /// assert_eq!(connector.to_string(), "amqp:jobs at amqp://guest:<redacted>@127.0.0.1:5672/%2f (secret <redacted>)");
+    /// let copy = switchboard::Connector::load_state(&connector.dump_state())?;
+    /// assert_eq!(copy, connector);
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
+    pub fn amqp(url: impl AsRef<str>, service: impl Into<String>) -> Result<Connector> {
+        let url = AmqpUrl::parse(url.as_ref()).map_err(|reason| Error::InvalidArgument {
+            what: "broker URL",
+            reason,
+        })?;
+        let service = service.into();
+        amqp_url::check_service(&service).map_err(|reason| Error::InvalidArgument {
+            what: "AMQP service name",
+            reason,
+        })?;
+        Ok(Connector::with_address(Address::Amqp { url, service }))
     }
 
     fn with_address(address: Address) -> Connector {

@@ -8,8 +8,9 @@
 //!
 //! | key | meaning | required |
 //! |-----|---------|----------|
-//! | `k` | kind: `unix`, `pipe` or `tcp` | yes |
-//! | `a` | address: socket path, pipe name, or `host:port` (`[v6]:port`) | yes |
+//! | `k` | kind: `unix`, `pipe`, `tcp` or `amqp` | yes |
+//! | `a` | address: socket path, pipe name, `host:port` (`[v6]:port`), or the AMQP service name | yes |
+//! | `u` | `amqp` only: the broker URL, password included | for `amqp` |
 //! | `s` | secret, base64url, 16 to 64 bytes | no (absent: no authentication) |
 //! | `f` | body format: `json` or `msgpack` | no (default `json`) |
 //! | `m` | frame size limit in bytes | no (default 64 MiB) |
@@ -21,6 +22,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
+use super::amqp_url::{AmqpUrl, check_service};
 use super::{Address, Connector, DEFAULT_MAX_FRAME, Format, MIN_MAX_FRAME, Secret};
 use crate::error::{Error, Result};
 
@@ -120,7 +122,7 @@ pub enum ConnectorError {
         reason: String,
     },
     /// The kind field names no connector kind this build knows.
-    #[error("unknown connector kind {0:?} (known: unix, pipe, tcp)")]
+    #[error("unknown connector kind {0:?} (known: unix, pipe, tcp, amqp)")]
     UnknownKind(String),
 }
 
@@ -259,6 +261,10 @@ impl Connector {
             Address::Pipe(name) => name.clone(),
             Address::Tcp { host, port } if host.contains(':') => format!("[{host}]:{port}"),
             Address::Tcp { host, port } => format!("{host}:{port}"),
+            Address::Amqp { url, service } => {
+                body.insert("u".into(), url.expose().into());
+                service.clone()
+            }
         };
         body.insert("a".into(), address.into());
         if let Some(secret) = &self.secret {
@@ -371,6 +377,16 @@ fn parse(text: &str) -> Result<Connector, ConnectorError> {
             Address::Pipe(address_text.to_owned())
         }
         "tcp" => parse_host_port(address_text)?,
+        "amqp" => {
+            check_service(address_text).map_err(|reason| invalid("a", reason))?;
+            // The reason never quotes the URL: it holds the broker password.
+            let url = AmqpUrl::parse(string_field(&fields, "u")?)
+                .map_err(|reason| invalid("u", reason))?;
+            Address::Amqp {
+                url,
+                service: address_text.to_owned(),
+            }
+        }
         other => {
             return Err(ConnectorError::UnknownKind(
                 other.chars().take(32).collect(),

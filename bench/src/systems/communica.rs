@@ -6,6 +6,9 @@
 //! measured itself (see the script's docstring). Small requests use
 //! communica's default JSON serializer; the bulk payload goes to a second
 //! server with its msgpack serializer, as `bin`.
+//!
+//! `communica_rmq` is the same over communica's `RmqConnector` through the
+//! RabbitMQ broker ([`super::amqp_url`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,7 +22,7 @@ use crate::procs::ChildProcess;
 /// The driver script, shipped in bench/python and written into the venv.
 const SCRIPT: &str = include_str!("../../python/communica_bench.py");
 /// What gets installed into the venv.
-const REQUIREMENT: &str = "communica[msgpack]";
+const REQUIREMENT: &str = "communica[msgpack,rabbitmq]";
 
 /// Makes sure `venv` exists with communica installed and the driver script
 /// written; returns the venv's Python. Idempotent: an existing, complete
@@ -36,7 +39,7 @@ pub fn prepare_venv(venv: &Path) -> Result<PathBuf> {
     }
     let importable = || {
         Command::new(&python)
-            .args(["-c", "import communica, msgpack"])
+            .args(["-c", "import communica, msgpack, aiormq"])
             .output()
             .is_ok_and(|out| out.status.success())
     };
@@ -82,14 +85,17 @@ fn run(command: &mut Command) -> Result<()> {
 pub struct Client {
     driver: ChildProcess,
     server: ChildProcess,
+    over_broker: bool,
 }
 
 impl Client {
-    /// Prepares the venv, starts the server and the client driver.
-    pub fn open(venv: &Path) -> Result<Client> {
+    /// Prepares the venv, starts the server and the client driver; over
+    /// the broker at `rmq` if given.
+    pub fn open(venv: &Path, rmq: Option<&str>) -> Result<Client> {
         let python = prepare_venv(venv)?;
+        let rmq: Vec<&str> = rmq.map(|url| vec!["--rmq", url]).unwrap_or_default();
         let mut command = Command::new(&python);
-        command.arg(script(venv)).arg("serve");
+        command.arg(script(venv)).arg("serve").args(&rmq);
         let mut server = ChildProcess::spawn(command, "communica server")?;
         let names: Value = serde_json::from_str(&server.next_line()?)?;
         let name = |key: &str| {
@@ -103,9 +109,14 @@ impl Client {
             .arg(script(venv))
             .arg("client")
             .arg(name("json")?)
-            .arg(name("msgpack")?);
+            .arg(name("msgpack")?)
+            .args(&rmq);
         let driver = ChildProcess::spawn(command, "communica client")?;
-        let mut client = Client { driver, server };
+        let mut client = Client {
+            driver,
+            server,
+            over_broker: !rmq.is_empty(),
+        };
         client.reply()?; // {"ready": true} once both clients are connected
         Ok(client)
     }
@@ -167,6 +178,9 @@ impl super::Session for Client {
     }
 
     fn hold_idle(&mut self, count: usize, measure: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        if self.over_broker {
+            return Err(super::Unsupported("not measured over the broker".into()).into());
+        }
         self.command(&format!("idle {count}"))?;
         let result = measure();
         self.command("release")?;

@@ -11,6 +11,7 @@
 mod communica;
 mod ipc;
 mod raw;
+mod raw_amqp;
 mod raw_blocking;
 mod raw_tokio;
 mod switchboard;
@@ -26,7 +27,7 @@ use clap::ValueEnum;
 pub use communica::{describe_python, prepare_venv};
 
 /// Every system, in the order of the report's columns.
-pub const SYSTEMS: [&str; 8] = [
+pub const SYSTEMS: [&str; 11] = [
     "raw_blocking_uds",
     "raw_tokio_local",
     "switchboard_local_json",
@@ -35,7 +36,17 @@ pub const SYSTEMS: [&str; 8] = [
     "tarpc_uds",
     "ipc_channel",
     "communica",
+    "raw_amqp",
+    "switchboard_amqp",
+    "communica_rmq",
 ];
+
+/// The RabbitMQ broker of the `*_amqp` / `*_rmq` systems:
+/// `SB_BENCH_AMQP_URL`, by default the local one.
+pub fn amqp_url() -> String {
+    std::env::var("SB_BENCH_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
 
 /// The small request: 64 bytes of text.
 pub const SMALL_TEXT: &str = "switchboard-bench small request: 64 bytes of text, echoed back.\n";
@@ -202,7 +213,13 @@ pub fn open(system: &str, options: &Options) -> Result<Box<dyn Session>> {
         )?),
         "tarpc_uds" => Box::new(tarpc::Client::open(options.flavor)?),
         "ipc_channel" => Box::new(ipc::Client::open()?),
-        "communica" => Box::new(communica::Client::open(&options.venv)?),
+        "communica" => Box::new(communica::Client::open(&options.venv, None)?),
+        "communica_rmq" => Box::new(communica::Client::open(&options.venv, Some(&amqp_url()))?),
+        "raw_amqp" => Box::new(raw_amqp::Client::open(options.flavor)?),
+        "switchboard_amqp" => Box::new(switchboard::Client::open(
+            switchboard::Variant::AmqpJson,
+            options.flavor,
+        )?),
         other => bail!("unknown system {other:?}"),
     })
 }
@@ -219,6 +236,8 @@ pub fn serve(system: &str, flavor: Flavor) -> Result<()> {
         }
         "switchboard_tcp_json" => switchboard::serve(switchboard::Variant::TcpJson, flavor),
         "tarpc_uds" => tarpc::serve(flavor),
+        "raw_amqp" => raw_amqp::serve(flavor),
+        "switchboard_amqp" => switchboard::serve(switchboard::Variant::AmqpJson, flavor),
         "ipc_channel" => ipc::serve(),
         other => bail!("no Rust server for system {other:?}"),
     }

@@ -1,5 +1,6 @@
 //! `switchboard_local_json`, `switchboard_local_msgpack`,
-//! `switchboard_tcp_json`: the library under test, through its public API
+//! `switchboard_tcp_json`, `switchboard_amqp` (through the RabbitMQ broker
+//! of [`super::amqp_url`]): the library under test, through its public API
 //! only. The server serves `echo` (`String -> String`) and `bulk`
 //! (`switchboard::Bytes -> u64`, so MessagePack carries the payload as
 //! `bin`, by reference on both sides; JSON has no byte type and writes an
@@ -25,6 +26,8 @@ pub enum Variant {
     LocalMsgPack,
     /// `Connector::tcp("127.0.0.1", 0)`, JSON bodies.
     TcpJson,
+    /// `Connector::amqp(url, "sbbench-<pid>")`, JSON bodies.
+    AmqpJson,
 }
 
 impl Variant {
@@ -33,13 +36,14 @@ impl Variant {
             Variant::LocalJson => "switchboard_local_json",
             Variant::LocalMsgPack => "switchboard_local_msgpack",
             Variant::TcpJson => "switchboard_tcp_json",
+            Variant::AmqpJson => "switchboard_amqp",
         }
     }
 
     fn format(self) -> Format {
         match self {
             Variant::LocalMsgPack => Format::MsgPack,
-            Variant::LocalJson | Variant::TcpJson => Format::Json,
+            Variant::LocalJson | Variant::TcpJson | Variant::AmqpJson => Format::Json,
         }
     }
 }
@@ -60,6 +64,9 @@ pub fn serve(variant: Variant, flavor: Flavor) -> Result<()> {
     flavor.runtime()?.block_on(async {
         let connector = match variant {
             Variant::TcpJson => Connector::tcp("127.0.0.1", 0)?,
+            Variant::AmqpJson => {
+                Connector::amqp(super::amqp_url(), format!("sbbench-{}", std::process::id()))?
+            }
             Variant::LocalJson | Variant::LocalMsgPack => Connector::local(),
         };
         let server = Server::bind(&connector, router()).await?;
@@ -86,6 +93,7 @@ pub fn serve(variant: Variant, flavor: Flavor) -> Result<()> {
 
 /// Client session.
 pub struct Client {
+    variant: Variant,
     server: ChildProcess,
     runtime: Runtime,
     connector: Connector,
@@ -103,6 +111,7 @@ impl Client {
             bail!("the handshake settled {:?}", client.peer().format());
         }
         Ok(Client {
+            variant,
             server,
             runtime,
             connector,
@@ -165,6 +174,12 @@ impl super::Session for Client {
     }
 
     fn hold_idle(&mut self, count: usize, measure: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        if self.variant == Variant::AmqpJson {
+            return Err(super::Unsupported(
+                "each AMQP client has its own broker connection (and lapin I/O thread)".into(),
+            )
+            .into());
+        }
         let connector = &self.connector;
         self.runtime.block_on(async {
             let mut clients = Vec::with_capacity(count);

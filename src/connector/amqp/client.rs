@@ -1,0 +1,290 @@
+//! The client side: open a broker connection, declare an inbox and a
+//! presence queue, ask the service queue for an instance, and connect to
+//! the one that answers.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection};
+use tokio::time::Instant;
+
+use super::wire::{self, Accept, Connect, Direction, Sealer, VERSION};
+use super::{
+    ACCEPT_WAIT, Parts, SETUP_TIMEOUT, hold_presence, inbox_name, lapin_error, next,
+    open_connection, open_inbox, presence_name, service_queue, timed_out, watch_peer,
+};
+use crate::connector::{Address, AmqpUrl, Connector, Link, random_bytes};
+
+/// How long a broker connection from an attempt that found no instance
+/// waits for the next attempt to reuse it.
+const IDLE_KEEP: Duration = Duration::from_secs(2);
+
+/// The broker connection of the last attempt that found no instance:
+/// `Client::connect` retries every few milliseconds while no server is up,
+/// and each retry then costs a passive declare instead of a new connection.
+static IDLE: Mutex<Option<(AmqpUrl, Arc<Connection>, Instant)>> = Mutex::new(None);
+
+fn take_idle(url: &AmqpUrl) -> Option<Arc<Connection>> {
+    let mut idle = IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match idle.take() {
+        Some((idle_url, connection, since))
+            if idle_url == *url
+                && since.elapsed() < IDLE_KEEP
+                && connection.status().connected() =>
+        {
+            Some(connection)
+        }
+        _ => None,
+    }
+}
+
+fn put_idle(url: &AmqpUrl, connection: Arc<Connection>) {
+    let kept = Arc::clone(&connection);
+    *IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+        Some((url.clone(), connection, Instant::now()));
+    // Closed if no attempt takes it soon.
+    tokio::spawn(async move {
+        tokio::time::sleep(IDLE_KEEP).await;
+        let mut idle = IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if idle
+            .as_ref()
+            .is_some_and(|(_, connection, _)| Arc::ptr_eq(connection, &kept))
+        {
+            *idle = None;
+        }
+    });
+}
+
+/// One connection attempt. "No instance serves the service" is
+/// `NotFound`, the broker unreachable `ConnectionRefused` (both retried by
+/// `Client::connect` until its deadline); a server that fails to prove the
+/// secret is `PermissionDenied`, carrying `Error::AuthFailed`.
+pub(crate) async fn connect(connector: &Connector) -> io::Result<Link> {
+    let Address::Amqp { url, service } = connector.address() else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not an AMQP connector",
+        ));
+    };
+    // A kept connection may have died with the runtime that made it: then
+    // a fresh one.
+    let kept = take_idle(url);
+    let kept_count = match &kept {
+        Some(connection) => instance_count(connection, service).await.ok(),
+        None => None,
+    };
+    let (connection, count) = match (kept, kept_count) {
+        (Some(connection), Some(count)) => (connection, Ok(count)),
+        _ => {
+            let connection = Arc::new(open_connection(url, "client", service).await?);
+            let count = instance_count(&connection, service).await;
+            (connection, count)
+        }
+    };
+    match count {
+        Ok(0) => {
+            put_idle(url, connection);
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no server instance serves {service:?} on the broker"),
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => return Err(e),
+    }
+    let attempt = tokio::time::timeout(
+        SETUP_TIMEOUT + ACCEPT_WAIT,
+        handshake(connector, service, Arc::clone(&connection)),
+    )
+    .await
+    .unwrap_or_else(|_| Err(timed_out("setting up the link on the broker took too long")));
+    if attempt.is_err() {
+        let _ = connection.close(200, "connect failed".into()).await;
+    }
+    attempt
+}
+
+async fn handshake(
+    connector: &Connector,
+    service: &str,
+    connection: Arc<Connection>,
+) -> io::Result<Link> {
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| lapin_error(e, "opening a channel"))?;
+    let inbox_queue = inbox_name(service, 'c');
+    let mut inbox = open_inbox(&channel, &inbox_queue)
+        .await
+        .map_err(|e| lapin_error(e, "declaring the client's inbox"))?;
+    let presence_queue = presence_name(&inbox_queue);
+    let (presence_consumer, token) = hold_presence(&channel, &presence_queue).await?;
+
+    let secret = connector.secret();
+    let client_nonce = secret.map(|_| random_bytes::<{ wire::NONCE_LEN }>());
+    let request = Connect {
+        v: VERSION,
+        presence: presence_queue.clone(),
+        nonce: client_nonce.as_ref().map(wire::encode_nonce),
+    };
+    let body = serde_json::to_vec(&request).map_err(io::Error::other)?;
+    let correlation = {
+        let bytes = random_bytes::<8>();
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let correlation: ShortString = correlation.into();
+    channel
+        .basic_publish(
+            "".into(),
+            service_queue(service).into(),
+            BasicPublishOptions::default(),
+            &body,
+            BasicProperties::default()
+                .with_reply_to(inbox_queue.as_str().into())
+                .with_correlation_id(correlation.clone())
+                .with_content_type("application/json".into())
+                .with_type("switchboard.connect".into())
+                .with_expiration(ACCEPT_WAIT.as_millis().to_string().into()),
+        )
+        .await
+        .map_err(|e| lapin_error(e, "publishing the connect request"))?;
+
+    // The answer is the first message in the inbox with our correlation id.
+    let deadline = Instant::now() + ACCEPT_WAIT;
+    let accept: Accept = loop {
+        let delivery = tokio::time::timeout_at(deadline, next(&mut inbox))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "no instance of {service:?} answered the connect request within {ACCEPT_WAIT:?}"
+                    ),
+                )
+            })?
+            .ok_or_else(|| super::cancelled("the client's inbox"))?
+            .map_err(|e| lapin_error(e, "waiting for the server's answer"))?;
+        if delivery.properties.correlation_id().as_ref() != Some(&correlation) {
+            continue;
+        }
+        match serde_json::from_slice(&delivery.data) {
+            Ok(accept) => break accept,
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the server's answer to the connect request is not valid JSON",
+                ));
+            }
+        }
+    };
+    let (peer_inbox, peer_presence, sealers) = check_accept(connector, accept, client_nonce)?;
+
+    let peer_watch = watch_peer(&channel, &peer_presence).await.map_err(|e| {
+        // The instance went between answering and now: try again.
+        io::Error::new(io::ErrorKind::ConnectionRefused, e)
+    })?;
+    Ok(Parts {
+        channel,
+        connection,
+        owns_connection: true,
+        inbox,
+        presence: (presence_queue.into(), presence_consumer, token),
+        peer_inbox,
+        peer_presence: peer_watch,
+        sealers,
+    }
+    .into_link())
+}
+
+/// The service queue's consumer count (0 if it does not exist). A passive
+/// declare of a missing queue closes its channel, so it gets its own.
+async fn instance_count(connection: &Connection, service: &str) -> io::Result<u32> {
+    let probe: Channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| lapin_error(e, "opening a channel"))?;
+    let declared = probe
+        .queue_declare(
+            service_queue(service).into(),
+            QueueDeclareOptions::default().passive(),
+            FieldTable::default(),
+        )
+        .await;
+    match declared {
+        Ok(queue) => {
+            let _ = probe.close(200, "probe done".into()).await;
+            Ok(queue.consumer_count())
+        }
+        Err(e) => {
+            let e = lapin_error(e, "looking for the service queue");
+            if e.kind() == io::ErrorKind::NotFound {
+                Ok(0)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+type Sealers = Option<(Sealer, Sealer)>;
+
+/// Checks a server's answer: a refusal, the version, and (with a secret)
+/// its proof. Returns the server's inbox, presence queue and the sealers.
+fn check_accept(
+    connector: &Connector,
+    accept: Accept,
+    client_nonce: Option<[u8; wire::NONCE_LEN]>,
+) -> io::Result<(String, String, Sealers)> {
+    if let Some(refusal) = accept.error {
+        let message = format!("the server refused: {}", refusal.message);
+        return Err(if refusal.code == "auth_failed" {
+            wire::auth_failed(&message)
+        } else {
+            io::Error::new(io::ErrorKind::ConnectionRefused, message)
+        });
+    }
+    if accept.v != VERSION {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the server speaks version {} of the AMQP mapping, this side {VERSION}",
+                accept.v
+            ),
+        ));
+    }
+    let (Some(inbox), Some(presence)) = (accept.inbox, accept.presence) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the server's answer names no inbox or presence queue",
+        ));
+    };
+    let sealers = match (connector.secret(), client_nonce, accept.nonce, accept.proof) {
+        (None, _, None, None) => None,
+        (None, ..) => {
+            return Err(wire::auth_failed(
+                "the server has a secret and this connector none",
+            ));
+        }
+        (Some(secret), Some(client_nonce), Some(server_nonce), Some(proof)) => {
+            let server_nonce = wire::decode_nonce(&server_nonce)
+                .ok_or_else(|| wire::auth_failed("the server's nonce is malformed"))?;
+            wire::check_proof(
+                wire::accept_proof(secret, &client_nonce, &server_nonce, &inbox, &presence),
+                &proof,
+            )?;
+            Some((
+                Sealer::new(secret, &client_nonce, &server_nonce, Direction::ToServer),
+                Sealer::new(secret, &client_nonce, &server_nonce, Direction::ToClient),
+            ))
+        }
+        (Some(_), ..) => {
+            return Err(wire::auth_failed(
+                "the server sent no proof: it has no secret",
+            ));
+        }
+    };
+    Ok((inbox, presence, sealers))
+}
