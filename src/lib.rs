@@ -33,6 +33,9 @@
 mod client;
 pub mod connector;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handoff;
 mod peer;
 pub mod protocol;

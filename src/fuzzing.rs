@@ -1,0 +1,179 @@
+//! Entry points for the fuzz targets in `fuzz/` (cargo-fuzz) and for the
+//! regression tests of what they found (`tests/fuzz_regressions.rs`).
+//!
+//! Compiled only with the `fuzzing` feature and hidden from the docs: this is
+//! not public API and changes whenever the internals do. It exists so the
+//! transport and protocol layers can stay private to the crate while the
+//! fuzzers still reach them: each function is a thin wrapper over one
+//! internal entry point, taking and returning plain types. When an internal
+//! signature changes (new handshake fields, new message kinds), this file is
+//! the one to adjust; the targets keep compiling.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::connector::{Connector, Format};
+use crate::error::{Error, Result};
+use crate::protocol::{Message, handshake, message, serializer};
+use crate::transport::{FrameReader, FrameWriter};
+
+/// Reads frames from `stream` with a [`FrameReader`] accepting bodies of up
+/// to `max` bytes, handing each body to `each`, until the stream ends
+/// cleanly between frames (`Ok`) or the reader fails.
+pub async fn read_frames<R>(stream: R, max: u32, mut each: impl FnMut(&[u8])) -> Result<()>
+where
+    R: AsyncRead + Send + Unpin + 'static,
+{
+    let mut reader = FrameReader::new(Box::new(stream), max);
+    while let Some(frame) = reader.read().await? {
+        each(&frame);
+    }
+    Ok(())
+}
+
+/// A parsed envelope ([`Message`]), copied out into plain values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Envelope {
+    /// Kind 1.
+    Request {
+        /// The requester's id.
+        id: u64,
+        /// The route, as [`Body::route`](crate::protocol::Body::route)
+        /// returns it.
+        route: String,
+        /// The encoded parameters.
+        body: Vec<u8>,
+    },
+    /// Kind 2.
+    Notification {
+        /// The route.
+        route: String,
+        /// The encoded parameters.
+        body: Vec<u8>,
+    },
+    /// Kind 3.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The encoded result.
+        body: Vec<u8>,
+    },
+    /// Kind 4.
+    Error {
+        /// The request's id.
+        id: u64,
+        /// The error code.
+        code: i32,
+        /// The message.
+        message: String,
+    },
+    /// Kind 5.
+    Cancel {
+        /// The request's id.
+        id: u64,
+    },
+}
+
+/// Parses one frame body as a message ([`Message::parse`]). The route of a
+/// request or notification is read through `Body::route`, which panics if
+/// the parser let a route through that is not UTF-8.
+pub fn parse_envelope(frame: &[u8]) -> Result<Envelope> {
+    Ok(match Message::parse(frame.to_vec().into())? {
+        Message::Request { id, body } => Envelope::Request {
+            id,
+            route: body.route().to_owned(),
+            body: body.bytes().to_vec(),
+        },
+        Message::Notification { body } => Envelope::Notification {
+            route: body.route().to_owned(),
+            body: body.bytes().to_vec(),
+        },
+        Message::Response { id, body } => Envelope::Response {
+            id,
+            body: body.bytes().to_vec(),
+        },
+        Message::Error { id, code, message } => Envelope::Error { id, code, message },
+        Message::Cancel { id } => Envelope::Cancel { id },
+    })
+}
+
+/// Parses a frame body as a request and decodes its parameters as `T` in
+/// `format`, the way the router does for a handler taking `T` (large
+/// MessagePack byte strings by reference into the frame). Returns the
+/// route and the parameters.
+pub fn decode_request<T: DeserializeOwned>(frame: &[u8], format: Format) -> Result<(String, T)> {
+    match Message::parse(frame.to_vec().into())? {
+        Message::Request { mut body, .. } => {
+            let params = serializer::decode_body(format, &mut body)?;
+            Ok((body.route().to_owned(), params))
+        }
+        _ => Err(Error::Protocol("not a request".into())),
+    }
+}
+
+/// A request frame body (without the length prefix) carrying `params`
+/// encoded in `format`, as `Peer::request` sends it.
+pub fn encode_request<T: Serialize + ?Sized>(
+    id: u64,
+    route: &str,
+    format: Format,
+    params: &T,
+) -> Result<Vec<u8>> {
+    let frame = message::request(Vec::new(), id, route, format, params, u32::MAX)?;
+    let mut bytes = frame.into_vec();
+    bytes.drain(..crate::transport::HEADER_LEN);
+    Ok(bytes)
+}
+
+/// What a successful handshake settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// The body format both sides use from now on.
+    pub format: Format,
+    /// The client's id.
+    pub client_id: String,
+}
+
+impl From<handshake::Settled> for Settled {
+    fn from(settled: handshake::Settled) -> Settled {
+        Settled {
+            format: settled.format,
+            client_id: settled.client_id,
+        }
+    }
+}
+
+/// Runs the server's half of the handshake over `stream` (e.g. one end of
+/// `tokio::io::duplex`), with `connector`'s secret and settings.
+pub async fn handshake_server<S>(stream: S, connector: &Connector) -> Result<Settled>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read, write) = tokio::io::split(stream);
+    let mut reader = FrameReader::new(Box::new(read), connector.max_frame());
+    let mut writer = FrameWriter::new(Box::new(write));
+    Ok(handshake::server(&mut reader, &mut writer, connector)
+        .await?
+        .into())
+}
+
+/// Runs the client's half of the handshake over `stream`, asking to be
+/// known as `client_id`.
+pub async fn handshake_client<S>(
+    stream: S,
+    connector: &Connector,
+    client_id: &str,
+) -> Result<Settled>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read, write) = tokio::io::split(stream);
+    let mut reader = FrameReader::new(Box::new(read), connector.max_frame());
+    let mut writer = FrameWriter::new(Box::new(write));
+    Ok(
+        handshake::client(&mut reader, &mut writer, connector, client_id)
+            .await?
+            .into(),
+    )
+}
