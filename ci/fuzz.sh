@@ -9,9 +9,10 @@
 # Works on a fresh machine: installs cargo-fuzz if missing, and uses the
 # nightly toolchain (cargo-fuzz needs -Z flags for the sanitizer), installing
 # it with rustup if missing; without rustup or network, stable with
-# RUSTC_BOOTSTRAP=1. Seeds are fuzz/seeds/<target>/ (committed, small); what
-# libFuzzer learns goes to fuzz/corpus/<target>/ (not committed), so later
-# runs on the same machine start from there.
+# RUSTC_BOOTSTRAP=1 (FUZZ_TOOLCHAIN=stable forces that). Seeds are
+# fuzz/seeds/<target>/ (committed, small); what libFuzzer learns goes to
+# fuzz/corpus/<target>/ (not committed), so later runs on the same machine
+# start from there. Builds go to fuzz/target/ (or $CARGO_TARGET_DIR).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -31,8 +32,15 @@ fi
 started=$SECONDS
 
 # The toolchain: nightly if there or installable, else stable unlocked.
+# FUZZ_TOOLCHAIN=<name> picks one (with RUSTC_BOOTSTRAP=1 unless nightly).
 cargo_tc=(cargo)
-if command -v rustup >/dev/null 2>&1; then
+if [ -n "${FUZZ_TOOLCHAIN:-}" ]; then
+    cargo_tc=(cargo "+$FUZZ_TOOLCHAIN")
+    case "$FUZZ_TOOLCHAIN" in
+        nightly*) ;;
+        *) export RUSTC_BOOTSTRAP=1 ;;
+    esac
+elif command -v rustup >/dev/null 2>&1; then
     if ! rustup run nightly rustc --version >/dev/null 2>&1; then
         log "installing the nightly toolchain (minimal profile)"
         rustup toolchain install nightly --profile minimal >/dev/null 2>&1 \
@@ -42,7 +50,7 @@ if command -v rustup >/dev/null 2>&1; then
         cargo_tc=(cargo +nightly)
     fi
 fi
-if [ "${cargo_tc[*]}" = cargo ]; then
+if [ "${cargo_tc[*]}" = cargo ] && [ -z "${FUZZ_TOOLCHAIN:-}" ]; then
     log "no nightly toolchain: using $(rustc --version) with RUSTC_BOOTSTRAP=1"
     export RUSTC_BOOTSTRAP=1
 fi

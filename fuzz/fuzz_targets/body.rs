@@ -9,6 +9,8 @@
 #![no_main]
 
 use std::fmt::Debug;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
@@ -82,20 +84,40 @@ fuzz_target!(|data: &[u8]| {
         frame.resize(frame.len() + SHARE_MIN, filler);
     }
     let kind = (flags >> 1) & 3;
-    let worker = std::thread::Builder::new()
-        .stack_size(WORKER_STACK)
-        .spawn(move || match kind {
-            // Float text may not survive JSON exactly (serde_json without
-            // float_roundtrip); not switchboard's to fix.
-            0 => check::<serde_json::Value>(&frame, format, |v| {
-                format == Format::MsgPack || !has_float(v)
-            }),
-            1 => check::<Params>(&frame, format, |_| true),
-            2 => check::<(u32, Bytes, String)>(&frame, format, |_| true),
-            _ => check::<Vec<Bytes>>(&frame, format, |_| true),
-        })
-        .expect("a thread");
-    if let Err(panic) = worker.join() {
-        std::panic::resume_unwind(panic);
-    }
+    on_worker(move || match kind {
+        // Float text may not survive JSON exactly (serde_json without
+        // float_roundtrip); not switchboard's to fix.
+        0 => check::<serde_json::Value>(&frame, format, |v| {
+            format == Format::MsgPack || !has_float(v)
+        }),
+        1 => check::<Params>(&frame, format, |_| true),
+        2 => check::<(u32, Bytes, String)>(&frame, format, |_| true),
+        _ => check::<Vec<Bytes>>(&frame, format, |_| true),
+    });
 });
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs `job` on a long-lived thread with a tokio worker's stack and waits
+/// for it. A panic there aborts the process (libfuzzer-sys's panic hook),
+/// which libFuzzer reports like one on its own thread.
+fn on_worker(job: impl FnOnce() + Send + 'static) {
+    static WORKER: OnceLock<Mutex<(Sender<Job>, Receiver<()>)>> = OnceLock::new();
+    let worker = WORKER.get_or_init(|| {
+        let (jobs, next) = channel::<Job>();
+        let (done, finished) = channel();
+        std::thread::Builder::new()
+            .stack_size(WORKER_STACK)
+            .spawn(move || {
+                for job in next {
+                    job();
+                    let _ = done.send(());
+                }
+            })
+            .expect("a thread");
+        Mutex::new((jobs, finished))
+    });
+    let worker = worker.lock().expect("one input at a time");
+    worker.0.send(Box::new(job)).expect("the worker runs");
+    worker.1.recv().expect("the worker finished the job");
+}

@@ -51,6 +51,12 @@ unsafe impl GlobalAlloc for Tracking {
 #[global_allocator]
 static ALLOCATOR: Tracking = Tracking;
 
+thread_local! {
+    static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+}
+
 /// The reader's own buffer; a frame may take its length plus a little room
 /// for the response built in it.
 const READ_BUFFER: usize = 8 * 1024;
@@ -97,23 +103,22 @@ fuzz_target!(|data: &[u8]| {
     let (sizes, stream) = rest.split_at(count);
     let (want_frames, want_end) = model(stream, max);
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("a runtime");
     let reader = Chunked::new(stream.to_vec(), sizes.to_vec());
     let mut got_frames: Vec<Vec<u8>> = Vec::with_capacity(want_frames.len());
     let mut over_limit = None;
 
     LARGEST.store(0, Ordering::Relaxed);
     ARMED.store(true, Ordering::Relaxed);
-    let result = runtime.block_on(switchboard::fuzzing::read_frames(reader, max, |frame| {
-        if frame.len() > max as usize {
-            over_limit.get_or_insert(frame.len());
-        }
-        if got_frames.len() < got_frames.capacity() {
-            got_frames.push(frame.to_vec());
-        }
-    }));
+    let result = RUNTIME.with(|runtime| {
+        runtime.block_on(switchboard::fuzzing::read_frames(reader, max, |frame| {
+            if frame.len() > max as usize {
+                over_limit.get_or_insert(frame.len());
+            }
+            if got_frames.len() < got_frames.capacity() {
+                got_frames.push(frame.to_vec());
+            }
+        }))
+    });
     ARMED.store(false, Ordering::Relaxed);
     let largest = LARGEST.load(Ordering::Relaxed);
 
