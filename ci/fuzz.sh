@@ -63,7 +63,7 @@ fi
 # Release with debug assertions, so integer overflow panics too;
 # AddressSanitizer (cargo-fuzz's default).
 build_flags=(--release --debug-assertions)
-log "building the targets with ${cargo_tc[*]} ($(cargo fuzz --version))"
+log "building the targets with ${cargo_tc[*]}${RUSTC_BOOTSTRAP:+ and RUSTC_BOOTSTRAP=1} ($(cargo fuzz --version))"
 "${cargo_tc[@]}" fuzz build "${build_flags[@]}"
 
 dict_for() {
