@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Type-checks and lints every target (lib, bin, tests, examples) with all
+# Type-checks and lints every target (lib, the CLI, tests, examples) with all
 # features for macOS and FreeBSD, so their code paths (no abstract
 # namespace, the 104-byte sun_path limit, BSD peer credentials) at least
 # compile. These machines cannot run those systems; see the README's

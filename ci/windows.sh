@@ -2,7 +2,7 @@
 # Cross-compiles the test suite and the examples for Windows
 # (x86_64-pc-windows-gnu) and runs them under Wine: named pipes, child
 # processes with the connector in argv and env, many clients, both
-# directions, the CLI's echo-server/call. Prints the usual cargo test
+# directions, the `switchboard` CLI (cli/tests). Prints the usual cargo test
 # summary and exits non-zero on any failure.
 #
 #   bash ci/windows.sh            install what is missing, build, run everything

@@ -63,17 +63,23 @@ class Connection:
 
     def _handshake(self, secret_b64, client_id):
         secret = b64decode(secret_b64) if secret_b64 else None
-        hello = {"switchboard": 1, "client_id": client_id, "formats": ["json"]}
         client_nonce = os.urandom(32)
-        if secret:
-            hello["nonce"] = b64encode(client_nonce)
+        # This client sends one request at a time and handles no requests
+        # from the server, so it accepts little in flight.
+        hello = {
+            "switchboard": 2,
+            "client_id": client_id,
+            "formats": ["json"],
+            "nonce": b64encode(client_nonce),
+            "window": {"messages": 16, "bytes": 1 << 20},
+        }
         self._send(json.dumps(hello).encode())
         challenge = json.loads(self._recv())
         if "error" in challenge:
             raise ConnectionError(f"refused: {challenge['error']}")
         answer = {}
+        server_nonce = b64decode(challenge["nonce"])
         if secret:
-            server_nonce = b64decode(challenge["nonce"])
             expected = hmac.new(secret, b"switchboard server proof\0" + client_nonce + server_nonce, hashlib.sha256).digest()
             if not hmac.compare_digest(expected, b64decode(challenge["proof"])):
                 self._send(json.dumps({"error": {"code": "auth_failed", "message": "bad server proof"}}).encode())
@@ -98,6 +104,8 @@ class Connection:
             if kind == 4 and struct.unpack_from("<Q", message, 1)[0] == request_id:
                 (code,) = struct.unpack_from("<i", message, 9)
                 raise RuntimeError(f"error {code}: {message[13:].decode()}")
+            if kind == 7:
+                self._send(bytes([8]))  # a ping: answer with a pong
             # Requests or notifications from the server are not handled here.
 
 

@@ -20,31 +20,71 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
+use crate::config::Config;
 use crate::connector::{self, Connector, Link, random_bytes};
 use crate::error::{Error, Result};
 use crate::peer::{Connection, Peer, Settings};
-use crate::protocol::handshake::{self, HANDSHAKE_TIMEOUT};
+use crate::protocol::handshake;
 use crate::router::Router;
 use crate::transport::{FrameReader, FrameWriter};
 
 /// How long [`Client::connect`] keeps retrying a server that is not up yet.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Proof that a client held its id: hand it to [`ClientBuilder::resume`]
+/// to connect again as the same client, replacing the old connection if
+/// the server still thinks it is alive. Get it from
+/// [`Client::resumption`]; it is a secret of that client (Debug redacts it).
+#[derive(Clone)]
+pub struct Resumption {
+    id: String,
+    token: Vec<u8>,
+}
+
+impl std::fmt::Debug for Resumption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resumption")
+            .field("id", &self.id)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Resumption {
+    /// The client id it proves.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 /// Configures a [`Client`] before connecting.
 #[derive(Debug)]
+#[must_use = "a builder does nothing until `connect` is called"]
 pub struct ClientBuilder {
     connector: Connector,
     id: Option<String>,
+    token: Option<Vec<u8>>,
     router: Router,
     connect_timeout: Duration,
-    request_timeout: Option<Duration>,
+    config: Config,
 }
 
 impl ClientBuilder {
-    /// The id the server knows this client by (default: random). Reusing an
-    /// id after a reconnect keeps the client's identity on the server.
+    /// The id the server knows this client by (default: random). While a
+    /// connection with this id is alive, the server refuses another client
+    /// asking for it ([`Error::Refused`]) unless that client proves it is
+    /// the same one ([`ClientBuilder::resume`]).
     pub fn id(mut self, id: impl Into<String>) -> ClientBuilder {
         self.id = Some(id.into());
+        self.token = None;
+        self
+    }
+
+    /// Connects as the client that `resumption` came from: same id, and
+    /// the proof that lets it take over its old connection.
+    pub fn resume(mut self, resumption: &Resumption) -> ClientBuilder {
+        self.id = Some(resumption.id.clone());
+        self.token = Some(resumption.token.clone());
         self
     }
 
@@ -61,9 +101,17 @@ impl ClientBuilder {
         self
     }
 
-    /// Timeout for every request that does not give its own. Default: none.
+    /// Timeout for every request that does not give one (default 30 s;
+    /// see [`Config::request_timeout`]).
     pub fn request_timeout(mut self, timeout: Duration) -> ClientBuilder {
-        self.request_timeout = Some(timeout);
+        self.config.request_timeout = Some(timeout);
+        self
+    }
+
+    /// Budgets and timers of the connection (see [`Config`] for the
+    /// defaults).
+    pub fn config(mut self, config: Config) -> ClientBuilder {
+        self.config = config;
         self
     }
 
@@ -80,33 +128,46 @@ impl ClientBuilder {
             None => random_id(),
         };
         let deadline = Instant::now() + self.connect_timeout;
-        let link = connect_with_retry(&self.connector, deadline).await?;
-        let peer_pid = link.peer_pid;
+        let link = connect_with_retry(&self.connector, deadline, self.connect_timeout).await?;
+        let (peer_pid, peer_uid) = (link.peer_pid, link.peer_uid);
         let mut reader = FrameReader::new(link.reader, self.connector.max_frame());
         let mut writer = FrameWriter::new(link.writer);
-        let settled = tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            handshake::client(&mut reader, &mut writer, &self.connector, &id),
-        )
-        .await
-        .map_err(|_| {
+        let limit = self.config.handshake_timeout;
+        let handshake = handshake::client(
+            &mut reader,
+            &mut writer,
+            &self.connector,
+            &id,
+            self.config.window(),
+            self.token.as_deref(),
+        );
+        let settled = tokio::time::timeout(limit, handshake).await.map_err(|_| {
             Error::Protocol(format!(
-                "the server did not finish the handshake within {HANDSHAKE_TIMEOUT:?}"
+                "the server did not finish the handshake within {limit:?}"
             ))
         })??;
         let connection = Connection::start(
             reader,
             writer,
             Settings {
-                client_id: settled.client_id,
+                client_id: id.clone(),
                 peer_pid,
+                peer_uid,
                 format: settled.format,
                 max_frame: self.connector.max_frame(),
-                default_timeout: self.request_timeout,
+                config: self.config,
+                peer_window: settled.peer_window,
+                report: None,
             },
             Arc::new(self.router),
         );
-        Ok(Client { connection })
+        Ok(Client {
+            connection,
+            resumption: Resumption {
+                id,
+                token: settled.token,
+            },
+        })
     }
 }
 
@@ -132,7 +193,11 @@ fn retryable(error: &io::Error) -> bool {
         )
 }
 
-async fn connect_with_retry(connector: &Connector, deadline: Instant) -> Result<Link> {
+async fn connect_with_retry(
+    connector: &Connector,
+    deadline: Instant,
+    waited: Duration,
+) -> Result<Link> {
     let mut delay = Duration::from_millis(2);
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -147,9 +212,17 @@ async fn connect_with_retry(connector: &Connector, deadline: Instant) -> Result<
             Err(_) => io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
         };
         if !retryable(&error) || Instant::now() + delay >= deadline {
+            let source = if retryable(&error) {
+                io::Error::new(
+                    error.kind(),
+                    format!("{error} (kept trying for {waited:?}: no server answered)"),
+                )
+            } else {
+                error
+            };
             return Err(Error::Connect {
                 address: connector.address().to_string(),
-                source: error,
+                source,
             });
         }
         tokio::time::sleep(delay).await;
@@ -161,6 +234,7 @@ async fn connect_with_retry(connector: &Connector, deadline: Instant) -> Result<
 #[derive(Debug)]
 pub struct Client {
     connection: Connection,
+    resumption: Resumption,
 }
 
 impl std::fmt::Debug for Connection {
@@ -181,15 +255,22 @@ impl Client {
         ClientBuilder {
             connector: connector.clone(),
             id: None,
+            token: None,
             router: Router::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            request_timeout: None,
+            config: Config::default(),
         }
     }
 
     /// This client's id, as the server knows it.
     pub fn id(&self) -> &str {
         self.connection.peer().client_id()
+    }
+
+    /// What proves this client's id when it connects again
+    /// ([`ClientBuilder::resume`]).
+    pub fn resumption(&self) -> &Resumption {
+        &self.resumption
     }
 
     /// The connection's handle (clone it to send from several tasks).

@@ -99,6 +99,23 @@ pub enum Error {
         theirs: u32,
     },
 
+    /// The server turned this client away for its own reasons: its user may
+    /// not connect, the server is at its connection limit, or another live
+    /// connection holds the client id asked for.
+    #[error("the server refused the connection: {reason}")]
+    Refused {
+        /// The server's explanation.
+        reason: String,
+    },
+
+    /// The peer sent nothing, not even an answer to a ping, for this long;
+    /// the connection was dropped (see [`Config::keepalive`](crate::Config::keepalive)).
+    #[error("the peer did not answer for {silent_for:?} and was dropped")]
+    Unresponsive {
+        /// How long it had been silent.
+        silent_for: Duration,
+    },
+
     /// The peer sent something that does not follow PROTOCOL.md.
     #[error("protocol violation: {0}")]
     Protocol(String),
@@ -147,6 +164,17 @@ pub enum Error {
         message: String,
     },
 
+    /// A notification's handler failed or panicked, or the notification
+    /// named no route. Nothing is sent back for a notification, so this only
+    /// reaches the receiving side's error hook and log.
+    #[error("a notification was not handled: {message}")]
+    NotificationFailed {
+        /// The error code (see PROTOCOL.md).
+        code: i32,
+        /// What went wrong, naming the route.
+        message: String,
+    },
+
     /// The peer is shutting down and took no new requests.
     #[error("the peer is shutting down")]
     ShuttingDown,
@@ -171,7 +199,11 @@ impl Error {
     pub fn is_connection_error(&self) -> bool {
         matches!(
             self,
-            Error::Connect { .. } | Error::Io(_) | Error::Disconnected | Error::Closed
+            Error::Connect { .. }
+                | Error::Io(_)
+                | Error::Disconnected
+                | Error::Closed
+                | Error::Unresponsive { .. }
         )
     }
 }

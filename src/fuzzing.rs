@@ -13,9 +13,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::config::Config;
 use crate::connector::{Connector, Format};
 use crate::error::{Error, Result};
-use crate::protocol::{Message, handshake, message, serializer};
+use crate::protocol::handshake::{self, ServerHello, TOKEN_LEN};
+use crate::protocol::{Message, message, serializer};
 use crate::transport::{FrameReader, FrameWriter};
 
 /// Reads frames from `stream` with a [`FrameReader`] accepting bodies of up
@@ -73,6 +75,17 @@ pub enum Envelope {
         /// The request's id.
         id: u64,
     },
+    /// Kind 6.
+    Credit {
+        /// Messages returned.
+        messages: u32,
+        /// Bytes returned.
+        bytes: u64,
+    },
+    /// Kind 7.
+    Ping,
+    /// Kind 8.
+    Pong,
 }
 
 /// Parses one frame body as a message ([`Message::parse`]). The route of a
@@ -95,6 +108,9 @@ pub fn parse_envelope(frame: &[u8]) -> Result<Envelope> {
         },
         Message::Error { id, code, message } => Envelope::Error { id, code, message },
         Message::Cancel { id } => Envelope::Cancel { id },
+        Message::Credit { messages, bytes } => Envelope::Credit { messages, bytes },
+        Message::Ping => Envelope::Ping,
+        Message::Pong => Envelope::Pong,
     })
 }
 
@@ -133,37 +149,51 @@ pub struct Settled {
     pub format: Format,
     /// The client's id.
     pub client_id: String,
+    /// Server: the client proved it holds the token passed in.
+    pub resumed: bool,
+    /// Client: the resumption token the server gave.
+    pub token: Vec<u8>,
 }
 
-impl From<handshake::Settled> for Settled {
-    fn from(settled: handshake::Settled) -> Settled {
-        Settled {
-            format: settled.format,
-            client_id: settled.client_id,
-        }
-    }
-}
+/// The resumption token the server issues in [`handshake_server`].
+pub const ISSUED_TOKEN: [u8; TOKEN_LEN] = [0x7e; TOKEN_LEN];
 
 /// Runs the server's half of the handshake over `stream` (e.g. one end of
-/// `tokio::io::duplex`), with `connector`'s secret and settings.
-pub async fn handshake_server<S>(stream: S, connector: &Connector) -> Result<Settled>
+/// `tokio::io::duplex`), with `connector`'s secret and settings and the
+/// default budgets: hello, challenge, welcome, as the server admits a
+/// client with no limits in the way. `held` is the token of whoever held
+/// the id before; [`Settled::resumed`] says whether the client proved it
+/// holds it.
+pub async fn handshake_server<S>(stream: S, connector: &Connector, held: &[u8]) -> Result<Settled>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read, write) = tokio::io::split(stream);
     let mut reader = FrameReader::new(Box::new(read), connector.max_frame());
     let mut writer = FrameWriter::new(Box::new(write));
-    Ok(handshake::server(&mut reader, &mut writer, connector)
-        .await?
-        .into())
+    let hello = ServerHello::read(&mut reader, &mut writer).await?;
+    let proven = hello.challenge(&mut reader, &mut writer, connector).await?;
+    let resumed = proven.holds(held);
+    let window = Config::default().window();
+    proven
+        .welcome(&mut reader, &mut writer, connector, window, &ISSUED_TOKEN)
+        .await?;
+    Ok(Settled {
+        format: proven.format,
+        client_id: proven.client_id.clone(),
+        resumed,
+        token: ISSUED_TOKEN.to_vec(),
+    })
 }
 
 /// Runs the client's half of the handshake over `stream`, asking to be
-/// known as `client_id`.
+/// known as `client_id`, proving it holds `token` if given, with the
+/// default budgets.
 pub async fn handshake_client<S>(
     stream: S,
     connector: &Connector,
     client_id: &str,
+    token: Option<&[u8]>,
 ) -> Result<Settled>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -171,9 +201,20 @@ where
     let (read, write) = tokio::io::split(stream);
     let mut reader = FrameReader::new(Box::new(read), connector.max_frame());
     let mut writer = FrameWriter::new(Box::new(write));
-    Ok(
-        handshake::client(&mut reader, &mut writer, connector, client_id)
-            .await?
-            .into(),
+    let window = Config::default().window();
+    let settled = handshake::client(
+        &mut reader,
+        &mut writer,
+        connector,
+        client_id,
+        window,
+        token,
     )
+    .await?;
+    Ok(Settled {
+        format: settled.format,
+        client_id: client_id.to_owned(),
+        resumed: false,
+        token: settled.token,
+    })
 }

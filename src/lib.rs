@@ -23,14 +23,15 @@
 //! ```
 //!
 //! The layers, lowest first (see ARCHITECTURE.md): [`connector`] (addresses,
-//! the string form, bind and connect), [`transport`] (frames),
-//! [`protocol`] (handshake and envelope), the peer (one live connection,
-//! behind [`Peer`]),
-//! and the API: [`Server`], [`Client`], [`Router`].
+//! the string form, bind and connect), the transport (frames), the protocol
+//! (handshake and envelope, specified in PROTOCOL.md), the peer (one live
+//! connection with its flow control, behind [`Peer`]; budgets in
+//! [`Config`]), and the API: [`Server`], [`Client`], [`Router`].
 
 #![warn(missing_docs)]
 
 mod client;
+mod config;
 pub mod connector;
 mod error;
 #[cfg(feature = "fuzzing")]
@@ -38,19 +39,20 @@ mod error;
 pub mod fuzzing;
 mod handoff;
 mod peer;
-pub mod protocol;
+mod protocol;
 mod router;
 mod server;
-pub mod transport;
+mod transport;
 
-pub use client::{Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT};
+pub use client::{Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, Resumption};
+pub use config::Config;
 pub use connector::{Address, Connector, ConnectorError, Format, Secret};
 pub use error::{Error, Result};
 pub use handoff::{CommandExt, ENV_VAR};
 pub use peer::Peer;
-pub use protocol::Bytes;
+pub use protocol::{Bytes, code};
 pub use router::{Context, Handler, HandlerError, Router};
-pub use server::{Server, ServerBuilder};
+pub use server::{Access, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, Server, ServerBuilder};
 
 // The README's examples are compiled as doctests so they cannot rot.
 #[doc = include_str!("../README.md")]

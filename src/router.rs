@@ -30,7 +30,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::Result;
-use crate::peer::{BoxFuture, Inbound, Peer};
+use crate::peer::{BoxFuture, Failure, Inbound, Order, Outcome, Peer};
 use crate::protocol::message::{self, MAX_ROUTE_LEN};
 use crate::protocol::{Body, RequestId, code, serializer};
 use crate::transport::OutFrame;
@@ -139,8 +139,17 @@ impl Context {
     }
 }
 
-type Erased =
-    Arc<dyn Fn(Context, Body, Option<RequestId>) -> BoxFuture<Option<OutFrame>> + Send + Sync>;
+/// A handler with its types erased. For a request (`Some(id)`) it answers
+/// `Some(frame)`; for a notification, `None`.
+type Erased = Arc<
+    dyn Fn(Context, Body, Option<RequestId>) -> BoxFuture<Outcome<Option<OutFrame>>> + Send + Sync,
+>;
+
+impl From<HandlerError> for Failure {
+    fn from(error: HandlerError) -> Failure {
+        Failure::new(error.code, error.message)
+    }
+}
 
 /// A function usable as a route handler. Implemented for async functions
 /// and closures of three shapes: `async fn() -> Result<R, E>`,
@@ -153,14 +162,15 @@ pub trait Handler<Args>: Send + Sync + 'static {
     fn into_erased(self) -> Erased;
 }
 
-/// Decodes the parameters, runs the handler, and encodes its outcome as a
-/// response frame (requests) or drops it (notifications).
+/// Decodes the parameters, runs the handler, and encodes its result as a
+/// response frame (requests) or drops it (notifications). A notification's
+/// failure names its route, since nobody waits for it to say which.
 async fn run<T, R, E, Fut>(
     ctx: Context,
     mut body: Body,
     id: Option<RequestId>,
     call: impl FnOnce(Context, T) -> Fut,
-) -> Option<OutFrame>
+) -> Outcome<Option<OutFrame>>
 where
     T: DeserializeOwned,
     R: Serialize,
@@ -168,34 +178,29 @@ where
     Fut: Future<Output = std::result::Result<R, E>>,
 {
     let format = ctx.peer.format();
-    let params: T = match serializer::decode_body(format, &mut body) {
-        Ok(params) => params,
-        Err(e) => {
-            let text = format!("route {:?}: {e}", ctx.route);
-            return id.map(|id| message::error(id, code::INVALID_PARAMS, &text));
-        }
-    };
+    let route = Arc::clone(&ctx.route);
+    let params: T = serializer::decode_body(format, &mut body)
+        .map_err(|e| Failure::new(code::INVALID_PARAMS, format!("route {route:?}: {e}")))?;
     // The request's own memory carries the response (a large one goes back
     // to the reader for the next large frame instead).
     let buffer = body
         .into_small_buffer()
         .unwrap_or_else(|| ctx.peer.buffer());
     let max_frame = ctx.peer.max_frame();
-    let outcome = call(ctx, params).await;
-    let id = id?;
-    Some(match outcome {
-        Ok(value) => message::response(buffer, id, format, &value, max_frame).unwrap_or_else(|e| {
-            message::error(
-                id,
-                code::INTERNAL_ERROR,
-                &format!("could not send the result: {e}"),
-            )
-        }),
-        Err(e) => {
-            let e = e.into();
-            message::error(id, e.code, &e.message)
-        }
-    })
+    let outcome = call(ctx, params).await.map_err(Into::into);
+    let Some(id) = id else {
+        return outcome.map(|_| None).map_err(|e: HandlerError| {
+            Failure::new(e.code, format!("route {route:?}: {}", e.message))
+        });
+    };
+    let value = outcome?;
+    match message::response(buffer, id, format, &value, max_frame) {
+        Ok(frame) => Ok(Some(frame)),
+        Err(e) => Err(Failure::new(
+            code::INTERNAL_ERROR,
+            format!("could not send the result: {e}"),
+        )),
+    }
 }
 
 impl<F, Fut, R, E> Handler<()> for F
@@ -254,7 +259,7 @@ where
 #[derive(Clone, Default)]
 pub struct Router {
     // Arc keys: a request's Context shares the name instead of copying it.
-    routes: HashMap<Arc<str>, Erased>,
+    routes: HashMap<Arc<str>, (Erased, Order)>,
     fallback: Option<Erased>,
 }
 
@@ -285,12 +290,27 @@ impl Router {
     /// # Panics
     /// If `name` is already routed or longer than 1024 bytes: both are
     /// mistakes in the program, found the first time it runs.
-    pub fn route<H: Handler<Args>, Args>(mut self, name: &str, handler: H) -> Router {
+    ///
+    /// Notifications to a route are handled one after another, in the
+    /// order they were sent (see [`Router::route_concurrent`]).
+    pub fn route<H: Handler<Args>, Args>(self, name: &str, handler: H) -> Router {
+        self.insert(name, handler.into_erased(), Order::InOrder)
+    }
+
+    /// Like [`Router::route`], but notifications to this route are handled
+    /// as soon as they arrive, alongside each other and without an order:
+    /// for handlers that wait and whose notifications are independent.
+    /// (Requests are always handled concurrently.)
+    pub fn route_concurrent<H: Handler<Args>, Args>(self, name: &str, handler: H) -> Router {
+        self.insert(name, handler.into_erased(), Order::Concurrent)
+    }
+
+    fn insert(mut self, name: &str, handler: Erased, order: Order) -> Router {
         assert!(
             name.len() <= MAX_ROUTE_LEN,
             "route name {name:?} is longer than {MAX_ROUTE_LEN} bytes"
         );
-        let previous = self.routes.insert(name.into(), handler.into_erased());
+        let previous = self.routes.insert(name.into(), (handler, order));
         assert!(previous.is_none(), "route {name:?} is registered twice");
         self
     }
@@ -308,34 +328,42 @@ impl Router {
         names
     }
 
-    /// The handler for `route` and the route's name to put in its Context.
-    fn find(&self, route: &str) -> Option<(Arc<str>, &Erased)> {
+    /// The handler for `route`, the route's name to put in its Context,
+    /// and how its notifications are ordered.
+    fn find(&self, route: &str) -> Option<(Arc<str>, &Erased, Order)> {
         match self.routes.get_key_value(route) {
-            Some((name, handler)) => Some((Arc::clone(name), handler)),
+            Some((name, (handler, order))) => Some((Arc::clone(name), handler, *order)),
             None => self
                 .fallback
                 .as_ref()
-                .map(|handler| (route.into(), handler)),
+                .map(|handler| (route.into(), handler, Order::InOrder)),
         }
     }
 }
 
+fn no_such_route(route: &str) -> Failure {
+    Failure::new(code::METHOD_NOT_FOUND, format!("no route named {route:?}"))
+}
+
 impl Inbound for Router {
-    fn request(&self, peer: Peer, id: RequestId, body: Body) -> BoxFuture<Option<OutFrame>> {
-        let Some((route, handler)) = self.find(body.route()) else {
-            let text = format!("no route named {:?}", body.route());
-            let frame = message::error(id, code::METHOD_NOT_FOUND, &text);
-            return Box::pin(std::future::ready(Some(frame)));
+    fn request(
+        &self,
+        peer: Peer,
+        id: RequestId,
+        body: Body,
+    ) -> BoxFuture<Outcome<Option<OutFrame>>> {
+        let Some((route, handler, _)) = self.find(body.route()) else {
+            return Box::pin(std::future::ready(Err(no_such_route(body.route()))));
         };
         handler(Context { peer, route }, body, Some(id))
     }
 
-    fn notification(&self, peer: Peer, body: Body) -> BoxFuture<Option<OutFrame>> {
-        // Notifications ask for no answer, so an unknown route or a failing
-        // handler is dropped here by design.
-        let Some((route, handler)) = self.find(body.route()) else {
-            return Box::pin(std::future::ready(None));
+    fn notification(&self, peer: Peer, body: Body) -> (BoxFuture<Outcome<()>>, Order) {
+        let Some((route, handler, order)) = self.find(body.route()) else {
+            let failure = no_such_route(body.route());
+            return (Box::pin(std::future::ready(Err(failure))), Order::InOrder);
         };
-        handler(Context { peer, route }, body, None)
+        let work = handler(Context { peer, route }, body, None);
+        (Box::pin(async move { work.await.map(|_| ()) }), order)
     }
 }

@@ -325,9 +325,33 @@ pub fn seal(mut frame: OutFrame, max: u32) -> Result<OutFrame> {
 
 /// Reads frames from the receiving half of a link.
 pub struct FrameReader {
-    inner: BufReader<Box<dyn AsyncRead + Send + Unpin>>,
+    inner: BufReader<Activity>,
     max: u32,
     spare: Spare,
+}
+
+/// The link's receiving half, raising a flag whenever bytes arrive (see
+/// [`FrameReader::watch_activity`]).
+struct Activity {
+    inner: Box<dyn AsyncRead + Send + Unpin>,
+    flag: Option<Arc<AtomicBool>>,
+}
+
+impl AsyncRead for Activity {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            if let Some(flag) = &self.flag {
+                flag.store(true, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
 }
 
 impl FrameReader {
@@ -336,7 +360,7 @@ impl FrameReader {
         FrameReader {
             // Enough for a burst of small frames per read; large bodies bypass
             // it. Small, because every idle connection holds one.
-            inner: BufReader::with_capacity(8 * 1024, inner),
+            inner: BufReader::with_capacity(8 * 1024, Activity { inner, flag: None }),
             max,
             spare: Spare::default(),
         }
@@ -345,6 +369,13 @@ impl FrameReader {
     /// Changes the frame size limit (the handshake runs with a small one).
     pub fn set_max(&mut self, max: u32) {
         self.max = max;
+    }
+
+    /// Raises `flag` whenever bytes arrive, even in the middle of a frame:
+    /// how a keepalive tells a peer that is slowly sending a huge frame from
+    /// one that is gone.
+    pub fn watch_activity(&mut self, flag: Arc<AtomicBool>) {
+        self.inner.get_mut().flag = Some(flag);
     }
 
     /// True when a read would have to ask the OS for more bytes.

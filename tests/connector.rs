@@ -96,16 +96,73 @@ fn empty_string() {
     assert_eq!(load_err(" \n"), ConnectorError::Empty);
 }
 
+/// What a decoder's own wording looks like: none of it may reach the user.
+const DECODER_WORDS: [&str; 8] = [
+    "invalid symbol",
+    "invalid byte",
+    "invalid last symbol",
+    "encoded text cannot have",
+    "expected value",
+    "at line",
+    "column",
+    "eof while parsing",
+];
+
+/// The error speaks to the user: no decoder internals, no body text.
+fn assert_user_facing(error: &ConnectorError, body: &str) {
+    let text = error.to_string();
+    let lower = text.to_lowercase();
+    for words in DECODER_WORDS {
+        assert!(!lower.contains(words), "{words:?} leaked into: {text}");
+    }
+    if body.len() > 12 {
+        assert!(!text.contains(&body[8..]), "the string is echoed: {text}");
+    }
+    // And through switchboard::Error too.
+    let outer = Error::InvalidConnector(error.clone()).to_string();
+    assert!(outer.starts_with("invalid connector string: "), "{outer}");
+}
+
 #[test]
 fn wrong_prefix() {
     for text in ["hello", "xb1:eyJ9", "tcp://localhost:80", "SB1:abc"] {
         let error = load_err(text);
         assert!(
-            matches!(error, ConnectorError::WrongPrefix(_)),
+            matches!(error, ConnectorError::WrongPrefix { found_at: None, .. }),
             "{text}: {error:?}"
         );
-        assert!(error.to_string().contains("sb1:"), "{error}");
+        let message = error.to_string();
+        assert!(
+            message.contains("does not start with \"sb1:\""),
+            "{message}"
+        );
+        assert!(message.contains("letters, digits"), "{message}");
+        assert_user_facing(&error, text);
     }
+}
+
+#[test]
+fn something_pasted_in_front_of_the_string() {
+    let text = Connector::local().dump_state();
+    let pasted = format!("SWITCHBOARD_CONNECTOR={text}");
+    let error = load_err(&pasted);
+    assert!(
+        matches!(
+            error,
+            ConnectorError::WrongPrefix {
+                found_at: Some(22),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("pass only the part from \"sb1:\" on"),
+        "{error}"
+    );
+    assert_user_facing(&error, &text);
 }
 
 #[test]
@@ -120,33 +177,112 @@ fn unknown_version() {
 }
 
 #[test]
-fn bad_base64() {
-    for text in ["sb1:not base64!", "sb1:abc$", "sb1:a"] {
+fn a_truncated_string_says_it_looks_truncated() {
+    let text = Connector::tcp("example.com", 4000).unwrap().dump_state();
+    // Cut anywhere after the prefix, the string says the same thing.
+    for len in 4..text.len() {
+        let cut = &text[..len];
+        let error = load_err(cut);
         assert!(
-            matches!(load_err(text), ConnectorError::BadBase64(_)),
-            "{text}"
+            matches!(error, ConnectorError::Truncated(_)),
+            "cut to {len}: {error:?}"
         );
+        let message = error.to_string();
+        assert!(message.contains("looks truncated"), "{message}");
+        assert!(message.contains("cut short while copying"), "{message}");
+        assert_user_facing(&error, &text);
+        // The decoder's word is kept as the source, out of the message.
+        let source = std::error::Error::source(&error).expect("a source");
+        assert!(!source.to_string().is_empty());
     }
 }
 
 #[test]
+fn a_quoted_string_says_to_drop_the_quotes() {
+    let text = Connector::local().dump_state();
+    for (quoted, quote) in [
+        (format!("\"{text}\""), '"'),
+        (format!("'{text}'"), '\''),
+        (format!("\"{text}"), '"'),
+        (format!("{text}'"), '\''),
+        (format!("\u{201C}{text}\u{201D}"), '\u{201C}'),
+        (format!("  '{text}'\n"), '\''),
+    ] {
+        let error = load_err(&quoted);
+        assert_eq!(error, ConnectorError::Quoted(quote), "{quoted}");
+        assert!(error.to_string().contains("drop the quotes"), "{error}");
+        assert_user_facing(&error, &text);
+    }
+}
+
+#[test]
+fn whitespace_inside_says_so() {
+    let text = Connector::local().dump_state();
+    let (head, tail) = text.split_at(30);
+    for (broken, found, name) in [
+        (format!("{head}\n{tail}"), '\n', "a line break"),
+        (format!("{head}\r\n{tail}"), '\r', "a line break"),
+        (format!("{head} {tail}"), ' ', "a space"),
+        (format!("{head}\t{tail}"), '\t', "a tab"),
+    ] {
+        let error = load_err(&broken);
+        assert_eq!(error, ConnectorError::Whitespace { at: 31, found });
+        let message = error.to_string();
+        assert!(message.contains(name), "{message}");
+        assert!(message.contains("character 31"), "{message}");
+        assert!(message.contains("no whitespace"), "{message}");
+        assert_user_facing(&error, &text);
+    }
+}
+
+#[test]
+fn bad_base64() {
+    for (text, shown) in [
+        ("sb1:abc$", "'$'"),
+        ("sb1:@@@@", "'@'"),
+        ("sb1:ab+c", "'+'"),
+        ("sb1:abcd==", "'='"),
+        ("sb1:abé", "non-ASCII"),
+    ] {
+        let error = load_err(text);
+        assert!(
+            matches!(error, ConnectorError::BadBase64(_)),
+            "{text}: {error:?}"
+        );
+        let message = error.to_string();
+        assert!(message.contains(shown), "{text}: {message}");
+        assert!(message.contains("never"), "{text}: {message}");
+        assert_user_facing(&error, text);
+        assert!(std::error::Error::source(&error).is_some());
+    }
+    assert!(load_err("sb1:ab+c").to_string().contains("standard base64"));
+    assert!(load_err("sb1:abcd==").to_string().contains("padding"));
+}
+
+#[test]
 fn body_not_a_json_object() {
-    assert!(matches!(
-        load_err(&encode_body("not json")),
-        ConnectorError::BadBody(_)
-    ));
-    assert!(matches!(
-        load_err(&encode_body("[1,2]")),
-        ConnectorError::BadBody(_)
-    ));
+    for body in ["not json", "[1,2]", "{}}", "\"text\""] {
+        let error = load_err(&encode_body(body));
+        assert!(
+            matches!(error, ConnectorError::BadBody(_)),
+            "{body}: {error:?}"
+        );
+        assert!(
+            error.to_string().contains("does not hold a connector"),
+            "{error}"
+        );
+        assert_user_facing(&error, &encode_body(body));
+    }
+    // Where serde_json had something to say, it is the source.
+    let error = load_err(&encode_body("not json"));
+    assert!(std::error::Error::source(&error).is_some());
 }
 
 #[test]
 fn missing_fields() {
-    assert_eq!(
-        load_err(&encode_body(r#"{"a":"/tmp/x"}"#)),
-        ConnectorError::MissingField("k")
-    );
+    let error = load_err(&encode_body(r#"{"a":"/tmp/x"}"#));
+    assert_eq!(error, ConnectorError::MissingField("k"));
+    assert!(error.to_string().contains("no kind"), "{error}");
     assert_eq!(
         load_err(&encode_body(r#"{"k":"unix"}"#)),
         ConnectorError::MissingField("a")

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchboard::protocol::code;
+use switchboard::code;
 use switchboard::{
     Bytes, Client, Connector, Context, Error, Format, HandlerError, Router, Secret, Server,
 };
@@ -454,7 +454,13 @@ impl Raw {
 
     fn handshake(connector: &Connector, version: u32) -> (Raw, Value) {
         let mut raw = Raw::connect(connector);
-        let hello = json!({"switchboard": version, "client_id": "raw", "formats": ["json"]});
+        let hello = json!({
+            "switchboard": version,
+            "client_id": "raw",
+            "formats": ["json"],
+            "nonce": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "window": {"messages": 16, "bytes": 1048576},
+        });
         raw.send(hello.to_string().as_bytes());
         let challenge: Value = serde_json::from_slice(&raw.receive().unwrap()).unwrap();
         if challenge.get("error").is_none() {
@@ -487,10 +493,10 @@ async fn version_mismatch_is_refused_and_named() {
     let (server, mut errors) = server_with_errors(&Connector::local().without_secret()).await;
     let (_raw, reply) = raw_session(&server, move |connector| Raw::handshake(&connector, 99)).await;
     assert_eq!(reply["error"]["code"], "version_mismatch", "{reply}");
-    assert_eq!(reply["switchboard"], 1);
+    assert_eq!(reply["switchboard"], 2);
     let reported = next_error(&mut errors).await;
     assert!(
-        reported.contains("VersionMismatch { ours: 1, theirs: 99 }"),
+        reported.contains("VersionMismatch { ours: 2, theirs: 99 }"),
         "{reported}"
     );
 }
@@ -501,7 +507,7 @@ async fn a_raw_client_following_protocol_md_gets_answers() {
         .await
         .unwrap();
     let answer = raw_session(&server, move |connector| {
-        let (mut raw, challenge) = Raw::handshake(&connector, 1);
+        let (mut raw, challenge) = Raw::handshake(&connector, 2);
         assert_eq!(challenge["format"], "json");
         // request: kind 1, id 7, route "add", body [2,3]
         let mut frame = vec![1u8];
@@ -540,7 +546,7 @@ async fn garbage_closes_only_that_connection() {
 
     // A valid handshake, then a frame of an unknown kind.
     let closed = raw_session(&server, move |connector| {
-        let (mut raw, _) = Raw::handshake(&connector, 1);
+        let (mut raw, _) = Raw::handshake(&connector, 2);
         raw.send(b"\x63garbage");
         raw.closed_by_server()
     })
@@ -554,7 +560,7 @@ async fn garbage_closes_only_that_connection() {
 
     // A truncated request.
     raw_session(&server, move |connector| {
-        let (mut raw, _) = Raw::handshake(&connector, 1);
+        let (mut raw, _) = Raw::handshake(&connector, 2);
         raw.send(&[1, 0, 0]);
         assert!(raw.closed_by_server());
     })
@@ -788,9 +794,19 @@ async fn a_reconnecting_client_keeps_its_identity() {
         first.request::<_, String>("hello", &()).await.unwrap(),
         "worker-7"
     );
-    // The same id connecting again replaces the old connection.
-    let second = Client::builder(server.connector())
+    // Another client asking for the live id is refused...
+    match Client::builder(server.connector())
         .id("worker-7")
+        .connect()
+        .await
+    {
+        Err(Error::Refused { reason }) => assert!(reason.contains("in use"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // ...but the same client, proving it held the id, replaces its old
+    // connection.
+    let second = Client::builder(server.connector())
+        .resume(first.resumption())
         .connect()
         .await
         .unwrap();

@@ -1,22 +1,27 @@
 //! Parent and child as real, separate processes: the connector handed over
-//! in argv and in the environment, the CLI's contract, peers killed in the
-//! middle of a request, and the main demo.
+//! in argv and in the environment, peers killed in the middle of a request,
+//! the examples, and a Python client. (The `switchboard` binary's contract
+//! is tested in `cli/tests/cli.rs`.)
 //!
-//! Children are either the `switchboard` binary or this test executable run
-//! again with `SB_TEST_CHILD` set, which makes `child_process_entry` act as
-//! the child instead of a test.
+//! Children are the examples, Python, or this test executable run again
+//! with `SB_TEST_CHILD` set, which makes `child_process_entry` act as the
+//! child instead of a test.
+//!
+//! A server killed with SIGKILL cannot remove its socket directory, so the
+//! tests that kill one put its socket in a directory they own (or remove
+//! the directory after the kill): `cargo test` leaves nothing in the temp
+//! directory.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 use switchboard::{
-    Client, CommandExt, Connector, Context, Error, HandlerError, Router, Secret, Server,
+    Address, Client, CommandExt, Connector, Context, Error, HandlerError, Router, Server,
 };
 
-const CLI: &str = env!("CARGO_BIN_EXE_switchboard");
 const CHILD_ROLE: &str = "SB_TEST_CHILD";
 
 /// Runs this test binary again as a child process in `role`.
@@ -80,206 +85,20 @@ fn child_process_entry() {
                     .unwrap();
                 client.closed().await;
             }
+            "serve-sleep" => {
+                let router = Router::new().route("sleep", |ms: u64| async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    Ok::<_, HandlerError>(ms)
+                });
+                let server = Server::bind(&Connector::from_env().unwrap(), router)
+                    .await
+                    .unwrap();
+                println!("serve-sleep: ready");
+                server.run_until(std::future::pending()).await;
+            }
             other => panic!("unknown child role {other}"),
         }
     });
-}
-
-/// `switchboard echo-server`, with its connector string read from stdout.
-struct EchoServer {
-    process: Child,
-    connector: String,
-}
-
-impl EchoServer {
-    fn start(args: &[&str]) -> EchoServer {
-        let mut process = Command::new(CLI)
-            .arg("echo-server")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(process.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("sb1:"), "first line of stdout: {line:?}");
-        EchoServer {
-            process,
-            connector: line.trim().to_owned(),
-        }
-    }
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn cli(args: &[&str]) -> Output {
-    let output = Command::new(CLI)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    Output {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-#[test]
-fn cli_call_throw_and_exit_codes() {
-    let server = EchoServer::start(&[]);
-    let c = server.connector.as_str();
-
-    let out = cli(&["call", c, "echo", r#"{"a":[1,2,3]}"#]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(
-        serde_json::from_str::<Value>(&out.stdout).unwrap(),
-        serde_json::json!({"a": [1, 2, 3]})
-    );
-
-    let out = cli(&["call", c, "echo"]);
-    assert_eq!(
-        (out.code, out.stdout.trim()),
-        (0, "null"),
-        "params default to null"
-    );
-
-    let out = cli(&["call", c, "fail", r#""the disk is full""#]);
-    assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("the disk is full"), "{}", out.stderr);
-
-    let out = cli(&["call", c, "sleep", "2000", "--timeout", "100"]);
-    assert_eq!(out.code, 4, "{}", out.stderr);
-
-    let out = cli(&["call", c, "sleep", "10", "--timeout", "5000"]);
-    assert_eq!((out.code, out.stdout.trim()), (0, "10"));
-
-    for malformed in ["nonsense", "sb1:@@@", "sb9:abc"] {
-        let out = cli(&["call", malformed, "echo"]);
-        assert_eq!(out.code, 2, "{malformed}: {}", out.stderr);
-        assert!(
-            out.stderr.contains("invalid connector string"),
-            "{}",
-            out.stderr
-        );
-    }
-    let out = cli(&["call", c, "echo", "{not json"]);
-    assert_eq!(out.code, 2);
-    let out = cli(&["call"]);
-    assert_eq!(out.code, 2, "missing arguments");
-
-    let impostor = Connector::load_state(c)
-        .unwrap()
-        .with_secret(Secret::generate())
-        .dump_state();
-    let out = cli(&["call", &impostor, "echo"]);
-    assert_eq!(out.code, 3, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("authentication failed"),
-        "{}",
-        out.stderr
-    );
-
-    let out = cli(&["throw", c, "echo", "[1]"]);
-    assert_eq!((out.code, out.stdout.as_str()), (0, ""));
-
-    let out = cli(&["inspect", c, "--json"]);
-    assert_eq!(out.code, 0);
-    let shown: Value = serde_json::from_str(&out.stdout).unwrap();
-    let address = shown["address"].as_str().unwrap();
-    if cfg!(windows) {
-        assert_eq!(shown["kind"], "pipe");
-        assert!(address.starts_with(r"\\.\pipe\switchboard-"), "{address}");
-    } else {
-        assert_eq!(shown["kind"], "unix");
-        assert!(address.ends_with("/s"), "{address}");
-    }
-    assert_eq!(shown["secret"], "<redacted>");
-    assert_eq!(shown["serializer"], "json");
-    let secret = base64::Engine::encode(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        Connector::load_state(c).unwrap().secret().unwrap().expose(),
-    );
-    let text = cli(&["inspect", c]);
-    assert!(!text.stdout.contains(&secret) && !out.stdout.contains(&secret));
-    assert!(text.stdout.contains("<redacted>"));
-}
-
-#[test]
-fn cli_connection_failure_exits_3() {
-    let nobody = Connector::local().dump_state();
-    let started = Instant::now();
-    let out = cli(&["call", &nobody, "echo"]);
-    assert_eq!(out.code, 3, "{}", out.stderr);
-    assert!(out.stderr.contains("could not connect"), "{}", out.stderr);
-    assert!(started.elapsed() < Duration::from_secs(30));
-}
-
-#[test]
-fn cli_echo_server_over_tcp() {
-    let server = EchoServer::start(&["--tcp", "127.0.0.1:0"]);
-    let shown: Value =
-        serde_json::from_str(&cli(&["inspect", &server.connector, "--json"]).stdout).unwrap();
-    assert_eq!(shown["kind"], "tcp");
-    let address = shown["address"].as_str().unwrap();
-    assert!(
-        address.starts_with("127.0.0.1:") && !address.ends_with(":0"),
-        "{address}"
-    );
-    let out = cli(&["call", &server.connector, "echo", r#""over tcp""#]);
-    assert_eq!(
-        (out.code, out.stdout.trim()),
-        (0, r#""over tcp""#),
-        "{}",
-        out.stderr
-    );
-}
-
-#[test]
-fn echo_server_exits_cleanly_when_stdin_closes() {
-    let mut server = EchoServer::start(&[]);
-    let connector = Connector::load_state(&server.connector).unwrap();
-    drop(server.process.stdin.take());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = server.process.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "echo-server still running 10 s after stdin closed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "{status}");
-    if let switchboard::Address::Unix(path) = connector.address() {
-        assert!(
-            !path.parent().unwrap().exists(),
-            "socket directory removed on exit"
-        );
-    }
-    let out = cli(&[
-        "call",
-        &server.connector,
-        "echo",
-        "--connect-timeout",
-        "200",
-    ]);
-    assert_eq!(out.code, 3, "nobody listens any more: {}", out.stderr);
 }
 
 #[tokio::test]
@@ -326,17 +145,47 @@ fn a_child_without_a_connector_gets_a_clear_error() {
     assert!(stderr.contains("SWITCHBOARD_CONNECTOR"), "{stderr}");
 }
 
+/// A connector for a server this test will SIGKILL: on Unix its socket is
+/// in `dir`, which the test owns and removes, as the server cannot.
+fn connector_in(dir: &tempfile::TempDir) -> Connector {
+    if cfg!(unix) {
+        Connector::unix_socket(dir.path().join("s")).unwrap()
+    } else {
+        Connector::local()
+    }
+}
+
 #[tokio::test]
 async fn killing_the_server_process_fails_pending_requests_at_once() {
-    let mut server = EchoServer::start(&[]);
-    let connector = Connector::load_state(&server.connector).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let connector = connector_in(&dir);
+    let mut server = child("serve-sleep")
+        .connector_env(&connector)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    let ready = tokio::task::spawn_blocking(move || {
+        // The harness prints its own text first (without a line break
+        // before the test body's output); wait for the child's.
+        let mut line = String::new();
+        while stdout.read_line(&mut line).unwrap() > 0 {
+            if line.contains("serve-sleep: ready") {
+                return true;
+            }
+            line.clear();
+        }
+        false
+    });
+    assert!(ready.await.unwrap(), "the server child did not start");
     let client = Client::connect(&connector).await.unwrap();
     let pending = {
         let peer = client.peer().clone();
         tokio::spawn(async move { peer.request::<_, u64>("sleep", &60_000u64).await })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    server.process.kill().unwrap();
+    server.kill().unwrap();
+    let _ = server.wait();
     let result = tokio::time::timeout(Duration::from_secs(5), pending)
         .await
         .expect("the pending request failed instead of hanging")
@@ -433,6 +282,10 @@ fn the_route_examples_talk_to_each_other() {
         .unwrap();
     let _ = server.kill();
     let _ = server.wait();
+    // Killed, the server could not remove its private socket directory.
+    if let Address::Unix(path) = Connector::load_state(&line).unwrap().address() {
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
     let text = String::from_utf8_lossy(&client.stdout);
     assert!(
         client.status.success(),
@@ -449,18 +302,31 @@ fn the_route_examples_talk_to_each_other() {
 // The Windows build runs under Wine in CI, where no Windows Python exists to
 // run the script (see ci/windows.sh).
 #[cfg_attr(windows, ignore = "needs a Windows python3; under Wine there is none")]
-#[test]
-fn a_python_client_written_from_protocol_md_interoperates() {
+#[tokio::test]
+async fn a_python_client_written_from_protocol_md_interoperates() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python_client.py");
-    for args in [&[][..], &["--tcp", "127.0.0.1:0"][..]] {
-        let server = EchoServer::start(args);
-        let run = |route: &str, params: &str| {
-            Command::new("python3")
-                .args([script, &server.connector, route, params])
-                .output()
-                .expect("python3 is on every machine this project runs on")
+    for connector in [Connector::local(), Connector::tcp("127.0.0.1", 0).unwrap()] {
+        let router = Router::new()
+            .route("echo", |params: Value| async move {
+                Ok::<_, HandlerError>(params)
+            })
+            .route("fail", |message: String| async move {
+                Err::<(), _>(HandlerError::new(message))
+            });
+        let server = Server::bind(&connector, router).await.unwrap();
+        let text = server.connector().dump_state();
+        let run = move |route: &'static str, params: &'static str| {
+            let text = text.clone();
+            tokio::task::spawn_blocking(move || {
+                Command::new("python3")
+                    .args([script, &text, route, params])
+                    .output()
+                    .expect("python3 is on every machine this project runs on")
+            })
         };
-        let ok = run("echo", r#"{"from": "python", "n": [1, 2]}"#);
+        let ok = run("echo", r#"{"from": "python", "n": [1, 2]}"#)
+            .await
+            .unwrap();
         assert!(
             ok.status.success(),
             "{}",
@@ -468,8 +334,9 @@ fn a_python_client_written_from_protocol_md_interoperates() {
         );
         let echoed: Value = serde_json::from_slice(&ok.stdout).unwrap();
         assert_eq!(echoed, serde_json::json!({"from": "python", "n": [1, 2]}));
-        let failed = run("fail", r#""py boom""#);
+        let failed = run("fail", r#""py boom""#).await.unwrap();
         assert_eq!(failed.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&failed.stderr).contains("-32000: py boom"));
+        server.shutdown().await;
     }
 }

@@ -57,6 +57,16 @@ fn model(frame: &[u8]) -> Option<Envelope> {
         5 => Envelope::Cancel {
             id: u64_at(rest)?.0,
         },
+        6 => {
+            let (messages, rest) = rest.split_first_chunk::<4>()?;
+            let (bytes, _) = u64_at(rest)?;
+            Envelope::Credit {
+                messages: u32::from_le_bytes(*messages),
+                bytes,
+            }
+        }
+        7 => Envelope::Ping,
+        8 => Envelope::Pong,
         _ => return None,
     })
 }

@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let outcome = run_handshake(Side::Client, setup, peer);
     if let Ok(settled) = &outcome.result {
         assert!(
-            !setup.secret || outcome.proved,
+            !setup.secret || outcome.proved.secret,
             "the client accepted a server without a valid proof: {outcome:?}"
         );
         assert_eq!(settled.client_id, "fuzz-client");

@@ -2,11 +2,13 @@
 //!
 //! Input: one flags byte (see `Setup`), then the client's bytes: in framed
 //! mode JSON frames separated by 0xff (the target adds the length
-//! prefixes, and fills in `$PROOF` with the correct client proof), in raw
-//! mode the byte stream as it is.
+//! prefixes, and fills in `$PROOF` with the correct client proof and
+//! `$RESUME` with the proof of the token the server holds for the id), in
+//! raw mode the byte stream as it is.
 //!
 //! Must end in Ok or Err, never panic or hang; with a secret, Ok only if the
-//! client sent the correct proof; Ok means a welcome was sent.
+//! client sent the correct proof; a resumed id only with the correct token
+//! proof; Ok means a welcome was sent.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -20,8 +22,12 @@ fuzz_target!(|data: &[u8]| {
     let outcome = run_handshake(Side::Server, setup, peer);
     if let Ok(settled) = &outcome.result {
         assert!(
-            !setup.secret || outcome.proved,
+            !setup.secret || outcome.proved.secret,
             "the server accepted a client without a valid proof: {outcome:?}"
+        );
+        assert!(
+            !settled.resumed || outcome.proved.token,
+            "the server let a client resume an id without proving its token: {outcome:?}"
         );
         assert!(
             !settled.client_id.is_empty() && settled.client_id.len() <= 128,

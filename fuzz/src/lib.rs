@@ -83,8 +83,27 @@ pub const PROOF_TOKEN: &[u8] = b"$PROOF";
 /// Separates peer frames in framed mode (never in UTF-8 JSON).
 pub const FRAME_SEPARATOR: u8 = 0xff;
 
+/// In a client frame (step 3), replaced by the proof that the client holds
+/// [`HELD_TOKEN`]. Only these inputs may resume an id.
+pub const RESUME_TOKEN: &[u8] = b"$RESUME";
+
+/// The resumption token the server under test holds for the client's id
+/// (as if an earlier connection had it); the client under test presents it
+/// when the flags ask.
+pub const HELD_TOKEN: [u8; 32] = [0x3c; 32];
+
 const SERVER_LABEL: &[u8] = b"switchboard server proof\0";
 const CLIENT_LABEL: &[u8] = b"switchboard client proof\0";
+const RESUME_LABEL: &[u8] = b"switchboard resume\0";
+
+/// Which proofs the peer filled in correctly.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Proved {
+    /// `$PROOF`: the secret's.
+    pub secret: bool,
+    /// `$RESUME`: the held token's.
+    pub token: bool,
+}
 
 /// How an input's first byte sets up a handshake run.
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +115,8 @@ pub struct Setup {
     /// The peer's bytes go out as they are; otherwise they are split at
     /// [`FRAME_SEPARATOR`] and each piece gets a length prefix.
     pub raw: bool,
+    /// The client under test presents [`HELD_TOKEN`] to resume its id.
+    pub resume: bool,
 }
 
 impl Setup {
@@ -105,6 +126,7 @@ impl Setup {
             secret: flags & 1 != 0,
             msgpack: flags & 2 != 0,
             raw: flags & 4 != 0,
+            resume: flags & 8 != 0,
         }
     }
 
@@ -140,9 +162,9 @@ pub struct Outcome {
     /// The frames the side under test wrote (bodies), as far as they were
     /// whole.
     pub sent: Vec<Vec<u8>>,
-    /// The peer replaced a [`PROOF_TOKEN`] with the proof that is correct
-    /// for this run's nonces.
-    pub proved: bool,
+    /// The proofs the peer filled in ([`PROOF_TOKEN`], [`RESUME_TOKEN`])
+    /// with the values correct for this run's nonces.
+    pub proved: Proved,
 }
 
 thread_local! {
@@ -178,10 +200,18 @@ pub fn run_handshake(side: Side, setup: Setup, peer: &[u8]) -> Outcome {
             let (ours, theirs) = tokio::io::duplex(64 * 1024);
             let under_test = async {
                 match side {
-                    Side::Server => switchboard::fuzzing::handshake_server(ours, &connector).await,
+                    Side::Server => {
+                        switchboard::fuzzing::handshake_server(ours, &connector, &HELD_TOKEN).await
+                    }
                     Side::Client => {
-                        switchboard::fuzzing::handshake_client(ours, &connector, "fuzz-client")
-                            .await
+                        let token = setup.resume.then_some(&HELD_TOKEN[..]);
+                        switchboard::fuzzing::handshake_client(
+                            ours,
+                            &connector,
+                            "fuzz-client",
+                            token,
+                        )
+                        .await
                     }
                 }
             };
@@ -207,15 +237,17 @@ async fn play_peer(
     raw: bool,
     frames: Vec<Vec<u8>>,
     stream: DuplexStream,
-) -> (Vec<Vec<u8>>, bool) {
+) -> (Vec<Vec<u8>>, Proved) {
     let (mut read, mut write) = tokio::io::split(stream);
     let mut received: Vec<u8> = Vec::new();
     let mut sent_hello: Option<Vec<u8>> = None;
-    let mut proved = false;
+    let mut proved = Proved::default();
     for mut frame in frames {
         // Raw mode writes the input as it is: no frames to fill in.
-        if let Some(at) = find(&frame, PROOF_TOKEN).filter(|_| !raw) {
-            // The proof needs the nonce of the other side's first frame
+        let wanted =
+            !raw && (find(&frame, PROOF_TOKEN).is_some() || find(&frame, RESUME_TOKEN).is_some());
+        if wanted {
+            // The proofs need the nonce of the other side's first frame
             // (server: the challenge; client: the hello).
             let theirs = loop {
                 if let Some(first) = split_frames(&received).into_iter().next() {
@@ -230,23 +262,23 @@ async fn play_peer(
                     Ok(Ok(n)) => received.extend_from_slice(&chunk[..n]),
                 }
             };
-            let proof = theirs.and_then(|theirs| match side {
+            // (client nonce, server nonce)
+            let nonces = theirs.and_then(|theirs| match side {
                 // We are the client: our hello's nonce, their challenge's.
-                Side::Server => {
-                    let ours = nonce(sent_hello.as_deref()?)?;
-                    let theirs = nonce(&theirs)?;
-                    Some(mac(CLIENT_LABEL, &theirs, &ours))
-                }
+                Side::Server => Some((nonce(sent_hello.as_deref()?)?, nonce(&theirs)?)),
                 // We are the server: their hello's nonce, ours in this frame.
-                Side::Client => {
-                    let theirs = nonce(&theirs)?;
-                    let ours = nonce(&frame)?;
-                    Some(mac(SERVER_LABEL, &theirs, &ours))
-                }
+                Side::Client => Some((nonce(&theirs)?, nonce(&frame)?)),
             });
-            if let Some(proof) = proof {
-                frame.splice(at..at + PROOF_TOKEN.len(), proof.into_bytes());
-                proved = true;
+            if let Some((client_nonce, server_nonce)) = nonces {
+                let proof = match side {
+                    Side::Server => mac(&SECRET, CLIENT_LABEL, &server_nonce, &client_nonce),
+                    Side::Client => mac(&SECRET, SERVER_LABEL, &client_nonce, &server_nonce),
+                };
+                proved.secret |= replace(&mut frame, PROOF_TOKEN, &proof);
+                if side == Side::Server {
+                    let resume = mac(&HELD_TOKEN, RESUME_LABEL, &server_nonce, &client_nonce);
+                    proved.token |= replace(&mut frame, RESUME_TOKEN, &resume);
+                }
             }
         }
         if sent_hello.is_none() {
@@ -263,6 +295,15 @@ async fn play_peer(
     let _ = write.shutdown().await;
     let _ = read.read_to_end(&mut received).await;
     (split_frames(&received), proved)
+}
+
+/// Replaces the first `token` in `frame` with `value`; true if there was one.
+fn replace(frame: &mut Vec<u8>, token: &[u8], value: &str) -> bool {
+    let Some(at) = find(frame, token) else {
+        return false;
+    };
+    frame.splice(at..at + token.len(), value.bytes());
+    true
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -288,8 +329,8 @@ fn nonce(frame: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// A proof as PROTOCOL.md defines it, base64url.
-fn mac(label: &[u8], first: &[u8], second: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(&SECRET).expect("any key length");
+fn mac(key: &[u8], label: &[u8], first: &[u8], second: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
     mac.update(label);
     mac.update(first);
     mac.update(second);

@@ -27,6 +27,8 @@ pub struct Link {
     /// The process at the other end, where the OS tells (Unix sockets via
     /// peer credentials, named pipes); `None` over TCP.
     pub peer_pid: Option<u32>,
+    /// The user of the process at the other end (Unix sockets only).
+    pub peer_uid: Option<u32>,
 }
 
 impl Link {
@@ -38,6 +40,7 @@ impl Link {
             reader: Box::new(reader),
             writer: Box::new(writer),
             peer_pid: None,
+            peer_uid: None,
         }
     }
 
@@ -46,16 +49,21 @@ impl Link {
     // The pid is an i32 on Unix and already a u32 on Windows.
     #[allow(clippy::useless_conversion)]
     pub(super) fn local(stream: LocalStream) -> Link {
-        let peer_pid = stream
-            .peer_creds()
-            .ok()
+        let creds = stream.peer_creds().ok();
+        let peer_pid = creds
+            .as_ref()
             .and_then(|creds| creds.pid())
             .and_then(|pid| u32::try_from(pid).ok());
+        #[cfg(unix)]
+        let peer_uid = creds.as_ref().and_then(|creds| creds.euid());
+        #[cfg(not(unix))]
+        let peer_uid = None;
         let stream = Arc::new(stream);
         Link {
             reader: Box::new(Shared(Arc::clone(&stream))),
             writer: Box::new(Shared(stream)),
             peer_pid,
+            peer_uid,
         }
     }
 }
@@ -122,8 +130,10 @@ enum ListenerKind {
 }
 
 impl Listener {
-    /// Starts listening at the connector's address.
-    pub async fn bind(connector: &Connector) -> Result<Listener> {
+    /// Starts listening at the connector's address. A Unix socket is made
+    /// reachable by its owner only (0600), or by every user when
+    /// `open_to_others` (the server then checks each peer's uid itself).
+    pub async fn bind(connector: &Connector, open_to_others: bool) -> Result<Listener> {
         let display = connector.address().to_string();
         let mut cleanup = None;
         let (inner, address) = match connector.address() {
@@ -140,7 +150,8 @@ impl Listener {
             }
             #[cfg(any(unix, windows))]
             address => {
-                let (listener, local) = local::LocalListener::bind(address, &display)?;
+                let (listener, local) =
+                    local::LocalListener::bind(address, &display, open_to_others)?;
                 cleanup = Some(BindGuard { _local: local });
                 (ListenerKind::Local(listener), address.clone())
             }

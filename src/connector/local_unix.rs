@@ -2,6 +2,7 @@
 //! directory, stale-socket recovery, and clear errors for the path limit.
 
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use interprocess::local_socket::tokio::{Listener, Stream, prelude::*};
@@ -38,7 +39,11 @@ impl Drop for Cleanup {
 }
 
 impl LocalListener {
-    pub(crate) fn bind(address: &Address, display: &str) -> Result<(LocalListener, Cleanup)> {
+    pub(crate) fn bind(
+        address: &Address,
+        display: &str,
+        open_to_others: bool,
+    ) -> Result<(LocalListener, Cleanup)> {
         let Address::Unix(path) = address else {
             return Err(Error::Unsupported(format!(
                 "{display} (named pipes exist only on Windows)"
@@ -54,12 +59,13 @@ impl LocalListener {
                 ),
             });
         }
+        let bind_error = |source| Error::Bind {
+            address: display.to_owned(),
+            source,
+        };
         let dir = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() && !parent.exists() => {
-                Some(private_dir(parent).map_err(|source| Error::Bind {
-                    address: display.to_owned(),
-                    source,
-                })?)
+                Some(private_dir(parent, open_to_others).map_err(bind_error)?)
             }
             _ => None,
         };
@@ -92,6 +98,13 @@ impl LocalListener {
             path: path.clone(),
             _dir: dir,
         };
+        // Whatever the umask gave the socket, only its owner may connect
+        // (unless the server lets others in, and checks their uid itself).
+        // Between bind and here the directory (0700 when private) or the
+        // uid check covers the gap.
+        let mode = if open_to_others { 0o666 } else { 0o600 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(bind_error)?;
         Ok((LocalListener { listener }, cleanup))
     }
 
@@ -110,9 +123,9 @@ fn listen(path: &Path) -> io::Result<Listener> {
         .create_tokio()
 }
 
-/// Creates exactly `dir` with mode 0700, to be removed when dropped.
-fn private_dir(dir: &Path) -> io::Result<TempDir> {
-    use std::os::unix::fs::PermissionsExt;
+/// Creates exactly `dir` with mode 0700 (0711 when other users may reach
+/// the socket in it, by its name only), to be removed when dropped.
+fn private_dir(dir: &Path, open_to_others: bool) -> io::Result<TempDir> {
     let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -122,7 +135,11 @@ fn private_dir(dir: &Path) -> io::Result<TempDir> {
     tempfile::Builder::new()
         .prefix(name)
         .rand_bytes(0)
-        .permissions(std::fs::Permissions::from_mode(0o700))
+        .permissions(std::fs::Permissions::from_mode(if open_to_others {
+            0o711
+        } else {
+            0o700
+        }))
         .tempdir_in(parent)
 }
 

@@ -43,7 +43,13 @@ pub(crate) struct LocalListener {
 pub(crate) struct Cleanup;
 
 impl LocalListener {
-    pub(crate) fn bind(address: &Address, display: &str) -> Result<(LocalListener, Cleanup)> {
+    // Pipes are always restricted to the current user (see the DACL below);
+    // other users are not let in on Windows.
+    pub(crate) fn bind(
+        address: &Address,
+        display: &str,
+        _open_to_others: bool,
+    ) -> Result<(LocalListener, Cleanup)> {
         let Address::Pipe(name) = address else {
             return Err(Error::Unsupported(format!(
                 "{display} (Unix sockets are not used on Windows; use a pipe connector)"

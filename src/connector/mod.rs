@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 pub(crate) use link::{BindGuard, Link, Listener, connect};
 pub(crate) use secret::random_bytes;
 pub use secret::{MAX_SECRET_LEN, MIN_SECRET_LEN, SECRET_LEN, Secret};
-pub use state::{ConnectorError, STATE_PREFIX, STATE_VERSION};
+pub use state::{BodyError, ConnectorError, STATE_PREFIX, STATE_VERSION};
 
 use crate::error::{Error, Result};
 
@@ -116,7 +116,15 @@ impl Format {
 
 /// How to reach a server: address, secret and settings.
 ///
-/// `Debug` and `Display` never show the secret.
+/// Two text forms, for two readers:
+///
+/// - [`Connector::dump_state`] is for **programs**: the `sb1:...` string, with
+///   the secret, that a parent hands to a child (in argv, an environment
+///   variable, a file). [`Connector::load_state`] and `FromStr` read it back.
+///   Use it, or [`CommandExt`](crate::CommandExt), for the hand-off.
+/// - `Display` (`{}`) and `Debug` are for **people and logs**: the address
+///   and whether there is a secret, never the secret itself. They cannot be
+///   loaded back.
 ///
 /// ```
 /// use switchboard::Connector;
@@ -268,6 +276,9 @@ impl Connector {
     }
 }
 
+/// For people and logs: the address and `(secret <redacted>)`, e.g.
+/// `tcp:127.0.0.1:4000 (secret <redacted>)`. Not for the hand-off: it leaves
+/// the secret out and cannot be parsed back; use [`Connector::dump_state`].
 impl fmt::Display for Connector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.address)?;
@@ -289,6 +300,10 @@ impl fmt::Debug for Connector {
     }
 }
 
+/// Parses the string [`Connector::dump_state`] made (the same as
+/// [`Connector::load_state`]), so `text.parse::<Connector>()` works and a
+/// connector can be a command-line argument type. It does not parse the
+/// redacted `Display` form.
 impl std::str::FromStr for Connector {
     type Err = Error;
 

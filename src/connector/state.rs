@@ -14,6 +14,9 @@
 //! | `f` | body format: `json` or `msgpack` | no (default `json`) |
 //! | `m` | frame size limit in bytes | no (default 64 MiB) |
 
+use std::fmt;
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
@@ -31,6 +34,13 @@ pub const STATE_VERSION: u32 = 1;
 const MAX_STATE_LEN: usize = 4096;
 
 /// What is wrong with a connector string.
+///
+/// The messages speak to the person who copied the string: they say what to
+/// fix (copy all of it, drop the quotes, join the lines) and never repeat
+/// more of the string than its first few characters, so the secret inside
+/// is never echoed. Where a decoder (base64, JSON) found the problem, its
+/// own error is kept as the [`source`](std::error::Error::source), out of
+/// the message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectorError {
@@ -40,23 +50,69 @@ pub enum ConnectorError {
     /// The string is longer than any connector could be.
     #[error("the string is {0} bytes long; connector strings are at most {MAX_STATE_LEN}")]
     TooLong(usize),
+    /// The string starts or ends with a quote (`"`, `'`, a backtick or a
+    /// typographic quote) that a shell, a config file or a document left in.
+    #[error(
+        "the string is wrapped in quotes ({0}): drop the quotes; a connector \
+         string has no characters a shell needs quoted"
+    )]
+    Quoted(char),
+    /// The string has whitespace inside (a line break from a wrapped
+    /// terminal or email, a space from pasting it in pieces).
+    #[error(
+        "the string contains {} at character {at}: connector strings contain \
+         no whitespace (was it wrapped onto several lines?); join the pieces",
+        whitespace_name(*.found)
+    )]
+    Whitespace {
+        /// Where, counting characters from 1 (after surrounding whitespace
+        /// is trimmed).
+        at: usize,
+        /// The whitespace character.
+        found: char,
+    },
     /// The string does not start with `sb<version>:`.
-    #[error("it does not start with \"sb1:\" (it starts with {0:?})")]
-    WrongPrefix(String),
+    #[error("{}", wrong_prefix(.start, *.found_at))]
+    WrongPrefix {
+        /// The string's first few characters.
+        start: String,
+        /// Where `sb1:` appears later in the string, counting characters
+        /// from 0 (a label or `VAR=` pasted in front of it).
+        found_at: Option<usize>,
+    },
     /// The version after `sb` is not one this build reads.
-    #[error("unknown connector version {0:?}; this build reads version {STATE_VERSION}")]
+    #[error(
+        "unknown connector version {0:?}; this build reads version {STATE_VERSION} \
+         (was the string made by another switchboard version?)"
+    )]
     UnknownVersion(String),
-    /// The part after the prefix is not base64url.
-    #[error("the body is not valid base64url: {0}")]
-    BadBase64(String),
-    /// The decoded body is not a JSON object.
-    #[error("the decoded body is not a JSON object: {0}")]
-    BadBody(String),
+    /// The string ends before the connector does: it was cut short, most
+    /// likely while copying it.
+    #[error(
+        "the string looks truncated (cut short while copying?): it ends before the \
+         connector does; copy all of it, to the last character"
+    )]
+    Truncated(#[source] BodyError),
+    /// The part after the prefix has a character base64url never uses.
+    #[error("{}", bad_base64(.0))]
+    BadBase64(#[source] base64::DecodeError),
+    /// The part after the prefix decodes, but not to a connector: the string
+    /// was damaged, or not made by [`Connector::dump_state`].
+    #[error(
+        "the string does not hold a connector: it has the \"sb1:\" prefix, but what \
+         follows is not what Connector::dump_state writes (damaged while copying?)"
+    )]
+    BadBody(#[source] Option<BodyError>),
     /// A required field is absent.
-    #[error("missing field {0:?}")]
+    #[error(
+        "the connector has no {name} (field {key:?}): the string was edited or not \
+         made by Connector::dump_state",
+        name = field_name(.0),
+        key = .0
+    )]
     MissingField(&'static str),
     /// A field is present but its value is unusable.
-    #[error("invalid field {field:?}: {reason}")]
+    #[error("the connector's {} (field {field:?}) is invalid: {reason}", field_name(.field))]
     InvalidField {
         /// The field's key.
         field: &'static str,
@@ -68,12 +124,133 @@ pub enum ConnectorError {
     UnknownKind(String),
 }
 
+/// What a decoder said about a connector string's body: the
+/// [`source`](std::error::Error::source) of [`ConnectorError::Truncated`] and
+/// [`ConnectorError::BadBody`].
+///
+/// Its `Display` is the decoder's own wording (base64 or JSON), useful in a
+/// bug report, not to the user, which is why [`ConnectorError`]'s messages
+/// leave it out. It never contains the secret: the decoders name positions
+/// and expected tokens, not the input.
+#[derive(Clone)]
+pub struct BodyError(Arc<dyn std::error::Error + Send + Sync>);
+
+impl BodyError {
+    fn new(error: impl std::error::Error + Send + Sync + 'static) -> BodyError {
+        BodyError(Arc::new(error))
+    }
+}
+
+impl fmt::Debug for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Two are equal when the decoders said the same thing.
+impl PartialEq for BodyError {
+    fn eq(&self, other: &BodyError) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for BodyError {}
+
+fn whitespace_name(c: char) -> &'static str {
+    match c {
+        '\n' | '\r' => "a line break",
+        ' ' => "a space",
+        '\t' => "a tab",
+        _ => "whitespace",
+    }
+}
+
+fn wrong_prefix(start: &str, found_at: Option<usize>) -> String {
+    match found_at {
+        Some(at) => format!(
+            "it does not start with \"sb1:\", but \"sb1:\" comes after {at} other \
+             characters ({start:?}...): pass only the part from \"sb1:\" on"
+        ),
+        None => format!(
+            "it does not start with \"sb1:\" (it starts with {start:?}); a connector \
+             string is \"sb1:\" followed by letters, digits, '-' and '_', as \
+             Connector::dump_state or `switchboard echo-server` prints it"
+        ),
+    }
+}
+
+fn bad_base64(error: &base64::DecodeError) -> String {
+    let base64::DecodeError::InvalidByte(offset, byte) = *error else {
+        return "the part after \"sb1:\" is damaged: it is not what \
+                Connector::dump_state writes"
+            .into();
+    };
+    let shown = if byte.is_ascii_graphic() {
+        format!("{:?}", char::from(byte))
+    } else {
+        "a non-ASCII character".into()
+    };
+    let hint = match byte {
+        b'+' | b'/' => " (standard base64? connector strings use '-' and '_' instead)",
+        b'=' => " (base64 padding? connector strings have none: drop the '=')",
+        _ => "",
+    };
+    format!(
+        "character {} after \"sb1:\" is {shown}, which connector strings never \
+         contain: only letters, digits, '-' and '_' follow the prefix{hint}",
+        offset + 1
+    )
+}
+
+fn field_name(key: &str) -> &'static str {
+    match key {
+        "k" => "kind",
+        "a" => "address",
+        "s" => "secret",
+        "f" => "body format",
+        "m" => "frame size limit",
+        _ => "setting",
+    }
+}
+
+/// Quote characters a string picks up on its way through a shell, a config
+/// file or a word processor.
+const QUOTES: [char; 7] = [
+    '"', '\'', '`', '\u{201C}', '\u{201D}', '\u{2018}', '\u{2019}',
+];
+
 impl Connector {
-    /// The connector as a short ASCII string: `sb1:` and base64url, with no
-    /// whitespace and nothing a shell or `cmd.exe` would interpret.
+    /// The connector as a short ASCII string, `sb1:` and base64url: **the
+    /// form to hand to another process** (argv, an environment variable, a
+    /// file, a pipe). [`Connector::load_state`] (or `str::parse`) reads it
+    /// back to an equal connector.
     ///
-    /// The string contains the secret: pass it to the processes that should
-    /// connect, and to no one else.
+    /// The string has no whitespace and nothing a shell or `cmd.exe` would
+    /// interpret. It contains the secret: pass it to the processes that
+    /// should connect, and to no one else. To show a connector to a person or
+    /// a log, use its `Display` (`{}`) instead, which leaves the secret out
+    /// and cannot be loaded back.
+    ///
+    /// ```
+    /// use switchboard::Connector;
+    ///
+    /// let connector = Connector::local();
+    /// let handed_over = connector.dump_state();
+    /// let in_the_child: Connector = handed_over.parse().unwrap();
+    /// assert_eq!(in_the_child, connector);
+    /// ```
     pub fn dump_state(&self) -> String {
         let mut body = Map::new();
         body.insert("k".into(), self.address.kind().into());
@@ -100,11 +277,27 @@ impl Connector {
         )
     }
 
-    /// Reads a string made by [`Connector::dump_state`].
+    /// Reads a string made by [`Connector::dump_state`]. `str::parse` does the
+    /// same (`Connector` implements `FromStr`).
     ///
-    /// Errors say what is wrong: prefix, version, base64, a missing or invalid
-    /// field, or an unknown kind. Surrounding whitespace (a trailing newline
-    /// from a file or a pipe) is ignored.
+    /// Surrounding whitespace (a trailing newline from a file or a pipe) is
+    /// ignored. Anything else wrong gives [`Error::InvalidConnector`] with a
+    /// [`ConnectorError`] that says what to fix: the string looks truncated,
+    /// is wrapped in quotes, has a line break inside, does not start with
+    /// `sb1:`, or holds a missing or invalid field. The message never
+    /// repeats the secret.
+    ///
+    /// ```
+    /// use switchboard::{Connector, ConnectorError, Error};
+    ///
+    /// let text = Connector::local().dump_state();
+    /// let quoted = format!("'{text}'");
+    /// let Err(Error::InvalidConnector(error)) = Connector::load_state(&quoted) else {
+    ///     panic!("quotes are refused");
+    /// };
+    /// assert_eq!(error, ConnectorError::Quoted('\''));
+    /// assert!(error.to_string().contains("drop the quotes"));
+    /// ```
     pub fn load_state(text: &str) -> Result<Connector> {
         parse(text.trim()).map_err(Error::InvalidConnector)
     }
@@ -117,9 +310,29 @@ fn parse(text: &str) -> Result<Connector, ConnectorError> {
     if text.len() > MAX_STATE_LEN {
         return Err(ConnectorError::TooLong(text.len()));
     }
+    if let Some(quote) = text
+        .chars()
+        .next()
+        .filter(|c| QUOTES.contains(c))
+        .or_else(|| text.chars().next_back().filter(|c| QUOTES.contains(c)))
+    {
+        return Err(ConnectorError::Quoted(quote));
+    }
+    if let Some((index, found)) = text.chars().enumerate().find(|(_, c)| c.is_whitespace()) {
+        return Err(ConnectorError::Whitespace {
+            at: index + 1,
+            found,
+        });
+    }
     let (head, body) = match text.split_once(':') {
         Some((head, body)) if head.starts_with(STATE_PREFIX) => (head, body),
-        _ => return Err(ConnectorError::WrongPrefix(text.chars().take(8).collect())),
+        _ => {
+            let prefix = format!("{STATE_PREFIX}{STATE_VERSION}:");
+            return Err(ConnectorError::WrongPrefix {
+                start: text.chars().take(8).collect(),
+                found_at: text.find(&prefix).map(|at| text[..at].chars().count()),
+            });
+        }
     };
     let version = &head[STATE_PREFIX.len()..];
     if version != STATE_VERSION.to_string() {
@@ -127,13 +340,21 @@ fn parse(text: &str) -> Result<Connector, ConnectorError> {
             version.chars().take(16).collect(),
         ));
     }
-    let json = URL_SAFE_NO_PAD
-        .decode(body)
-        .map_err(|e| ConnectorError::BadBase64(e.to_string()))?;
-    let Value::Object(fields) =
-        serde_json::from_slice(&json).map_err(|e| ConnectorError::BadBody(e.to_string()))?
-    else {
-        return Err(ConnectorError::BadBody("not an object".into()));
+    let json = URL_SAFE_NO_PAD.decode(body).map_err(|error| match error {
+        // A length no encoder produces, or a last character with bits left
+        // over: the end is missing.
+        base64::DecodeError::InvalidLength(_) | base64::DecodeError::InvalidLastSymbol(..) => {
+            ConnectorError::Truncated(BodyError::new(error))
+        }
+        other => ConnectorError::BadBase64(other),
+    })?;
+    let fields = match serde_json::from_slice(&json) {
+        Ok(Value::Object(fields)) => fields,
+        Ok(_) => return Err(ConnectorError::BadBody(None)),
+        Err(error) if error.is_eof() => {
+            return Err(ConnectorError::Truncated(BodyError::new(error)));
+        }
+        Err(error) => return Err(ConnectorError::BadBody(Some(BodyError::new(error)))),
     };
 
     let kind = string_field(&fields, "k")?;

@@ -1,83 +1,129 @@
 //! One live connection after the handshake, in both directions.
 //!
-//! A connection runs two tasks. The reader decodes frames: responses complete
-//! the matching entry in the pending table; requests go to the [`Inbound`]
-//! handler, which runs right in the reader until it first has to wait and
-//! then in a task of its own (so slow handlers never block others and
-//! responses may leave out of order). Sending goes through the [`outbox`]:
-//! straight to the socket when nothing is queued, else gathered by the
-//! writer task into few system calls.
+//! The parts, each in its own module:
+//! - [`reader`]: the read loop, where every frame from the peer arrives;
+//! - [`outbox`]: the shared write side, which never makes a sender wait;
+//! - [`credit`]: flow control, what we may send and what we admitted;
+//! - [`pending`]: our requests awaiting answers;
+//! - [`running`] and [`in_order`]: handlers in tasks of their own, and
+//!   notifications handled in arrival order;
+//! - [`keepalive`]: pings on a silent connection, and dropping a dead peer;
+//! - [`lifecycle`]: open, draining, closed, and why.
 //!
-//! When the reader stops (the peer left, or sent garbage), every pending
-//! request fails at once and running handlers are aborted: nothing waits on a
-//! peer that is gone.
+//! When the connection ends (the peer left, broke the protocol or fell
+//! silent, or this side closed it), every pending request fails at once,
+//! running handlers are aborted and queued notifications dropped: nothing
+//! waits on a peer that is gone, and nothing runs on for it.
 
-use std::any::Any;
-use std::collections::HashMap;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tracing::Instrument;
 
+use crate::config::{Config, Window};
 use crate::connector::Format;
 use crate::error::{Error, Result};
-use crate::protocol::{Body, Message, RequestId, code, message, serializer};
-use crate::transport::{FrameReader, FrameWriter, OutFrame, Spare};
+use crate::protocol::{Body, RequestId, code, message, serializer};
+use crate::transport::{FrameReader, FrameWriter, HEADER_LEN, OutFrame, Spare};
 
+mod catch;
+mod credit;
+mod in_order;
+mod keepalive;
+mod lifecycle;
 mod outbox;
-use outbox::Outbox;
+mod pending;
+mod reader;
+mod running;
+
+use credit::{Admitted, Cost, SendCredit};
+use in_order::InOrder;
+use lifecycle::{End, Lifecycle};
+use outbox::{Control, Outbox};
+use pending::{Pending, Reply};
+use running::Running;
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
+/// Why a handler did not succeed: an error code (PROTOCOL.md §4) and a
+/// message for the other side.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// See [`crate::protocol::code`].
+    pub code: i32,
+    /// For the other side (and the logs).
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure with this code and message.
+    pub fn new(code: i32, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A handler's outcome.
+pub type Outcome<T> = std::result::Result<T, Failure>;
+
+/// How notifications to a route are handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// One after another, in the order they were sent (the default).
+    InOrder,
+    /// Each as soon as it arrives, alongside the others.
+    Concurrent,
+}
+
 /// What a connection does with what the other side sends. Implemented by the
 /// router; the peer knows nothing of routes beyond their names.
 pub trait Inbound: Send + Sync + 'static {
-    /// Handles a request and returns the sealed response frame (success or
-    /// error) for `id`. `None` would be a bug in the implementation; the
-    /// requester then gets an internal error.
-    fn request(&self, peer: Peer, id: RequestId, body: Body) -> BoxFuture<Option<OutFrame>>;
+    /// Handles a request: the sealed response frame for `id`, or why not.
+    /// (`Ok(None)` would be a bug in the implementation; the requester then
+    /// gets an internal error.)
+    fn request(
+        &self,
+        peer: Peer,
+        id: RequestId,
+        body: Body,
+    ) -> BoxFuture<Outcome<Option<OutFrame>>>;
 
-    /// Handles a notification; nothing is sent back (the output is `None`).
-    fn notification(&self, peer: Peer, body: Body) -> BoxFuture<Option<OutFrame>>;
+    /// Handles a notification; a failure is reported, never sent back.
+    fn notification(&self, peer: Peer, body: Body) -> (BoxFuture<Outcome<()>>, Order);
 }
 
-const OPEN: u8 = 0;
-const CLOSED: u8 = 1;
-const DISCONNECTED: u8 = 2;
-
-enum Reply {
-    Ok(Body),
-    Err { code: i32, message: String },
-}
+/// Called with connection-level failures that have no caller to return to
+/// (a failed notification handler, a peer that broke the protocol).
+pub type ErrorHook = Arc<dyn Fn(&Error) + Send + Sync>;
 
 struct Shared {
     client_id: String,
-    /// Large frames the outbox has finished writing, for reuse.
-    sent: Spare,
     peer_pid: Option<u32>,
+    peer_uid: Option<u32>,
     format: Format,
     max_frame: u32,
     default_timeout: Option<Duration>,
+    report: Option<ErrorHook>,
+    /// Large frames the outbox has finished writing, for reuse.
+    sent: Spare,
     outbox: Outbox,
     next_id: AtomicU64,
-    state: AtomicU8,
-    pending: Mutex<HashMap<RequestId, oneshot::Sender<Result<Reply>>>>,
-    running: Mutex<HashMap<RequestId, AbortHandle>>,
-    active: AtomicUsize,
-    idle: Notify,
-    draining: AtomicBool,
-    done: watch::Sender<bool>,
-    flushed: watch::Sender<bool>,
-    end_error: Mutex<Option<Error>>,
+    lifecycle: Lifecycle,
+    pending: Pending,
+    credit: SendCredit,
+    admitted: Arc<Admitted>,
+    running: Running,
+    in_order: InOrder,
 }
 
 /// A handle to the other side of one connection: send it requests and
@@ -98,7 +144,7 @@ impl std::fmt::Debug for Peer {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these short critical sections leaves the maps
+    // A panic while holding these short critical sections leaves the data
     // consistent, so poisoning carries no information here.
     mutex
         .lock()
@@ -119,6 +165,12 @@ impl Peer {
         self.shared.peer_pid
     }
 
+    /// The user id of the other side's process, from the operating system
+    /// (Unix sockets only); `None` elsewhere.
+    pub fn user_id(&self) -> Option<u32> {
+        self.shared.peer_uid
+    }
+
     /// The body format the handshake settled.
     pub fn format(&self) -> Format {
         self.shared.format
@@ -136,11 +188,16 @@ impl Peer {
 
     /// True once the connection is closed, from either side.
     pub fn is_closed(&self) -> bool {
-        self.shared.state.load(Ordering::SeqCst) != OPEN
+        self.shared.lifecycle.end().is_some()
+    }
+
+    /// Waits until the connection has ended, from either side.
+    pub async fn closed(&self) {
+        self.shared.lifecycle.ended().await;
     }
 
     /// Sends a request and waits for its response, with the connection's
-    /// default timeout (none unless configured).
+    /// default timeout ([`Config::request_timeout`]).
     pub async fn request<T, R>(&self, route: &str, params: &T) -> Result<R>
     where
         T: Serialize + ?Sized,
@@ -150,9 +207,9 @@ impl Peer {
             .await
     }
 
-    /// Sends a request and waits at most `timeout` for its response. On
-    /// timeout the request is cancelled on the other side; the connection
-    /// stays usable.
+    /// Sends a request and waits at most `timeout` for its response
+    /// (waiting for the peer to have room included). On timeout the request
+    /// is cancelled on the other side; the connection stays usable.
     pub async fn request_timeout<T, R>(
         &self,
         route: &str,
@@ -176,6 +233,7 @@ impl Peer {
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
+        let deadline = timeout.map(|limit| (Instant::now() + limit, limit));
         let shared = &self.shared;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = message::request(
@@ -186,24 +244,22 @@ impl Peer {
             params,
             shared.max_frame,
         )?;
-        let (tx, rx) = oneshot::channel();
-        lock(&shared.pending).insert(id, tx);
+        let cost = self.take_credit(&frame, deadline).await?;
+        let answer = shared.pending.insert(id, cost);
+        // Checked after inserting: a concurrent end either fails our entry
+        // or we see it here.
+        if let Err(e) = self.check_open().and_then(|()| self.push(frame)) {
+            shared.pending.remove(id);
+            return Err(e);
+        }
         let mut guard = PendingGuard {
             shared,
             id,
             armed: true,
         };
-        // Checked after inserting: a concurrent close either sees our entry
-        // or we see its state.
-        self.check_open()?;
-        shared
-            .outbox
-            .send(frame)
-            .await
-            .map_err(|_| self.closed_error())?;
-        let outcome = match timeout {
-            None => rx.await,
-            Some(limit) => match tokio::time::timeout(limit, rx).await {
+        let outcome = match deadline {
+            None => answer.await,
+            Some((at, limit)) => match tokio::time::timeout_at(at, answer).await {
                 Ok(outcome) => outcome,
                 Err(_) => return Err(Error::Timeout(limit)),
             },
@@ -216,7 +272,8 @@ impl Peer {
         }
     }
 
-    /// Sends a notification: no response, no waiting beyond queueing it.
+    /// Sends a notification: no response. Waits only while the peer has no
+    /// room for it (at most the default request timeout).
     pub async fn throw<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
         self.check_open()?;
         let frame = message::notification(
@@ -226,25 +283,52 @@ impl Peer {
             params,
             self.shared.max_frame,
         )?;
+        let deadline = self
+            .shared
+            .default_timeout
+            .map(|limit| (Instant::now() + limit, limit));
+        self.take_credit(&frame, deadline).await?;
+        self.push(frame)
+    }
+
+    /// Waits for the peer's credit for `frame`, until `deadline`.
+    async fn take_credit(
+        &self,
+        frame: &OutFrame,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<Cost> {
+        let credit = &self.shared.credit;
+        let cost = credit.cost(frame.len() - HEADER_LEN);
+        let taken = match deadline {
+            None => credit.acquire(cost).await,
+            Some((at, limit)) => tokio::time::timeout_at(at, credit.acquire(cost))
+                .await
+                .map_err(|_| Error::Timeout(limit))?,
+        };
+        taken.map_err(|_| self.closed_error())?;
+        Ok(cost)
+    }
+
+    fn push(&self, frame: OutFrame) -> Result<()> {
         self.shared
             .outbox
-            .send(frame)
-            .await
+            .push(frame)
             .map_err(|_| self.closed_error())
     }
 
     fn check_open(&self) -> Result<()> {
-        match self.shared.state.load(Ordering::SeqCst) {
-            OPEN => Ok(()),
-            _ => Err(self.closed_error()),
+        match self.shared.lifecycle.end() {
+            None => Ok(()),
+            Some(end) => Err(end.error()),
         }
     }
 
     fn closed_error(&self) -> Error {
-        match self.shared.state.load(Ordering::SeqCst) {
-            CLOSED => Error::Closed,
-            _ => Error::Disconnected,
-        }
+        self.shared
+            .lifecycle
+            .end()
+            .unwrap_or(End::Disconnected)
+            .error()
     }
 }
 
@@ -259,8 +343,9 @@ fn remote_error(route: &str, code: i32, message: String) -> Error {
     }
 }
 
-/// Removes a pending entry and tells the other side to stop working on it
-/// when a request is abandoned (timeout, or the caller dropped the future).
+/// Tells the other side to stop working on a request its requester
+/// abandoned (timeout, or the caller dropped the future). The pending entry
+/// stays until the answer comes, which returns the credit.
 struct PendingGuard<'a> {
     shared: &'a Shared,
     id: RequestId,
@@ -269,68 +354,139 @@ struct PendingGuard<'a> {
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        if self.armed && lock(&self.shared.pending).remove(&self.id).is_some() {
-            // Best effort: if the queue is full the handler just runs to the end.
-            self.shared.outbox.queue(message::cancel(self.id));
+        if self.armed && self.shared.pending.abandon(self.id) {
+            let _ = self.shared.outbox.push(message::cancel(self.id));
         }
     }
 }
 
-/// Settings for starting a connection.
+impl Shared {
+    /// Ends the connection (once): every pending request fails, handlers
+    /// whose answers can no longer be delivered stop, queued frames are
+    /// still written and the stream is shut down.
+    fn end_with(&self, end: End, why: Option<Error>) {
+        if let Some(why) = why {
+            self.lifecycle.record(why);
+        }
+        if !self.lifecycle.finish(end) {
+            return;
+        }
+        self.credit.close();
+        self.pending.fail_all(|| end.error());
+        self.running.abort_all();
+        self.in_order.clear();
+        self.outbox.close();
+        self.lifecycle.announce_end();
+    }
+
+    /// Reports a failure that has no caller to return to.
+    fn report(&self, error: Error) {
+        tracing::warn!(client_id = %self.client_id, "{error}");
+        if let Some(report) = &self.report {
+            report(&error);
+        }
+    }
+}
+
+/// A notification's handler finished: its credit goes back to the peer,
+/// and a failure is reported (nobody else would hear of it).
+fn notification_done(peer: &Peer, outcome: std::result::Result<Outcome<()>, String>, cost: Cost) {
+    let shared = &peer.shared;
+    shared.admitted.release(1, u64::from(cost.0));
+    shared.outbox.signal(Control {
+        credit_messages: 1,
+        credit_bytes: u64::from(cost.0),
+        ..Control::default()
+    });
+    let failure = match outcome {
+        Ok(Ok(())) => return,
+        Ok(Err(failure)) => failure,
+        Err(panic) => Failure::new(code::INTERNAL_ERROR, format!("handler panicked: {panic}")),
+    };
+    shared.report(Error::NotificationFailed {
+        code: failure.code,
+        message: failure.message,
+    });
+}
+
+/// What a connection is started with, besides its link.
 pub struct Settings {
     /// The client's id (ours on the client side, the caller's on the server).
     pub client_id: String,
     /// The other side's process id, where the transport tells.
     pub peer_pid: Option<u32>,
+    /// The other side's user id, where the transport tells.
+    pub peer_uid: Option<u32>,
     /// The settled body format.
     pub format: Format,
     /// Largest frame either side sends.
     pub max_frame: u32,
-    /// Timeout for requests that do not give one.
-    pub default_timeout: Option<Duration>,
+    /// Budgets and timers; its window is what this side announced.
+    pub config: Config,
+    /// What the other side announced it accepts in flight.
+    pub peer_window: Window,
+    /// Where failures without a caller go, besides the log.
+    pub report: Option<ErrorHook>,
 }
 
 /// Owns one connection's tasks; dropping it closes the connection.
 pub struct Connection {
     peer: Peer,
-    reader: AbortHandle,
+    tasks: Vec<AbortHandle>,
     writer: AbortHandle,
 }
 
 impl Connection {
-    /// Starts the reader and writer tasks on an authenticated link.
+    /// Starts the reader, writer and keepalive tasks on an authenticated
+    /// link.
     pub fn start(
-        reader: FrameReader,
+        mut reader: FrameReader,
         writer: FrameWriter,
         settings: Settings,
         inbound: Arc<dyn Inbound>,
     ) -> Connection {
         let sent = Spare::default();
+        let ours = settings.config.window();
+        let activity = Arc::new(AtomicBool::new(false));
+        reader.watch_activity(Arc::clone(&activity));
+        let admitted = Arc::new(Admitted::new(ours));
         let shared = Arc::new(Shared {
-            outbox: Outbox::new(writer.into_inner(), sent.clone()),
+            outbox: Outbox::new(writer.into_inner(), sent.clone(), Arc::clone(&admitted)),
             sent,
             client_id: settings.client_id,
             peer_pid: settings.peer_pid,
+            peer_uid: settings.peer_uid,
             format: settings.format,
             max_frame: settings.max_frame,
-            default_timeout: settings.default_timeout,
+            default_timeout: settings.config.request_timeout,
+            report: settings.report,
             next_id: AtomicU64::new(1),
-            state: AtomicU8::new(OPEN),
-            pending: Mutex::default(),
-            running: Mutex::default(),
-            active: AtomicUsize::new(0),
-            idle: Notify::new(),
-            draining: AtomicBool::new(false),
-            done: watch::Sender::new(false),
-            flushed: watch::Sender::new(false),
-            end_error: Mutex::default(),
+            lifecycle: Lifecycle::new(),
+            pending: Pending::default(),
+            // Never more than the peer takes, nor more than we would.
+            credit: SendCredit::new(settings.peer_window.min(ours)),
+            admitted,
+            running: Running::default(),
+            in_order: InOrder::default(),
         });
+        // Everything the connection's tasks log says which connection.
+        let span = tracing::info_span!(
+            "connection",
+            client_id = %shared.client_id,
+            peer_pid = ?shared.peer_pid,
+            peer_uid = ?shared.peer_uid,
+        );
         let peer = Peer { shared };
-        let writer = tokio::spawn(write_task(peer.clone())).abort_handle();
-        let reader = tokio::spawn(read_loop(reader, peer.clone(), inbound)).abort_handle();
+        let writer = tokio::spawn(write_task(peer.clone()).instrument(span.clone())).abort_handle();
+        let read = reader::read_loop(reader, peer.clone(), inbound).instrument(span.clone());
+        let mut tasks = vec![tokio::spawn(read).abort_handle()];
+        if let Some(interval) = settings.config.keepalive {
+            let watch = keepalive::watch(peer.clone(), activity, interval).instrument(span);
+            tasks.push(tokio::spawn(watch).abort_handle());
+        }
         Connection {
             peer,
-            reader,
+            tasks,
             writer,
         }
     }
@@ -342,53 +498,48 @@ impl Connection {
 
     /// Waits until the other side has gone (or the connection was closed).
     pub async fn closed(&self) {
-        let mut done = self.peer.shared.done.subscribe();
-        let _ = done.wait_for(|done| *done).await;
+        self.peer.closed().await;
     }
 
     /// Why the connection ended, if it ended badly (a protocol violation, an
-    /// oversized frame, an i/o error). `None` after a clean close.
+    /// oversized frame, an i/o error, a silent peer). `None` after a clean
+    /// close.
     pub fn take_error(&self) -> Option<Error> {
-        lock(&self.peer.shared.end_error).take()
+        self.peer.shared.lifecycle.take_error()
     }
 
     /// Stops taking new requests (they get a "shutting down" error), waits
-    /// for running handlers to finish and their responses to be queued, then
+    /// for running handlers to finish and their answers to be queued, then
     /// closes.
     pub async fn drain(&self) {
         let shared = &self.peer.shared;
-        shared.draining.store(true, Ordering::SeqCst);
-        loop {
-            let idle = shared.idle.notified();
-            if shared.active.load(Ordering::SeqCst) == 0 {
-                break;
-            }
-            idle.await;
-        }
+        shared.lifecycle.start_draining();
+        shared.running.idle().await;
         self.close();
     }
 
     /// Closes from this side: pending requests fail with [`Error::Closed`],
     /// queued frames are still written, then the stream is shut down.
     pub fn close(&self) {
-        end(&self.peer.shared, CLOSED);
+        self.peer.shared.end_with(End::Closed, None);
     }
 
     /// Closes, then waits (at most `limit`) until everything queued has been
     /// written, so a process can exit right after without losing messages.
     pub async fn close_and_flush(&self, limit: Duration) {
         self.close();
-        let mut flushed = self.peer.shared.flushed.subscribe();
-        let _ = tokio::time::timeout(limit, flushed.wait_for(|done| *done)).await;
+        self.peer.shared.lifecycle.flushed(limit).await;
     }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        end(&self.peer.shared, CLOSED);
-        self.reader.abort();
-        // The writer finishes flushing on its own after `end`; it is aborted
-        // only if the OS never lets it finish.
+        self.close();
+        for task in &self.tasks {
+            task.abort();
+        }
+        // The writer finishes flushing on its own after the end; it is
+        // aborted only if the OS never lets it finish.
         let writer = self.writer.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
@@ -401,221 +552,10 @@ impl Drop for Connection {
     }
 }
 
-/// Moves the connection out of the open state (once), failing everything
-/// that waits on the other side and stopping handlers whose answers can no
-/// longer be delivered.
-fn end(shared: &Shared, state: u8) {
-    if shared
-        .state
-        .compare_exchange(OPEN, state, Ordering::SeqCst, Ordering::SeqCst)
-        .is_err()
-    {
-        return;
-    }
-    let error = || match state {
-        CLOSED => Error::Closed,
-        _ => Error::Disconnected,
-    };
-    for (_, waiter) in lock(&shared.pending).drain() {
-        let _ = waiter.send(Err(error()));
-    }
-    // Their answers can no longer be delivered. (A graceful drain lets them
-    // finish before it gets here.)
-    for (_, task) in lock(&shared.running).drain() {
-        task.abort();
-    }
-    shared.outbox.close();
-    shared.done.send_replace(true);
-}
-
 async fn write_task(peer: Peer) {
     let shared = &peer.shared;
     if let Err(e) = shared.outbox.run_writer().await {
-        record(shared, Error::Io(e));
-        end(shared, DISCONNECTED);
+        shared.end_with(End::Disconnected, Some(Error::Io(e)));
     }
-    shared.flushed.send_replace(true);
-}
-
-async fn read_loop(mut reader: FrameReader, peer: Peer, inbound: Arc<dyn Inbound>) {
-    let shared = &peer.shared;
-    loop {
-        if reader.is_drained() {
-            // About to ask the OS for more, likely in vain. Let the tasks
-            // this reader just woke (a requester whose response came in) run
-            // and send first: they are on the critical path, this read is not.
-            tokio::task::yield_now().await;
-        }
-        let frame = match reader.read().await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break,
-            Err(e) => {
-                record(shared, e);
-                break;
-            }
-        };
-        if !reader.is_drained() {
-            // More frames already arrived with this one: a burst. Whatever it
-            // makes us send goes out together in one write.
-            shared.outbox.hold();
-        }
-        let message = match Message::parse(frame) {
-            Ok(message) => message,
-            Err(e) => {
-                record(shared, e);
-                break;
-            }
-        };
-        match message {
-            Message::Response { id, body } => complete(shared, id, Ok(Reply::Ok(body))),
-            Message::Error { id, code, message } => {
-                complete(shared, id, Ok(Reply::Err { code, message }))
-            }
-            Message::Request { id, body } => {
-                if shared.draining.load(Ordering::SeqCst) {
-                    let frame =
-                        message::error(id, code::SHUTTING_DOWN, "the server is shutting down");
-                    let _ = shared.outbox.send(frame).await;
-                    continue;
-                }
-                handle_request(&peer, &inbound, id, body).await;
-            }
-            Message::Notification { body } => {
-                let work = inbound.notification(peer.clone(), body);
-                let done = ActiveGuard::new(&peer);
-                tokio::spawn(async move {
-                    let _done = done;
-                    if let Err(panic) = CatchUnwind(work).await {
-                        eprintln!(
-                            "switchboard: notification handler panicked: {}",
-                            panic_message(&panic)
-                        );
-                    }
-                });
-            }
-            Message::Cancel { id } => {
-                if let Some(task) = lock(&shared.running).remove(&id) {
-                    task.abort();
-                }
-            }
-        }
-    }
-    end(shared, DISCONNECTED);
-}
-
-/// Runs a request's handler. Most handlers answer without waiting, so the
-/// first poll happens right here: no task, no thread hop. A handler that has
-/// to wait continues in a task of its own, where a cancel can reach it.
-async fn handle_request(peer: &Peer, inbound: &Arc<dyn Inbound>, id: RequestId, body: Body) {
-    let shared = &peer.shared;
-    // Only a handler still running in its own task can share the id; with
-    // none active (the common case) there is nothing to look up.
-    if shared.active.load(Ordering::SeqCst) > 0 && lock(&shared.running).contains_key(&id) {
-        let frame = message::error(
-            id,
-            code::INVALID_REQUEST,
-            "a request with this id is already running",
-        );
-        let _ = shared.outbox.send(frame).await;
-        return;
-    }
-    let mut work = CatchUnwind(inbound.request(peer.clone(), id, body));
-    // Polled with the reader's waker: if the handler waits, the task below
-    // polls it again at once and so re-registers its own waker.
-    let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut work).poll(cx))).await;
-    match first {
-        Poll::Ready(outcome) => {
-            let _ = shared.outbox.send(response_frame(id, outcome)).await;
-        }
-        Poll::Pending => spawn_request(peer, id, work),
-    }
-}
-
-fn response_frame(
-    id: RequestId,
-    outcome: std::result::Result<Option<OutFrame>, Box<dyn Any + Send>>,
-) -> OutFrame {
-    match outcome {
-        Ok(Some(frame)) => frame,
-        Ok(None) => message::error(id, code::INTERNAL_ERROR, "the handler produced no response"),
-        Err(panic) => message::error(
-            id,
-            code::INTERNAL_ERROR,
-            &format!("handler panicked: {}", panic_message(&panic)),
-        ),
-    }
-}
-
-fn spawn_request(peer: &Peer, id: RequestId, work: CatchUnwind<Option<OutFrame>>) {
-    let done = ActiveGuard::new(peer);
-    let task_peer = peer.clone();
-    // The map stays locked until the handle is in it, so the task's own
-    // removal cannot run first.
-    let mut running = lock(&peer.shared.running);
-    let task = tokio::spawn(async move {
-        let _done = done;
-        let frame = response_frame(id, work.await);
-        if lock(&task_peer.shared.running).remove(&id).is_some() {
-            let _ = task_peer.shared.outbox.send(frame).await;
-        }
-    });
-    running.insert(id, task.abort_handle());
-}
-
-fn complete(shared: &Shared, id: RequestId, reply: Result<Reply>) {
-    // An unknown id is a response to a request we already gave up on.
-    if let Some(waiter) = lock(&shared.pending).remove(&id) {
-        let _ = waiter.send(reply);
-    }
-}
-
-fn record(shared: &Shared, error: Error) {
-    lock(&shared.end_error).get_or_insert(error);
-}
-
-/// Counts a running handler so `drain` can wait for it, also when the task
-/// is aborted.
-struct ActiveGuard {
-    peer: Peer,
-}
-
-impl ActiveGuard {
-    fn new(peer: &Peer) -> ActiveGuard {
-        peer.shared.active.fetch_add(1, Ordering::SeqCst);
-        ActiveGuard { peer: peer.clone() }
-    }
-}
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        if self.peer.shared.active.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.peer.shared.idle.notify_waiters();
-        }
-    }
-}
-
-/// Turns a panic inside a handler future into an error value.
-struct CatchUnwind<T>(BoxFuture<T>);
-
-impl<T> Future for CatchUnwind<T> {
-    type Output = std::result::Result<T, Box<dyn Any + Send>>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = &mut self.0;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
-            Err(panic) => Poll::Ready(Err(panic)),
-        }
-    }
-}
-
-fn panic_message(panic: &Box<dyn Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(no message)".to_owned()
-    }
+    shared.lifecycle.mark_flushed();
 }

@@ -1,18 +1,21 @@
-//! The handshake: version check, client id, body format, and mutual
-//! challenge-response authentication with the connector's secret.
+//! The handshake: version check, client id, body format, budgets, and
+//! mutual challenge-response authentication with the connector's secret.
 //!
-//! Four JSON frames (PROTOCOL.md has the fields):
-//! 1. client hello: version, client id, formats it can use, client nonce;
+//! Four JSON frames (PROTOCOL.md §3 has the fields):
+//! 1. client hello: version, client id, formats it can use, what it accepts
+//!    in flight, client nonce;
 //! 2. server challenge: version, chosen format, server nonce, and the
-//!    server's proof over both nonces (or an error);
-//! 3. client proof over both nonces (or an error if the server's was wrong);
-//! 4. server welcome (or an error).
+//!    server's proof over both nonces (or a refusal);
+//! 3. client proof over both nonces, and the proof that it holds the
+//!    resumption token of its id if it has one (or a refusal);
+//! 4. server welcome: what the server accepts in flight and the client's
+//!    resumption token (or a refusal).
 //!
 //! Each proof is HMAC-SHA256 keyed by the secret over a role label and both
 //! nonces, so neither side can replay the other's proof, and the secret
-//! itself never crosses the wire.
-
-use std::time::Duration;
+//! itself never crosses the wire. The server's half is split in steps
+//! ([`ServerHello`], [`Proven`]) so the server can refuse a client for its
+//! own reasons (limits, peer uid, an id in use) between them.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,34 +24,61 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::{PROTOCOL_VERSION, serializer};
-use crate::connector::{Connector, Format, Secret, random_bytes};
+use crate::config::Window;
+use crate::connector::{Connector, Format, random_bytes};
 use crate::error::{Error, Result};
 use crate::transport::{FrameReader, FrameWriter, OutFrame, seal};
 
 /// Handshake frames are small; a larger one is an attack or a stranger.
 const HANDSHAKE_MAX_FRAME: u32 = 16 * 1024;
-/// A peer that has not finished the handshake by then is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const NONCE_LEN: usize = 32;
+/// Bytes of a resumption token.
+pub const TOKEN_LEN: usize = 32;
 const SERVER_LABEL: &[u8] = b"switchboard server proof\0";
 const CLIENT_LABEL: &[u8] = b"switchboard client proof\0";
+const RESUME_LABEL: &[u8] = b"switchboard resume\0";
 
-/// What the handshake settled.
+/// Refusal codes (PROTOCOL.md §3).
+pub mod refusal {
+    /// Wrong or missing secret.
+    pub const AUTH_FAILED: &str = "auth_failed";
+    /// The versions differ.
+    pub const VERSION_MISMATCH: &str = "version_mismatch";
+    /// A malformed hello, an invalid client id, no common format.
+    pub const BAD_HELLO: &str = "bad_hello";
+    /// The client's user may not connect to this server.
+    pub const NOT_PERMITTED: &str = "not_permitted";
+    /// The server has as many connections as it takes.
+    pub const BUSY: &str = "busy";
+    /// Another live connection holds this client id.
+    pub const ID_IN_USE: &str = "id_in_use";
+}
+use refusal::{AUTH_FAILED, BAD_HELLO, VERSION_MISMATCH};
+
+/// What the handshake settled, on the client's side.
 #[derive(Debug, Clone)]
 pub struct Settled {
     /// The body format both sides use from now on.
     pub format: Format,
-    /// The client's id.
-    pub client_id: String,
+    /// What the server accepts in flight.
+    pub peer_window: Window,
+    /// The token that proves this client's id when it connects again.
+    pub token: Vec<u8>,
 }
 
+/// Everything but the version is optional when parsing, so that a client of
+/// another version is told about the version, not about a missing field.
 #[derive(Serialize, Deserialize)]
 struct Hello {
     switchboard: u32,
+    #[serde(default)]
     client_id: String,
+    #[serde(default)]
     formats: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     nonce: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    window: Option<Window>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -62,7 +92,13 @@ struct Reply {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     proof: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    resume: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     welcome: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    window: Option<Window>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<Refusal>,
 }
@@ -73,16 +109,16 @@ struct Refusal {
     message: String,
 }
 
-const AUTH_FAILED: &str = "auth_failed";
-const VERSION_MISMATCH: &str = "version_mismatch";
-const BAD_HELLO: &str = "bad_hello";
-
-/// Runs the client's half. `Err` says why the connection is unusable.
+/// Runs the client's half. `window` is what this client accepts in flight;
+/// `token` proves its id if it held it before. `Err` says why the
+/// connection is unusable.
 pub async fn client(
     reader: &mut FrameReader,
     writer: &mut FrameWriter,
     connector: &Connector,
     client_id: &str,
+    window: Window,
+    token: Option<&[u8]>,
 ) -> Result<Settled> {
     reader.set_max(HANDSHAKE_MAX_FRAME);
     let secret = connector.secret();
@@ -97,7 +133,8 @@ pub async fn client(
         switchboard: PROTOCOL_VERSION,
         client_id: client_id.to_owned(),
         formats: formats.iter().map(|f| f.name().to_owned()).collect(),
-        nonce: secret.map(|_| URL_SAFE_NO_PAD.encode(client_nonce)),
+        nonce: Some(URL_SAFE_NO_PAD.encode(client_nonce)),
+        window: Some(window),
     };
     send(writer, &hello).await?;
 
@@ -118,151 +155,271 @@ pub async fn client(
                 "the server chose format {format_name:?}, which was not offered"
             ))
         })?;
+    let server_nonce = decode_field(challenge.nonce.as_deref(), "nonce")?;
 
-    let mut proof_reply = Reply::default();
-    if let Some(secret) = secret {
-        let server_nonce = decode_field(challenge.nonce.as_deref(), "nonce")?;
-        let server_proof = decode_field(challenge.proof.as_deref(), "proof")?;
-        let mut mac = keyed(secret, SERVER_LABEL);
-        mac.update(&client_nonce);
-        mac.update(&server_nonce);
-        if mac.verify_slice(&server_proof).is_err() {
-            let told = "the client's secret differs from the server's";
-            let _ = send(writer, &refusal(AUTH_FAILED, told)).await;
+    let mut answer = Reply::default();
+    match (secret, challenge.proof.as_deref()) {
+        (Some(secret), Some(proof)) => {
+            let server_proof = decode_field(Some(proof), "proof")?;
+            if keyed(secret.expose(), SERVER_LABEL, &client_nonce, &server_nonce)
+                .verify_slice(&server_proof)
+                .is_err()
+            {
+                let told = "the client's secret differs from the server's";
+                let _ = send(writer, &refusal_reply(AUTH_FAILED, told)).await;
+                return Err(Error::AuthFailed(
+                    "the server's proof does not match this connector's secret: \
+                     the server holds a different secret"
+                        .into(),
+                ));
+            }
+            answer.proof = Some(mac(
+                secret.expose(),
+                CLIENT_LABEL,
+                &server_nonce,
+                &client_nonce,
+            ));
+        }
+        (Some(_), None) => {
+            let told = "the client's connector has a secret, but the server's has none";
+            let _ = send(writer, &refusal_reply(AUTH_FAILED, told)).await;
             return Err(Error::AuthFailed(
-                "the server's proof does not match this connector's secret: \
-                 the server holds a different secret"
+                "the server proved no secret, but this connector has one: \
+                 it may not be the server this connector was made for"
                     .into(),
             ));
         }
-        let mut mac = keyed(secret, CLIENT_LABEL);
-        mac.update(&server_nonce);
-        mac.update(&client_nonce);
-        proof_reply.proof = Some(URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
-    } else if challenge.proof.is_some() {
-        return Err(Error::AuthFailed(
-            "the server requires a secret, but this connector has none".into(),
-        ));
+        (None, Some(_)) => {
+            let told = "the server requires a secret, but the client's connector has none";
+            let _ = send(writer, &refusal_reply(AUTH_FAILED, told)).await;
+            return Err(Error::AuthFailed(
+                "the server requires a secret, but this connector has none".into(),
+            ));
+        }
+        (None, None) => {}
     }
-    send(writer, &proof_reply).await?;
+    answer.resume = token.map(|token| mac(token, RESUME_LABEL, &server_nonce, &client_nonce));
+    send(writer, &answer).await?;
 
     let welcome: Reply = receive(reader).await?;
     refused(&welcome)?;
-    if welcome.welcome != Some(true) {
+    let (Some(true), Some(peer_window)) = (welcome.welcome, welcome.window) else {
         return Err(Error::Protocol(
             "the server did not confirm the handshake".into(),
         ));
-    }
+    };
+    let token = decode_field(welcome.token.as_deref(), "token")?;
     reader.set_max(connector.max_frame());
     Ok(Settled {
         format,
-        client_id: client_id.to_owned(),
+        peer_window,
+        token,
     })
 }
 
-/// Runs the server's half. `Err` says why this client was refused; the
-/// client has been told the same reason where the protocol allows.
-pub async fn server(
-    reader: &mut FrameReader,
-    writer: &mut FrameWriter,
-    connector: &Connector,
-) -> Result<Settled> {
-    reader.set_max(HANDSHAKE_MAX_FRAME);
-    let hello: Hello = match receive(reader).await {
-        Ok(hello) => hello,
-        Err(e @ Error::Protocol(_)) => {
-            let _ = send(writer, &refusal(BAD_HELLO, &e.to_string())).await;
-            return Err(e);
+/// The server's half after the client's hello was read and found well
+/// formed: the server may still refuse (limits, the peer's user) before
+/// any secret is used.
+pub struct ServerHello {
+    client_id: String,
+    window: Window,
+    format: Format,
+    client_nonce: Vec<u8>,
+}
+
+impl ServerHello {
+    /// Reads and checks the hello (version, client id, formats); a bad one
+    /// is refused here and ends in `Err`.
+    pub async fn read(reader: &mut FrameReader, writer: &mut FrameWriter) -> Result<ServerHello> {
+        reader.set_max(HANDSHAKE_MAX_FRAME);
+        let hello: Hello = match receive(reader).await {
+            Ok(hello) => hello,
+            Err(e @ Error::Protocol(_)) => {
+                let _ = send(writer, &refusal_reply(BAD_HELLO, &e.to_string())).await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        if hello.switchboard != PROTOCOL_VERSION {
+            let message = format!(
+                "the server speaks protocol version {PROTOCOL_VERSION}, the client {}",
+                hello.switchboard
+            );
+            let mut reply = refusal_reply(VERSION_MISMATCH, &message);
+            reply.switchboard = Some(PROTOCOL_VERSION);
+            let _ = send(writer, &reply).await;
+            return Err(Error::VersionMismatch {
+                ours: PROTOCOL_VERSION,
+                theirs: hello.switchboard,
+            });
         }
-        Err(e) => return Err(e),
-    };
-    if hello.switchboard != PROTOCOL_VERSION {
-        let message = format!(
-            "the server speaks protocol version {PROTOCOL_VERSION}, the client {}",
-            hello.switchboard
-        );
-        let mut reply = refusal(VERSION_MISMATCH, &message);
-        reply.switchboard = Some(PROTOCOL_VERSION);
-        let _ = send(writer, &reply).await;
-        return Err(Error::VersionMismatch {
-            ours: PROTOCOL_VERSION,
-            theirs: hello.switchboard,
+        let checked = check_client_id(&hello.client_id).and_then(|()| {
+            let nonce = decode_field(hello.nonce.as_deref(), "nonce").map_err(|e| e.to_string())?;
+            let window = hello
+                .window
+                .ok_or_else(|| "handshake field \"window\" is missing".to_owned())?;
+            Ok((nonce, window))
         });
+        let (client_nonce, window) = match checked {
+            Ok(checked) => checked,
+            Err(reason) => {
+                let _ = send(writer, &refusal_reply(BAD_HELLO, &reason)).await;
+                return Err(Error::Protocol(reason));
+            }
+        };
+        let Some(format) = hello
+            .formats
+            .iter()
+            .filter_map(|name| Format::from_name(name))
+            .find(|f| f.is_available())
+        else {
+            let message = format!(
+                "no common body format: the client offered {:?}",
+                hello.formats
+            );
+            let _ = send(writer, &refusal_reply(BAD_HELLO, &message)).await;
+            return Err(Error::Protocol(message));
+        };
+        Ok(ServerHello {
+            client_id: hello.client_id,
+            window,
+            format,
+            client_nonce,
+        })
     }
-    if let Err(reason) = check_client_id(&hello.client_id) {
-        let _ = send(writer, &refusal(BAD_HELLO, &reason)).await;
-        return Err(Error::Protocol(reason));
-    }
-    let Some(format) = hello
-        .formats
-        .iter()
-        .filter_map(|name| Format::from_name(name))
-        .find(|f| f.is_available())
-    else {
-        let message = format!(
-            "no common body format: the client offered {:?}",
-            hello.formats
-        );
-        let _ = send(writer, &refusal(BAD_HELLO, &message)).await;
-        return Err(Error::Protocol(message));
-    };
 
-    let secret = connector.secret();
-    let server_nonce = random_bytes::<NONCE_LEN>();
-    let mut challenge = Reply {
-        switchboard: Some(PROTOCOL_VERSION),
-        format: Some(format.name().to_owned()),
-        ..Reply::default()
-    };
-    let client_nonce = match (secret, hello.nonce.as_deref()) {
-        (Some(secret), Some(nonce)) => {
-            let client_nonce = decode_field(Some(nonce), "nonce")?;
-            let mut mac = keyed(secret, SERVER_LABEL);
-            mac.update(&client_nonce);
-            mac.update(&server_nonce);
-            challenge.nonce = Some(URL_SAFE_NO_PAD.encode(server_nonce));
-            challenge.proof = Some(URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
-            Some(client_nonce)
+    /// Tells the client why it is refused, and returns the same as an error.
+    pub async fn refuse(self, writer: &mut FrameWriter, code: &str, message: &str) -> Error {
+        let _ = send(writer, &refusal_reply(code, message)).await;
+        Error::Refused {
+            reason: message.to_owned(),
         }
-        (Some(_), None) => {
-            let message = "the server requires a secret, but the client's connector has none";
-            let _ = send(writer, &refusal(AUTH_FAILED, message)).await;
-            return Err(Error::AuthFailed(message.into()));
-        }
-        (None, Some(_)) => {
-            let message = "the client's connector has a secret, but the server's has none";
-            let _ = send(writer, &refusal(AUTH_FAILED, message)).await;
-            return Err(Error::AuthFailed(message.into()));
-        }
-        (None, None) => None,
-    };
-    send(writer, &challenge).await?;
+    }
 
-    let answer: Reply = receive(reader).await?;
-    if let Some(refusal) = answer.error {
-        return Err(refusal_error(&refusal, None));
+    /// Steps 2 and 3: proves the server holds the secret and checks the
+    /// client's proof.
+    pub async fn challenge(
+        self,
+        reader: &mut FrameReader,
+        writer: &mut FrameWriter,
+        connector: &Connector,
+    ) -> Result<Proven> {
+        let secret = connector.secret();
+        let server_nonce = random_bytes::<NONCE_LEN>().to_vec();
+        let client_nonce = &self.client_nonce;
+        let mut challenge = Reply {
+            switchboard: Some(PROTOCOL_VERSION),
+            format: Some(self.format.name().to_owned()),
+            nonce: Some(URL_SAFE_NO_PAD.encode(&server_nonce)),
+            ..Reply::default()
+        };
+        if let Some(secret) = secret {
+            challenge.proof = Some(mac(
+                secret.expose(),
+                SERVER_LABEL,
+                client_nonce,
+                &server_nonce,
+            ));
+        }
+        send(writer, &challenge).await?;
+
+        let answer: Reply = receive(reader).await?;
+        if let Some(refusal) = answer.error {
+            return Err(refusal_error(&refusal, None));
+        }
+        match (secret, answer.proof.as_deref()) {
+            (Some(secret), Some(proof)) => {
+                let proof = decode_field(Some(proof), "proof")?;
+                if keyed(secret.expose(), CLIENT_LABEL, &server_nonce, client_nonce)
+                    .verify_slice(&proof)
+                    .is_err()
+                {
+                    let message =
+                        "the client's proof is wrong: its connector holds a different secret";
+                    let _ = send(writer, &refusal_reply(AUTH_FAILED, message)).await;
+                    return Err(Error::AuthFailed(message.into()));
+                }
+            }
+            (Some(_), None) => {
+                let message = "the server requires a secret, but the client's connector has none";
+                let _ = send(writer, &refusal_reply(AUTH_FAILED, message)).await;
+                return Err(Error::AuthFailed(message.into()));
+            }
+            (None, Some(_)) => {
+                let message = "the client's connector has a secret, but the server's has none";
+                let _ = send(writer, &refusal_reply(AUTH_FAILED, message)).await;
+                return Err(Error::AuthFailed(message.into()));
+            }
+            (None, None) => {}
+        }
+        let resume = match answer.resume.as_deref() {
+            Some(resume) => Some(decode_field(Some(resume), "resume")?),
+            None => None,
+        };
+        Ok(Proven {
+            client_id: self.client_id,
+            format: self.format,
+            peer_window: self.window,
+            client_nonce: self.client_nonce,
+            server_nonce,
+            resume,
+        })
     }
-    if let (Some(secret), Some(client_nonce)) = (secret, client_nonce) {
-        let proof = decode_field(answer.proof.as_deref(), "proof")?;
-        let mut mac = keyed(secret, CLIENT_LABEL);
-        mac.update(&server_nonce);
-        mac.update(&client_nonce);
-        if mac.verify_slice(&proof).is_err() {
-            let message = "the client's proof is wrong: its connector holds a different secret";
-            let _ = send(writer, &refusal(AUTH_FAILED, message)).await;
-            return Err(Error::AuthFailed(message.into()));
+}
+
+/// A client that proved it holds the secret; the server still decides
+/// whether it may have its id.
+pub struct Proven {
+    /// The id the client asks for.
+    pub client_id: String,
+    /// The settled body format.
+    pub format: Format,
+    /// What the client accepts in flight.
+    pub peer_window: Window,
+    client_nonce: Vec<u8>,
+    server_nonce: Vec<u8>,
+    resume: Option<Vec<u8>>,
+}
+
+impl Proven {
+    /// True if the client proved it holds `token` (the one issued to the
+    /// last connection with its id).
+    pub fn holds(&self, token: &[u8]) -> bool {
+        self.resume.as_deref().is_some_and(|proof| {
+            keyed(token, RESUME_LABEL, &self.server_nonce, &self.client_nonce)
+                .verify_slice(proof)
+                .is_ok()
+        })
+    }
+
+    /// Step 4: welcomes the client with what the server accepts in flight
+    /// and the token that will prove its id next time.
+    pub async fn welcome(
+        &self,
+        reader: &mut FrameReader,
+        writer: &mut FrameWriter,
+        connector: &Connector,
+        window: Window,
+        token: &[u8],
+    ) -> Result<()> {
+        let welcome = Reply {
+            welcome: Some(true),
+            window: Some(window),
+            token: Some(URL_SAFE_NO_PAD.encode(token)),
+            ..Reply::default()
+        };
+        send(writer, &welcome).await?;
+        reader.set_max(connector.max_frame());
+        Ok(())
+    }
+
+    /// Tells the client why it is refused, and returns the same as an error.
+    pub async fn refuse(self, writer: &mut FrameWriter, code: &str, message: &str) -> Error {
+        let _ = send(writer, &refusal_reply(code, message)).await;
+        Error::Refused {
+            reason: message.to_owned(),
         }
     }
-    let welcome = Reply {
-        welcome: Some(true),
-        ..Reply::default()
-    };
-    send(writer, &welcome).await?;
-    reader.set_max(connector.max_frame());
-    Ok(Settled {
-        format,
-        client_id: hello.client_id,
-    })
 }
 
 /// Client ids are chosen by clients; keep them printable and short.
@@ -279,14 +436,19 @@ pub fn check_client_id(id: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn keyed(secret: &Secret, label: &[u8]) -> Hmac<Sha256> {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC takes any key length");
+fn keyed(key: &[u8], label: &[u8], first: &[u8], second: &[u8]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(label);
+    mac.update(first);
+    mac.update(second);
     mac
 }
 
-fn refusal(code: &str, message: &str) -> Reply {
+fn mac(key: &[u8], label: &[u8], first: &[u8], second: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(keyed(key, label, first, second).finalize().into_bytes())
+}
+
+fn refusal_reply(code: &str, message: &str) -> Reply {
     Reply {
         error: Some(Refusal {
             code: code.to_owned(),
@@ -310,6 +472,9 @@ fn refusal_error(refusal: &Refusal, theirs: Option<u32>) -> Error {
             ours: PROTOCOL_VERSION,
             theirs: theirs.unwrap_or(0),
         },
+        refusal::NOT_PERMITTED | refusal::BUSY | refusal::ID_IN_USE => Error::Refused {
+            reason: refusal.message.clone(),
+        },
         _ => Error::Protocol(format!(
             "the peer refused the handshake: {}",
             refusal.message
@@ -323,7 +488,7 @@ fn decode_field(value: Option<&str>, field: &str) -> Result<Vec<u8>> {
     let bytes = URL_SAFE_NO_PAD
         .decode(value)
         .map_err(|_| Error::Protocol(format!("handshake field {field:?} is not base64url")))?;
-    if field == "nonce" && bytes.len() < 16 {
+    if matches!(field, "nonce" | "token") && bytes.len() < 16 {
         return Err(Error::Protocol(
             "handshake nonce is shorter than 16 bytes".into(),
         ));

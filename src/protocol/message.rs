@@ -13,6 +13,9 @@ const NOTIFICATION: u8 = 2;
 const RESPONSE: u8 = 3;
 const ERROR: u8 = 4;
 const CANCEL: u8 = 5;
+const CREDIT: u8 = 6;
+const PING: u8 = 7;
+const PONG: u8 = 8;
 
 /// Longest route name, in bytes.
 pub const MAX_ROUTE_LEN: usize = 1024;
@@ -87,11 +90,24 @@ pub enum Message {
         /// Human-readable explanation.
         message: String,
     },
-    /// The requester no longer wants the response.
+    /// The requester no longer wants the response (one still comes: an
+    /// error with code `CANCELLED` unless the answer was already on its way).
     Cancel {
         /// The request's id.
         id: RequestId,
     },
+    /// The receiver finished with this many notifications of this many
+    /// bytes: the sender may send that much more.
+    Credit {
+        /// Messages returned.
+        messages: u32,
+        /// Bytes returned.
+        bytes: u64,
+    },
+    /// Are you there? Answered with a pong.
+    Ping,
+    /// The answer to a ping.
+    Pong,
 }
 
 impl Message {
@@ -146,6 +162,12 @@ impl Message {
                 Message::Error { id, code, message }
             }
             CANCEL => Message::Cancel { id: cursor.u64()? },
+            CREDIT => Message::Credit {
+                messages: cursor.u32()?,
+                bytes: cursor.u64()?,
+            },
+            PING => Message::Ping,
+            PONG => Message::Pong,
             other => {
                 return Err(Error::Protocol(format!("unknown message kind {other}")));
             }
@@ -184,6 +206,11 @@ impl<'a> Cursor<'a> {
     fn u64(&mut self) -> Result<u64> {
         let bytes = self.take(8)?;
         Ok(u64::from_le_bytes(bytes.try_into().expect("took 8 bytes")))
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        let bytes = self.take(4)?;
+        Ok(u32::from_le_bytes(bytes.try_into().expect("took 4 bytes")))
     }
 
     fn i32(&mut self) -> Result<i32> {
@@ -300,6 +327,22 @@ pub fn cancel(id: RequestId) -> OutFrame {
     seal(buf, u32::MAX).expect("a cancel frame is small")
 }
 
+/// A sealed credit frame.
+pub fn credit(messages: u32, bytes: u64) -> OutFrame {
+    let mut buf = OutFrame::with_capacity(13);
+    buf.push(CREDIT);
+    buf.extend_from_slice(&messages.to_le_bytes());
+    buf.extend_from_slice(&bytes.to_le_bytes());
+    seal(buf, u32::MAX).expect("a credit frame is small")
+}
+
+/// A sealed ping (or, with `pong`, the answer to one).
+pub fn ping(pong: bool) -> OutFrame {
+    let mut buf = OutFrame::with_capacity(1);
+    buf.push(if pong { PONG } else { PING });
+    seal(buf, u32::MAX).expect("a ping frame is small")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +380,21 @@ mod tests {
         assert!(matches!(
             Message::parse(body_of(cancel(3))).unwrap(),
             Message::Cancel { id: 3 }
+        ));
+        assert!(matches!(
+            Message::parse(body_of(credit(3, 1 << 40))).unwrap(),
+            Message::Credit {
+                messages: 3,
+                bytes: 0x100_0000_0000
+            }
+        ));
+        assert!(matches!(
+            Message::parse(body_of(ping(false))).unwrap(),
+            Message::Ping
+        ));
+        assert!(matches!(
+            Message::parse(body_of(ping(true))).unwrap(),
+            Message::Pong
         ));
         let frame = notification(Vec::new(), "n", Format::Json, &"x", u32::MAX).unwrap();
         assert!(matches!(

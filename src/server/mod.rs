@@ -23,46 +23,92 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::connector::{BindGuard, Connector, Link, Listener};
+use crate::config::Config;
+use crate::connector::{BindGuard, Connector, Listener};
 use crate::error::{Error, Result};
-use crate::peer::{Connection, Peer, Settings};
-use crate::protocol::handshake::{self, HANDSHAKE_TIMEOUT};
+use crate::peer::{Connection, ErrorHook, Peer};
 use crate::router::Router;
-use crate::transport::{FrameReader, FrameWriter};
 
-type ErrorHook = Arc<dyn Fn(&Error) + Send + Sync>;
+mod admission;
+
+pub use admission::Access;
+use admission::{Holders, Limits};
+
+/// The default of [`ServerBuilder::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// The default of [`ServerBuilder::max_handshakes`].
+pub const DEFAULT_MAX_HANDSHAKES: usize = 64;
 
 /// Configures a [`Server`] before binding.
+#[must_use = "a builder does nothing until `bind` is called"]
 pub struct ServerBuilder {
     router: Router,
     on_error: ErrorHook,
+    config: Config,
+    limits: Limits,
+    access: Access,
 }
 
 impl ServerBuilder {
     /// Called with every connection-level failure: a client refused at the
-    /// handshake (wrong secret, wrong version), a client that sent garbage
-    /// or an oversized frame. The server keeps serving everyone else either
-    /// way. By default these are printed to stderr.
+    /// handshake (wrong secret, wrong version, limits, its user), a client
+    /// that broke the protocol or fell silent, a failed notification
+    /// handler. The server keeps serving everyone else either way. Every
+    /// one of these is also logged through `tracing`; by default there is
+    /// no hook.
     pub fn on_error(mut self, hook: impl Fn(&Error) + Send + Sync + 'static) -> ServerBuilder {
         self.on_error = Arc::new(hook);
         self
     }
 
+    /// Budgets and timers of every connection (see [`Config`] for the
+    /// defaults).
+    pub fn config(mut self, config: Config) -> ServerBuilder {
+        self.config = config;
+        self
+    }
+
+    /// How many clients may be connected at once; the next one is refused
+    /// in the handshake with a message saying so. Default:
+    /// [`DEFAULT_MAX_CONNECTIONS`].
+    pub fn max_connections(mut self, max: usize) -> ServerBuilder {
+        self.limits.max_connections = max;
+        self
+    }
+
+    /// How many clients may be in the handshake at once; further ones wait
+    /// in the operating system's backlog. Default:
+    /// [`DEFAULT_MAX_HANDSHAKES`].
+    pub fn max_handshakes(mut self, max: usize) -> ServerBuilder {
+        self.limits.max_handshakes = max;
+        self
+    }
+
+    /// Which users may connect over a Unix socket. Default:
+    /// [`Access::SameUser`].
+    pub fn access(mut self, access: Access) -> ServerBuilder {
+        self.access = access;
+        self
+    }
+
     /// Binds the connector's address and starts accepting clients.
     pub async fn bind(self, connector: &Connector) -> Result<Server> {
-        let mut listener = Listener::bind(connector).await?;
+        let mut listener = Listener::bind(connector, self.access.open_to_others()).await?;
         let cleanup = listener.take_cleanup();
         let shared = Arc::new(Shared {
             connector: listener.connector().clone(),
             router: Arc::new(self.router),
             on_error: self.on_error,
-            clients: Mutex::default(),
+            config: self.config,
+            limits: self.limits,
+            access: self.access,
+            holders: Mutex::default(),
             connections: Mutex::default(),
             next_connection: AtomicU64::new(0),
             next_pick: AtomicUsize::new(0),
             client_count: watch::Sender::new(0),
         });
-        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+        let accept = tokio::spawn(admission::accept_loop(listener, Arc::clone(&shared)));
         Ok(Server {
             shared,
             accept,
@@ -75,9 +121,13 @@ struct Shared {
     connector: Connector,
     router: Arc<Router>,
     on_error: ErrorHook,
-    /// The live connection of each client id.
-    clients: Mutex<HashMap<String, (u64, Peer)>>,
-    /// Every live connection, including ones still in the handshake.
+    config: Config,
+    limits: Limits,
+    access: Access,
+    /// Who holds each client id: its live connection, or a handshake that
+    /// reserved it.
+    holders: Mutex<Holders>,
+    /// Every live connection, by a number of its own.
     connections: Mutex<HashMap<u64, Arc<Connection>>>,
     next_connection: AtomicU64,
     next_pick: AtomicUsize,
@@ -115,11 +165,17 @@ impl Server {
         Server::builder(router).bind(connector).await
     }
 
-    /// A builder, for setting an error hook before binding.
+    /// A builder, for limits, budgets, access and an error hook.
     pub fn builder(router: Router) -> ServerBuilder {
         ServerBuilder {
             router,
-            on_error: Arc::new(|e| eprintln!("switchboard server: {e}")),
+            on_error: Arc::new(|_| {}),
+            config: Config::default(),
+            limits: Limits {
+                max_connections: DEFAULT_MAX_CONNECTIONS,
+                max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            },
+            access: Access::default(),
         }
     }
 
@@ -131,16 +187,29 @@ impl Server {
 
     /// The ids of the connected clients, sorted.
     pub fn clients(&self) -> Vec<String> {
-        let mut ids: Vec<_> = lock(&self.shared.clients).keys().cloned().collect();
+        let mut ids: Vec<_> = lock(&self.shared.holders)
+            .iter()
+            .filter(|(_, holder)| holder.peer.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
         ids.sort();
         ids
     }
 
     /// The connection of the client with this id.
     pub fn client(&self, id: &str) -> Option<Peer> {
-        lock(&self.shared.clients)
+        lock(&self.shared.holders)
             .get(id)
-            .map(|(_, peer)| peer.clone())
+            .and_then(|holder| holder.peer.clone())
+    }
+
+    fn peers(&self) -> Vec<(String, Peer)> {
+        let mut peers: Vec<_> = lock(&self.shared.holders)
+            .iter()
+            .filter_map(|(id, holder)| Some((id.clone(), holder.peer.clone()?)))
+            .collect();
+        peers.sort_by(|a, b| a.0.cmp(&b.0));
+        peers
     }
 
     /// Waits until at least `count` clients are connected.
@@ -168,16 +237,12 @@ impl Server {
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let peer = {
-            let clients = lock(&self.shared.clients);
-            if clients.is_empty() {
-                return Err(Error::NoClients);
-            }
-            let mut ids: Vec<_> = clients.keys().collect();
-            ids.sort();
-            let pick = self.shared.next_pick.fetch_add(1, Ordering::Relaxed) % ids.len();
-            clients[ids[pick]].1.clone()
-        };
+        let mut peers = self.peers();
+        if peers.is_empty() {
+            return Err(Error::NoClients);
+        }
+        let pick = self.shared.next_pick.fetch_add(1, Ordering::Relaxed) % peers.len();
+        let (_, peer) = peers.swap_remove(pick);
         peer.request(route, params).await
     }
 
@@ -197,12 +262,8 @@ impl Server {
     /// Sends a notification to every connected client; returns how many it
     /// was queued for.
     pub async fn broadcast<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> usize {
-        let peers: Vec<Peer> = lock(&self.shared.clients)
-            .values()
-            .map(|(_, peer)| peer.clone())
-            .collect();
         let mut sent = 0;
-        for peer in peers {
+        for (_, peer) in self.peers() {
             if peer.throw(route, params).await.is_ok() {
                 sent += 1;
             }
@@ -252,85 +313,9 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.accept.abort();
-        lock(&self.shared.clients).clear();
+        lock(&self.shared.holders).clear();
         for (_, connection) in lock(&self.shared.connections).drain() {
             connection.close();
         }
-    }
-}
-
-async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
-    loop {
-        match listener.accept().await {
-            Ok(link) => {
-                tokio::spawn(serve(link, Arc::clone(&shared)));
-            }
-            Err(e) => {
-                (shared.on_error)(&Error::Io(e));
-                // Errors such as EMFILE persist for a while; do not spin.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-async fn serve(link: Link, shared: Arc<Shared>) {
-    let connector = &shared.connector;
-    let peer_pid = link.peer_pid;
-    let mut reader = FrameReader::new(link.reader, connector.max_frame());
-    let mut writer = FrameWriter::new(link.writer);
-    let settled = match tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        handshake::server(&mut reader, &mut writer, connector),
-    )
-    .await
-    {
-        Ok(Ok(settled)) => settled,
-        Ok(Err(e)) => return (shared.on_error)(&e),
-        Err(_) => {
-            return (shared.on_error)(&Error::Protocol(format!(
-                "a client did not finish the handshake within {HANDSHAKE_TIMEOUT:?}"
-            )));
-        }
-    };
-    let client_id = settled.client_id.clone();
-    let connection = Arc::new(Connection::start(
-        reader,
-        writer,
-        Settings {
-            client_id: settled.client_id,
-            peer_pid,
-            format: settled.format,
-            max_frame: connector.max_frame(),
-            default_timeout: None,
-        },
-        Arc::clone(&shared.router) as Arc<dyn crate::peer::Inbound>,
-    ));
-    let number = shared.next_connection.fetch_add(1, Ordering::Relaxed);
-    lock(&shared.connections).insert(number, Arc::clone(&connection));
-    // A client that reconnects under the same id replaces its old connection.
-    let replaced =
-        lock(&shared.clients).insert(client_id.clone(), (number, connection.peer().clone()));
-    if let Some((old, _)) = replaced {
-        if let Some(old) = lock(&shared.connections).remove(&old) {
-            old.close();
-        }
-    }
-    shared
-        .client_count
-        .send_replace(lock(&shared.clients).len());
-
-    connection.closed().await;
-
-    {
-        let mut clients = lock(&shared.clients);
-        if clients.get(&client_id).is_some_and(|(n, _)| *n == number) {
-            clients.remove(&client_id);
-        }
-        shared.client_count.send_replace(clients.len());
-    }
-    lock(&shared.connections).remove(&number);
-    if let Some(e) = connection.take_error() {
-        (shared.on_error)(&e);
     }
 }

@@ -1,0 +1,87 @@
+//! The settings of one connection (budgets, keepalive, timeouts), shared by
+//! servers and clients, with documented defaults.
+
+use std::time::Duration;
+
+/// Budgets and timers of a connection. Every field has a default that suits
+/// a program talking to its own children; change the ones you need:
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::Config;
+///
+/// let mut config = Config::default();
+/// config.request_timeout = Some(Duration::from_secs(5));
+/// config.keepalive = Some(Duration::from_secs(1));
+/// assert_eq!(config.max_in_flight, 256);
+/// ```
+///
+/// The budgets are what this side *accepts*: they are announced to the other
+/// side in the handshake, and it never sends more (a peer that does is cut
+/// off). What this side sends is bounded by the other side's announcement
+/// and by the same numbers here, whichever is smaller. PROTOCOL.md §5 has
+/// the rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Requests and notifications from the other side that may be waiting or
+    /// running here at once, answers not yet sent included. A sender with
+    /// this many in flight waits for one to finish. Default: 256.
+    pub max_in_flight: u32,
+    /// Bytes of those (their frames' length). A message larger than this
+    /// counts as exactly this much, so it travels alone. Default: 16 MiB.
+    pub window_bytes: u32,
+    /// How long a connection may be silent before this side sends a ping.
+    /// A peer that stays silent for another interval after the ping is
+    /// dropped, and its pending requests fail with
+    /// [`Error::Disconnected`](crate::Error::Disconnected). `None`: never.
+    /// Default: 10 s.
+    pub keepalive: Option<Duration>,
+    /// How long a request waits for its answer when the call gives no
+    /// timeout of its own (waiting for send credit included). `None`: no
+    /// limit. Default: 30 s.
+    pub request_timeout: Option<Duration>,
+    /// How long the handshake may take before the connection is dropped.
+    /// Default: 5 s.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_in_flight: 256,
+            window_bytes: 16 * 1024 * 1024,
+            keepalive: Some(Duration::from_secs(10)),
+            request_timeout: Some(Duration::from_secs(30)),
+            handshake_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Config {
+    /// The budgets with zero raised to one, so a careless setting cannot
+    /// make a connection that can never send anything.
+    pub(crate) fn window(&self) -> Window {
+        Window {
+            messages: self.max_in_flight.max(1),
+            bytes: self.window_bytes.max(1),
+        }
+    }
+}
+
+/// How much one side accepts in flight, as announced in the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Window {
+    pub(crate) messages: u32,
+    pub(crate) bytes: u32,
+}
+
+impl Window {
+    /// The smaller of two windows in each dimension.
+    pub(crate) fn min(self, other: Window) -> Window {
+        Window {
+            messages: self.messages.min(other.messages).max(1),
+            bytes: self.bytes.min(other.bytes).max(1),
+        }
+    }
+}
