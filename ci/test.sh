@@ -8,10 +8,15 @@ cd "$(dirname "$0")/.."
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 echo "== cargo clippy --workspace --all-targets --all-features -- -D warnings"
-# The workspace includes bench/, so the harness keeps compiling.
+# The workspace includes bench/, so the harness keeps compiling; all
+# features, so the AMQP connector and the hidden fuzzing entry points
+# (src/fuzzing.rs) are linted.
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== RabbitMQ"
 bash ci/rabbitmq.sh
 echo "== cargo test --all-features"
+# The README's test command: with the broker tests (amqp) and the
+# regressions of what the fuzz targets found (fuzzing).
 cargo test --all-features

@@ -34,6 +34,9 @@ mod client;
 mod config;
 pub mod connector;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handoff;
 mod peer;
 mod protocol;

@@ -56,7 +56,11 @@ pub fn decode<T: DeserializeOwned>(format: Format, bytes: &[u8]) -> Result<T> {
     match format {
         Format::Json => serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.to_string())),
         #[cfg(feature = "msgpack")]
-        Format::MsgPack => rmp_serde::from_slice(bytes).map_err(|e| Error::Decode(e.to_string())),
+        Format::MsgPack => {
+            let mut decoder = rmp_serde::Deserializer::from_read_ref(bytes);
+            decoder.set_max_depth(MAX_DEPTH);
+            T::deserialize(&mut decoder).map_err(|e| Error::Decode(e.to_string()))
+        }
         #[allow(unreachable_patterns)]
         other => Err(Error::Unsupported(format!(
             "the {} format (feature not enabled)",
@@ -64,3 +68,11 @@ pub fn decode<T: DeserializeOwned>(format: Format, bytes: &[u8]) -> Result<T> {
         ))),
     }
 }
+
+/// Deepest nesting of arrays and maps a MessagePack body may have: the
+/// same as serde_json's limit for JSON. rmp-serde's own default (1024) lets
+/// a body of a thousand bytes overflow a 2 MiB tokio worker stack in a
+/// debug build, aborting the process, wherever a handler's parameters
+/// recurse (`serde_json::Value`) or skip an unknown field.
+#[cfg(feature = "msgpack")]
+const MAX_DEPTH: usize = 128;
