@@ -7,10 +7,10 @@
 //! set, which makes `child_process_entry` act as the child.
 
 use std::io::Read;
-#[cfg(unix)]
-use std::io::{BufRead, BufReader};
 #[cfg(target_os = "linux")]
 use std::io::Write;
+#[cfg(unix)]
+use std::io::{BufRead, BufReader};
 #[cfg(unix)]
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
