@@ -34,8 +34,8 @@ pub struct Config {
     /// How long a connection may be silent before this side sends a ping.
     /// A peer that stays silent for another interval after the ping is
     /// dropped, and its pending requests fail with
-    /// [`Error::Disconnected`](crate::Error::Disconnected). `None`: never.
-    /// Default: 10 s.
+    /// [`Error::Disconnected`](crate::Error::Disconnected). `None` (or zero):
+    /// never. Default: 10 s.
     pub keepalive: Option<Duration>,
     /// How long a request waits for its answer when the call gives no
     /// timeout of its own (waiting for send credit included). `None`: no

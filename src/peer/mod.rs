@@ -480,7 +480,8 @@ impl Connection {
         let writer = tokio::spawn(write_task(peer.clone()).instrument(span.clone())).abort_handle();
         let read = reader::read_loop(reader, peer.clone(), inbound).instrument(span.clone());
         let mut tasks = vec![tokio::spawn(read).abort_handle()];
-        if let Some(interval) = settings.config.keepalive {
+        // A zero interval would make the timer panic; it means "off".
+        if let Some(interval) = settings.config.keepalive.filter(|i| !i.is_zero()) {
             let watch = keepalive::watch(peer.clone(), activity, interval).instrument(span);
             tasks.push(tokio::spawn(watch).abort_handle());
         }
