@@ -36,6 +36,12 @@ pub struct Config {
     /// dropped, and its pending requests fail with
     /// [`Error::Disconnected`](crate::Error::Disconnected). `None` (or zero):
     /// never. Default: 10 s.
+    ///
+    /// Pings are answered by the connection's reader task, so a process
+    /// whose runtime does not run between its own calls (a current-thread
+    /// runtime entered only with `block_on` now and then) cannot answer and
+    /// will be dropped by a peer with keepalive on: run the runtime on a
+    /// thread of its own, or turn keepalive off on both sides.
     pub keepalive: Option<Duration>,
     /// How long a request waits for its answer when the call gives no
     /// timeout of its own (waiting for send credit included). `None`: no

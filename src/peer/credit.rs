@@ -65,6 +65,20 @@ impl SendCredit {
         Ok(())
     }
 
+    /// Takes credit if it is there right now (and nobody waits ahead):
+    /// the common case, which needs no timer.
+    pub(super) fn try_acquire(&self, cost: Cost) -> bool {
+        let Ok(message) = self.messages.try_acquire() else {
+            return false;
+        };
+        let Ok(bytes) = self.bytes.try_acquire_many(cost.0) else {
+            return false;
+        };
+        message.forget();
+        bytes.forget();
+        true
+    }
+
     /// Gives credit back. Called by the reader only, so the check cannot
     /// race another release. Returning more than was taken is the peer's
     /// protocol violation (it would let this side overrun it).
@@ -168,8 +182,9 @@ mod tests {
         // Two messages in flight: the third waits, whatever its size.
         let third = tokio::time::timeout(Duration::from_millis(50), credit.acquire(Cost(1)));
         assert!(third.await.is_err(), "no message credit left");
+        assert!(!credit.try_acquire(Cost(1)), "none left");
         credit.release(1, 40).unwrap();
-        credit.acquire(Cost(1)).await.unwrap();
+        assert!(credit.try_acquire(Cost(1)));
     }
 
     #[tokio::test]

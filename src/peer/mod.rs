@@ -299,6 +299,9 @@ impl Peer {
     ) -> Result<Cost> {
         let credit = &self.shared.credit;
         let cost = credit.cost(frame.len() - HEADER_LEN);
+        if credit.try_acquire(cost) {
+            return Ok(cost);
+        }
         let taken = match deadline {
             None => credit.acquire(cost).await,
             Some((at, limit)) => tokio::time::timeout_at(at, credit.acquire(cost))

@@ -59,6 +59,16 @@ fn router() -> Router {
         })
 }
 
+/// The default budgets, without keepalive: the harness drives a client's
+/// current-thread runtime only while that system is being measured, so
+/// between its batches nobody answers the server's pings, and the server
+/// would rightly drop it as dead.
+fn config() -> switchboard::Config {
+    let mut config = switchboard::Config::default();
+    config.keepalive = None;
+    config
+}
+
 /// Server: binds the variant's connector and prints its string.
 pub fn serve(variant: Variant, flavor: Flavor) -> Result<()> {
     flavor.runtime()?.block_on(async {
@@ -69,7 +79,10 @@ pub fn serve(variant: Variant, flavor: Flavor) -> Result<()> {
             }
             Variant::LocalJson | Variant::LocalMsgPack => Connector::local(),
         };
-        let server = Server::bind(&connector, router()).await?;
+        let server = Server::builder(router())
+            .config(config())
+            .bind(&connector)
+            .await?;
         let socket = match server.connector().address() {
             Address::Unix(path) => Some(path.clone()),
             _ => None,
@@ -106,7 +119,7 @@ impl Client {
         let mut server = ChildProcess::spawn_self(variant.system(), &flavor.serve_args())?;
         let connector = Connector::load_state(&server.next_line()?)?.with_format(variant.format());
         let runtime = flavor.runtime()?;
-        let client = runtime.block_on(SbClient::connect(&connector))?;
+        let client = runtime.block_on(SbClient::builder(&connector).config(config()).connect())?;
         if client.peer().format() != variant.format() {
             bail!("the handshake settled {:?}", client.peer().format());
         }
@@ -163,7 +176,10 @@ impl super::Session for Client {
             let mut samples = Vec::with_capacity(count);
             for _ in 0..count {
                 let start = Instant::now();
-                let client = SbClient::connect(connector).await?;
+                let client = SbClient::builder(connector)
+                    .config(config())
+                    .connect()
+                    .await?;
                 let answer = echo(&client).await?;
                 samples.push(start.elapsed());
                 check_echo(answer.as_bytes())?;
@@ -184,7 +200,12 @@ impl super::Session for Client {
         self.runtime.block_on(async {
             let mut clients = Vec::with_capacity(count);
             for _ in 0..count {
-                clients.push(SbClient::connect(connector).await?);
+                clients.push(
+                    SbClient::builder(connector)
+                        .config(config())
+                        .connect()
+                        .await?,
+                );
             }
             let result = measure();
             for client in clients {
