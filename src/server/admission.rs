@@ -175,9 +175,7 @@ async fn admit(link: Link, shared: &Arc<Shared>) -> Option<(u64, Arc<Connection>
                 token,
             },
         );
-        shared
-            .client_count
-            .send_replace(holders.values().filter(|h| h.peer.is_some()).count());
+        publish_count(shared, &holders);
         replaced
     };
     // A client that proved it held its id replaces its old connection.
@@ -288,6 +286,13 @@ impl Drop for Reservation<'_> {
     }
 }
 
+/// Tells `wait_for_clients` how many clients are connected (reservations
+/// of handshakes in progress do not count).
+fn publish_count(shared: &Shared, holders: &Holders) {
+    let connected = holders.values().filter(|h| h.peer.is_some()).count();
+    shared.client_count.send_replace(connected);
+}
+
 /// Serves one connection until it ends, then forgets it.
 async fn serve(shared: &Shared, number: u64, connection: Arc<Connection>, client_id: String) {
     connection.closed().await;
@@ -296,9 +301,7 @@ async fn serve(shared: &Shared, number: u64, connection: Arc<Connection>, client
         if holders.get(&client_id).is_some_and(|h| h.number == number) {
             holders.remove(&client_id);
         }
-        shared
-            .client_count
-            .send_replace(holders.values().filter(|h| h.peer.is_some()).count());
+        publish_count(shared, &holders);
     }
     lock(&shared.connections).remove(&number);
     match connection.take_error() {

@@ -187,13 +187,7 @@ impl Server {
 
     /// The ids of the connected clients, sorted.
     pub fn clients(&self) -> Vec<String> {
-        let mut ids: Vec<_> = lock(&self.shared.holders)
-            .iter()
-            .filter(|(_, holder)| holder.peer.is_some())
-            .map(|(id, _)| id.clone())
-            .collect();
-        ids.sort();
-        ids
+        self.peers().into_iter().map(|(id, _)| id).collect()
     }
 
     /// The connection of the client with this id.
