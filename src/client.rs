@@ -315,6 +315,14 @@ impl Client {
         self.connection.closed().await;
     }
 
+    /// Like [`Client::close`], for owners that share the client (the
+    /// blocking client's clones).
+    pub(crate) async fn close_shared(&self) {
+        self.connection
+            .close_and_flush(Duration::from_secs(5))
+            .await;
+    }
+
     /// Closes the connection after writing what is queued (waiting up to
     /// five seconds for that).
     pub async fn close(self) {
