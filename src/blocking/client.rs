@@ -26,10 +26,8 @@ use crate::router::Router;
 /// use switchboard::{Connector, Router};
 ///
 /// # fn main() -> switchboard::Result<()> {
-/// # let dir = tempfile::tempdir()?;
-/// # let connector = Connector::unix_socket(dir.path().join("s"));
 /// let router = Router::new().route("add", |(a, b): (i64, i64)| async move { Ok::<_, String>(a + b) });
-/// let server = Server::bind(&connector, router)?;
+/// let server = Server::bind(&Connector::local(), router)?;
 ///
 /// let client = Client::connect(server.connector())?;
 /// let sum: i64 = client.request("add", &(1, 2))?;

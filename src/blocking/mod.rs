@@ -7,10 +7,8 @@
 //! use switchboard::{Connector, Router};
 //!
 //! # fn main() -> switchboard::Result<()> {
-//! # let dir = tempfile::tempdir()?;
-//! # let connector = Connector::unix_socket(dir.path().join("s"));
 //! let router = Router::new().route("add", |(a, b): (i64, i64)| async move { Ok::<_, String>(a + b) });
-//! let server = Server::bind(&connector, router)?;
+//! let server = Server::bind(&Connector::local(), router)?;
 //!
 //! // Usually in a child process, with `Connector::from_env()?`:
 //! let client = Client::connect(server.connector())?;

@@ -25,10 +25,8 @@ use crate::server::{Server as AsyncServer, ServerBuilder};
 /// use switchboard::{Connector, Router};
 ///
 /// # fn main() -> switchboard::Result<()> {
-/// # let dir = tempfile::tempdir()?;
-/// # let connector = Connector::unix_socket(dir.path().join("s"));
 /// let router = Router::new().route("echo", |text: String| async move { Ok::<_, String>(text) });
-/// let server = Server::bind(&connector, router)?;
+/// let server = Server::bind(&Connector::local(), router)?;
 /// // Hand `server.connector().dump_state()` to the clients, e.g. with
 /// // `switchboard::CommandExt::connector_env` on a child's `Command`.
 /// let client = Client::connect(server.connector())?;
