@@ -42,17 +42,22 @@ mod peer;
 mod protocol;
 mod router;
 mod server;
+mod stream;
 mod transport;
 
 pub use client::{Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, Resumption};
 pub use config::Config;
 pub use connector::{Address, Connector, ConnectorError, Format, Secret};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorData, Result};
 pub use handoff::{CommandExt, ENV_VAR};
 pub use peer::Peer;
 pub use protocol::{Bytes, code};
-pub use router::{Context, Handler, HandlerError, Router};
+pub use router::{
+    BlockingHandler, Context, DESCRIBE_ROUTE, FromCall, FromContext, Handler, HandlerError,
+    IntoAnswer, IntoFailure, Router, State,
+};
 pub use server::{Access, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, Server, ServerBuilder};
+pub use stream::{Sender, Stream, StreamClosed};
 
 // The README's examples are compiled as doctests so they cannot rot.
 #[doc = include_str!("../README.md")]
