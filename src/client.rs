@@ -150,6 +150,7 @@ impl ClientBuilder {
             reader,
             writer,
             Settings {
+                transport: self.connector.address().kind(),
                 client_id: id.clone(),
                 peer_pid,
                 peer_uid,

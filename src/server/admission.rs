@@ -153,6 +153,7 @@ async fn admit(link: Link, shared: &Arc<Shared>) -> Option<(u64, Arc<Connection>
         reader,
         writer,
         Settings {
+            transport: shared.connector.address().kind(),
             client_id: proven.client_id.clone(),
             peer_pid,
             peer_uid,
