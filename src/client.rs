@@ -1,16 +1,6 @@
 //! The client: connects to a server (retrying while it is not up yet),
 //! authenticates, and sends requests and notifications. A client can also
 //! serve routes of its own that the server calls back.
-//!
-//! ```no_run
-//! use switchboard::{Client, Connector};
-//!
-//! # async fn demo() -> switchboard::Result<()> {
-//! let client = Client::connect(&Connector::from_env()?).await?;
-//! let sum: i64 = client.request("add", &(1, 2)).await?;
-//! client.throw("log", &"done").await?;
-//! # Ok(()) }
-//! ```
 
 use std::io;
 use std::sync::Arc;
@@ -23,7 +13,7 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::connector::{self, Connector, Link, random_bytes};
 use crate::error::{Error, Result};
-use crate::peer::{Connection, Peer, Settings};
+use crate::peer::{Connection, Inbound, Peer, Settings};
 use crate::protocol::handshake;
 use crate::router::Router;
 use crate::transport::{FrameReader, FrameWriter};
@@ -58,15 +48,25 @@ impl Resumption {
 }
 
 /// Configures a [`Client`] before connecting.
-#[derive(Debug)]
 #[must_use = "a builder does nothing until `connect` is called"]
 pub struct ClientBuilder {
     connector: Connector,
     id: Option<String>,
     token: Option<Vec<u8>>,
-    router: Router,
+    router: Arc<dyn Inbound>,
     connect_timeout: Duration,
     config: Config,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("connector", &self.connector)
+            .field("id", &self.id)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientBuilder {
@@ -89,8 +89,8 @@ impl ClientBuilder {
     }
 
     /// Routes the server may call on this client.
-    pub fn router(mut self, router: Router) -> ClientBuilder {
-        self.router = router;
+    pub fn router<S: Send + Sync + 'static>(mut self, router: Router<S>) -> ClientBuilder {
+        self.router = Arc::new(router);
         self
     }
 
@@ -150,6 +150,7 @@ impl ClientBuilder {
             reader,
             writer,
             Settings {
+                transport: self.connector.address().kind(),
                 client_id: id.clone(),
                 peer_pid,
                 peer_uid,
@@ -159,7 +160,7 @@ impl ClientBuilder {
                 peer_window: settled.peer_window,
                 report: None,
             },
-            Arc::new(self.router),
+            self.router,
         );
         Ok(Client {
             connection,
@@ -231,6 +232,24 @@ async fn connect_with_retry(
 }
 
 /// A connection to a server. Dropping it closes the connection.
+///
+/// ```
+/// use switchboard::{Client, Connector, Router, Server};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> switchboard::Result<()> {
+/// # let router = Router::new()
+/// #     .route("add", |(a, b): (i64, i64)| async move { a + b })
+/// #     .route("log", |_: String| async {});
+/// # let server = Server::bind(&Connector::local(), router).await?;
+/// # let connector = server.connector().clone();
+/// // In a child process: `Connector::from_env()?` instead.
+/// let client = Client::connect(&connector).await?;
+/// let sum: i64 = client.request("add", &(1, 2)).await?;
+/// assert_eq!(sum, 3);
+/// client.throw("log", "done").await?; // a notification: no answer
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Client {
     connection: Connection,
@@ -256,7 +275,7 @@ impl Client {
             connector: connector.clone(),
             id: None,
             token: None,
-            router: Router::new(),
+            router: Arc::new(Router::new()),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             config: Config::default(),
         }
@@ -303,6 +322,37 @@ impl Client {
             .peer()
             .request_timeout(route, params, timeout)
             .await
+    }
+
+    /// Sends a request and waits for it to complete, ignoring the value it
+    /// answers with (a `()` handler's, say): no result type to name.
+    ///
+    /// ```
+    /// # use switchboard::{Client, Connector, Router, Server};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> switchboard::Result<()> {
+    /// let router = Router::new().route("reset", || async {});
+    /// let server = Server::bind(&Connector::local(), router).await?;
+    /// let client = Client::connect(server.connector()).await?;
+    /// client.call("reset", &()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn call<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
+        self.connection.peer().call(route, params).await
+    }
+
+    /// Sends a request answered by a stream of items (see [`Stream`]):
+    /// read them with [`Stream::next`]; dropping the stream cancels the
+    /// request on the server.
+    ///
+    /// [`Stream`]: crate::Stream
+    /// [`Stream::next`]: crate::Stream::next
+    pub async fn request_stream<T, R>(&self, route: &str, params: &T) -> Result<crate::Stream<R>>
+    where
+        T: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.connection.peer().request_stream(route, params).await
     }
 
     /// Sends a notification (fire and forget).
