@@ -369,38 +369,59 @@ fn a_graceful_shutdown_lets_running_handlers_answer() {
 }
 
 /// `target/<profile>/deps/blocking-<hash>` -> `target/<profile>/<name>`,
-/// built with `cargo build <args>` if a narrower `cargo test` did not
-/// build it.
+/// (re)built first with `cargo build <args>` (a no-op when it is up to
+/// date), so a narrow `cargo test --test blocking` never runs a stale one.
 fn built(path: &[&str], args: &[&str]) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let release = profile_dir
+        .file_name()
+        .is_some_and(|name| name == "release");
+    let status = Command::new(env!("CARGO"))
+        .arg("build")
+        .arg("--quiet")
+        .args(args)
+        .args(release.then_some("--release"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build {args:?} failed");
     let mut found = profile_dir.to_path_buf();
     for part in path {
         found.push(part);
     }
     found.set_extension(std::env::consts::EXE_EXTENSION);
-    if !found.exists() {
-        let release = profile_dir
-            .file_name()
-            .is_some_and(|name| name == "release");
-        let status = Command::new(env!("CARGO"))
-            .arg("build")
-            .args(args)
-            .args(release.then_some("--release"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build {args:?} failed");
-    }
     assert!(found.exists(), "{} was not built", found.display());
     found
 }
 
+/// This test's features, so building the example does not rebuild the
+/// library with others.
+fn features() -> String {
+    [
+        ("msgpack", cfg!(feature = "msgpack")),
+        ("amqp", cfg!(feature = "amqp")),
+        ("fuzzing", cfg!(feature = "fuzzing")),
+    ]
+    .iter()
+    .filter(|(_, on)| *on)
+    .map(|(name, _)| *name)
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
 #[test]
 fn the_blocking_client_example_calls_the_cli_echo_server() {
+    let features = features();
     let example = built(
         &["examples", "blocking_client"],
-        &["--example", "blocking_client"],
+        &[
+            "--example",
+            "blocking_client",
+            "--no-default-features",
+            "--features",
+            &features,
+        ],
     );
     let cli = built(&["switchboard"], &["-p", "switchboard-cli"]);
     // Its stdin a pipe we hold: it stops (and removes its socket) when

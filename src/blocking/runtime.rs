@@ -1,46 +1,150 @@
-//! The runtime behind the blocking API: one multi-thread tokio runtime per
-//! process, started the first time a blocking call needs it and shared by
-//! every blocking client and server.
+//! The runtime behind the blocking API: one current-thread tokio runtime
+//! per process, started the first time a blocking call needs it and shared
+//! by every blocking client and server, with one background thread.
 //!
-//! A blocking call runs its future on the calling thread
-//! (`Runtime::block_on`), so a request is encoded and written by the caller
-//! itself; the runtime's worker threads read the sockets, run handlers and
-//! keepalive, and wake the caller when its answer arrives. Because those
-//! workers run whether or not anybody is blocked, callbacks from the other
-//! side are served while the program's threads do something else.
+//! Who drives it (runs its tasks and waits for its sockets) changes hands:
+//!
+//! - A blocking call runs `Runtime::block_on` on the calling thread. If
+//!   nobody drives the runtime, the caller does: it writes its request,
+//!   waits in the event loop itself, reads its answer and returns, with no
+//!   other thread woken, much as a plain blocking socket would. Callers that
+//!   find it driven run their own future on their own thread and are woken
+//!   by the driver when their answer is in.
+//! - While no call has been made for [`GRACE`], the background thread
+//!   drives it, so the other side's requests (callbacks), pings and
+//!   accepted clients are served whatever the program's threads are
+//!   doing. A call that arrives then asks it to hand over, and it does.
+//!
+//! Plain-function handlers run on the runtime's blocking thread pool.
 
 use std::future::Future;
 use std::io;
-use std::sync::OnceLock;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use tokio::runtime::{EnterGuard, Runtime};
+use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
 
-/// Worker threads of the shared runtime. Two: enough that a slow async
-/// handler does not stall every connection's reads, few enough to cost
-/// nothing when idle. Plain-function handlers run on tokio's blocking pool,
-/// which grows on demand, so they do not take a worker.
-const WORKERS: usize = 2;
+/// How long the runtime must have been without a blocking call before the
+/// background thread takes over driving it. Back-to-back calls never wait
+/// for it; callbacks to a program that just made a call are served at most
+/// this late.
+const GRACE: Duration = Duration::from_millis(2);
 
-static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
+struct Shared {
+    runtime: Runtime,
+    calls: Mutex<Calls>,
+    /// Signalled when the last running call ends.
+    idle: Condvar,
+    /// Tells the background thread to stop driving.
+    hand_over: Notify,
+}
+
+#[derive(Default)]
+struct Calls {
+    /// Blocking calls in progress.
+    running: usize,
+    /// Blocking calls started, ever: tells the background thread whether
+    /// its grace period was really quiet.
+    started: u64,
+    /// True while the background thread drives the runtime.
+    background: bool,
+}
+
+static SHARED: OnceLock<std::result::Result<Arc<Shared>, String>> = OnceLock::new();
+
+fn lock(calls: &Mutex<Calls>) -> MutexGuard<'_, Calls> {
+    // Only counters are kept under it; they stay consistent on a panic.
+    calls
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// The shared runtime, started on first use.
-fn runtime() -> Result<&'static Runtime> {
-    let started = RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(WORKERS)
-            .thread_name("switchboard")
-            .enable_all()
-            .build()
-            // Kept as text: the error is reported to every later caller too.
-            .map_err(|e| e.to_string())
-    });
+fn shared() -> Result<&'static Arc<Shared>> {
+    let started = SHARED.get_or_init(|| start().map_err(|e| e.to_string()));
     started.as_ref().map_err(|message| {
         Error::Io(io::Error::other(format!(
             "could not start switchboard's background runtime: {message}"
         )))
     })
+}
+
+fn start() -> io::Result<Arc<Shared>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .thread_name("switchboard-blocking")
+        .enable_all()
+        .build()?;
+    let shared = Arc::new(Shared {
+        runtime,
+        calls: Mutex::default(),
+        idle: Condvar::new(),
+        hand_over: Notify::new(),
+    });
+    let background = Arc::clone(&shared);
+    std::thread::Builder::new()
+        .name("switchboard".into())
+        .spawn(move || background.drive_while_idle())?;
+    Ok(shared)
+}
+
+impl Shared {
+    /// The background thread: drives the runtime whenever no blocking call
+    /// has been made for [`GRACE`], until one is.
+    fn drive_while_idle(&self) {
+        loop {
+            {
+                let mut calls = lock(&self.calls);
+                loop {
+                    if calls.running > 0 {
+                        calls = self.idle.wait(calls).unwrap_or_else(|p| p.into_inner());
+                        continue;
+                    }
+                    let seen = calls.started;
+                    calls = self
+                        .idle
+                        .wait_timeout(calls, GRACE)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                    if calls.running == 0 && calls.started == seen {
+                        break;
+                    }
+                }
+                calls.background = true;
+            }
+            self.runtime.block_on(self.hand_over.notified());
+            lock(&self.calls).background = false;
+        }
+    }
+
+    #[track_caller]
+    fn block_on<F: Future>(&self, future: F) -> F::Output {
+        {
+            let mut calls = lock(&self.calls);
+            calls.running += 1;
+            calls.started += 1;
+            if calls.background {
+                // Stored as a permit if the background thread is not
+                // waiting yet: it then hands over as soon as it starts.
+                self.hand_over.notify_one();
+            }
+        }
+        // Ends the call even if the future panics.
+        struct Ending<'a>(&'a Shared);
+        impl Drop for Ending<'_> {
+            fn drop(&mut self) {
+                let mut calls = lock(&self.0.calls);
+                calls.running -= 1;
+                if calls.running == 0 {
+                    self.0.idle.notify_one();
+                }
+            }
+        }
+        let _ending = Ending(self);
+        self.runtime.block_on(future)
+    }
 }
 
 /// Runs `future` to completion on the calling thread, inside the shared
@@ -51,7 +155,7 @@ fn runtime() -> Result<&'static Runtime> {
 /// "Cannot start a runtime from within a runtime").
 #[track_caller]
 pub(super) fn run<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
-    runtime()?.block_on(future)
+    shared()?.block_on(future)
 }
 
 /// Runs `future` to completion on the shared runtime and returns its
@@ -61,13 +165,13 @@ pub(super) fn run<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
 ///
 /// # Panics
 /// When called from inside an async runtime's task, and when the runtime
-/// cannot be started (the operating system refused threads or an event
+/// cannot be started (the operating system refused a thread or an event
 /// queue).
 #[doc(hidden)]
 #[track_caller]
 pub fn block_on<F: Future>(future: F) -> F::Output {
-    match runtime() {
-        Ok(runtime) => runtime.block_on(future),
+    match shared() {
+        Ok(shared) => shared.block_on(future),
         Err(e) => panic!("{e}"),
     }
 }
@@ -76,7 +180,11 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 /// things that spawn or deregister on the way out. `None` if the runtime
 /// never started (then nothing of it needs dropping).
 fn enter() -> Option<EnterGuard<'static>> {
-    RUNTIME.get()?.as_ref().ok().map(Runtime::enter)
+    SHARED
+        .get()?
+        .as_ref()
+        .ok()
+        .map(|shared| shared.runtime.enter())
 }
 
 /// An async value that must be dropped with the shared runtime current: a
