@@ -36,7 +36,8 @@ const GRACE: Duration = Duration::from_millis(2);
 struct Shared {
     runtime: Runtime,
     calls: Mutex<Calls>,
-    /// Signalled when the last running call ends.
+    /// Signalled when the last running call ends, if the background
+    /// thread waits for that.
     idle: Condvar,
     /// Tells the background thread to stop driving.
     hand_over: Notify,
@@ -51,6 +52,10 @@ struct Calls {
     started: u64,
     /// True while the background thread drives the runtime.
     background: bool,
+    /// True while the background thread waits for `running` to reach 0
+    /// (the only wait of its that needs a signal: waking it after every
+    /// call would cost each call a thread wake-up).
+    awaiting_idle: bool,
 }
 
 static SHARED: OnceLock<std::result::Result<Arc<Shared>, String>> = OnceLock::new();
@@ -99,7 +104,9 @@ impl Shared {
                 let mut calls = lock(&self.calls);
                 loop {
                     if calls.running > 0 {
+                        calls.awaiting_idle = true;
                         calls = self.idle.wait(calls).unwrap_or_else(|p| p.into_inner());
+                        calls.awaiting_idle = false;
                         continue;
                     }
                     let seen = calls.started;
@@ -137,7 +144,7 @@ impl Shared {
             fn drop(&mut self) {
                 let mut calls = lock(&self.0.calls);
                 calls.running -= 1;
-                if calls.running == 0 {
+                if calls.running == 0 && calls.awaiting_idle {
                     self.0.idle.notify_one();
                 }
             }
