@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use switchboard::blocking::{Client, Server};
-use switchboard::{Address, Connector, Context, Error, HandlerError, Router};
+use switchboard::{Address, Connector, Context, Error, HandlerError, Router, Stream};
 
 const CHILD_ROLE: &str = "SB_BLOCKING_TEST_CHILD";
 
@@ -85,13 +85,13 @@ fn the_server_calls_the_client_back_while_its_thread_waits_and_while_it_is_idle(
     });
     let server = Server::bind(&connector_in(&dir), server_router).unwrap();
     let (seen, progress) = mpsc::channel();
-    let client_router = Router::new().route("progress", move |step: u32| {
-        let seen = seen.clone();
-        async move {
+    // Plain functions, run on the runtime's blocking pool.
+    let client_router = Router::new()
+        .route_blocking("progress", move |step: u32| {
             seen.send(step).map_err(|e| e.to_string())?;
             Ok::<_, HandlerError>(step * 10)
-        }
-    });
+        })
+        .route_blocking("count", |to: u32| Stream::iter(1..=to));
     let client = Client::builder(server.connector())
         .id("worker")
         .router(client_router)
@@ -113,10 +113,117 @@ fn the_server_calls_the_client_back_while_its_thread_waits_and_while_it_is_idle(
     assert_eq!(progress.recv().unwrap(), 9);
     let any: u32 = server.request_any("progress", &1_u32).unwrap();
     assert_eq!(any, 10);
+    let counted = server
+        .request_stream::<_, u32>("worker", "count", &3_u32)
+        .unwrap();
+    assert_eq!(counted.map(Result::unwrap).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(matches!(
         server.request::<_, u32>("nobody", "progress", &1_u32),
         Err(Error::UnknownClient(id)) if id == "nobody"
     ));
+}
+
+#[test]
+fn plain_function_handlers_may_make_blocking_calls_themselves() {
+    fn word_count(text: String) -> usize {
+        text.split_whitespace().count()
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Server::bind(&connector_in(&dir), echo_router()).unwrap();
+    let backend_client = Client::connect(backend.connector()).unwrap();
+    // A plain function that calls another server with the blocking client:
+    // it runs on the blocking pool, where blocking is allowed.
+    let router = Router::new()
+        .route_blocking("words", word_count)
+        .route_blocking("relay", move |text: String| {
+            backend_client.request::<_, String>("echo", &text)
+        });
+    let dir2 = tempfile::tempdir().unwrap();
+    let front = Server::bind(&connector_in(&dir2), router).unwrap();
+    let client = Client::connect(front.connector()).unwrap();
+    let words: usize = client.request("words", "one two three").unwrap();
+    assert_eq!(words, 3);
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            let client = client.clone();
+            scope.spawn(move || {
+                for i in 0..25 {
+                    let text = format!("relayed {thread}/{i}");
+                    assert_eq!(client.request::<_, String>("relay", &text).unwrap(), text);
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn streams_are_iterators_and_dropping_one_stops_its_producer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stopped, producer_stopped) = mpsc::channel();
+    let router = Router::new()
+        .route("count", |to: u32| async move { Stream::iter(1..=to) })
+        .route("failing", |(): ()| async move {
+            let (sender, stream) = Stream::channel(4);
+            tokio::spawn(async move {
+                for i in 1..=2_u32 {
+                    sender.send(i).await?;
+                }
+                sender.fail("broken after two").await
+            });
+            stream
+        })
+        .route("endless", move |(): ()| {
+            let stopped = stopped.clone();
+            async move {
+                let (sender, stream) = Stream::channel(4);
+                tokio::spawn(async move {
+                    let mut sent = 0_u64;
+                    while sender.send(sent).await.is_ok() {
+                        sent += 1;
+                    }
+                    let _ = stopped.send(sent);
+                });
+                stream
+            }
+        });
+    let server = Server::bind(&connector_in(&dir), router).unwrap();
+    let client = Client::connect(server.connector()).unwrap();
+
+    let numbers: Vec<u32> = client
+        .request_stream("count", &5_u32)
+        .unwrap()
+        .collect::<switchboard::Result<_>>()
+        .unwrap();
+    assert_eq!(numbers, [1, 2, 3, 4, 5]);
+
+    let mut failing = client.request_stream::<_, u32>("failing", &()).unwrap();
+    assert_eq!(failing.next().unwrap().unwrap(), 1);
+    assert_eq!(failing.next().unwrap().unwrap(), 2);
+    let error = failing.next().unwrap();
+    assert!(
+        matches!(&error, Err(Error::HandlerFailed { message, .. }) if message.contains("broken after two")),
+        "{error:?}"
+    );
+    assert!(failing.next().is_none());
+
+    // An endless stream, of which the caller reads three items.
+    let first: Vec<u64> = client
+        .request_stream("endless", &())
+        .unwrap()
+        .take(3)
+        .collect::<switchboard::Result<_>>()
+        .unwrap();
+    assert_eq!(first, [0, 1, 2]);
+    // The iterator is dropped: the producer is told and stops, having sent
+    // no more than the connection's window allowed.
+    let sent = producer_stopped.recv().unwrap();
+    assert!(sent >= 3, "{sent}");
+    let echo_after: Vec<u32> = client
+        .request_stream("count", &2_u32)
+        .unwrap()
+        .collect::<switchboard::Result<_>>()
+        .unwrap();
+    assert_eq!(echo_after, [1, 2]);
 }
 
 #[test]

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::runtime::{InRuntime, run};
+use super::stream::Items;
 use crate::client::{Client as AsyncClient, ClientBuilder as AsyncBuilder, Resumption};
 use crate::config::Config;
 use crate::connector::Connector;
@@ -107,7 +108,7 @@ impl ClientBuilder {
 
     /// Routes the server may call on this client. They are served by the
     /// background runtime, whatever the program's threads are doing.
-    pub fn router(self, router: Router) -> ClientBuilder {
+    pub fn router<S: Send + Sync + 'static>(self, router: Router<S>) -> ClientBuilder {
         ClientBuilder {
             inner: self.inner.router(router),
         }
@@ -191,6 +192,39 @@ impl Client {
         R: DeserializeOwned,
     {
         run(self.inner.request_timeout(route, params, timeout))
+    }
+
+    /// Sends a request answered by a stream of items, and returns them as
+    /// an iterator: each `next` blocks until the next item arrives, and
+    /// `None` follows the last. Dropping the iterator early cancels the
+    /// stream on the server.
+    ///
+    /// ```
+    /// use switchboard::blocking::{Client, Server};
+    /// use switchboard::{Connector, Router, Stream};
+    ///
+    /// # fn main() -> switchboard::Result<()> {
+    /// let router = Router::new().route("count", |to: u32| async move { Stream::iter(1..=to) });
+    /// let server = Server::bind(&Connector::local(), router)?;
+    /// let client = Client::connect(server.connector())?;
+    /// let numbers = client.request_stream::<_, u32>("count", &3)?;
+    /// assert_eq!(numbers.collect::<switchboard::Result<Vec<_>>>()?, [1, 2, 3]);
+    ///
+    /// // Taking only what is needed: the rest is never produced.
+    /// let first: Vec<u32> = client
+    ///     .request_stream("count", &u32::MAX)?
+    ///     .take(2)
+    ///     .collect::<switchboard::Result<_>>()?;
+    /// assert_eq!(first, [1, 2]);
+    /// # Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn request_stream<T, R>(&self, route: &str, params: &T) -> Result<Items<R>>
+    where
+        T: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        run(self.inner.request_stream(route, params)).map(Items::new)
     }
 
     /// Sends a notification (fire and forget); returns once it is queued,

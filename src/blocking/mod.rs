@@ -32,8 +32,10 @@
 mod client;
 mod runtime;
 mod server;
+mod stream;
 
 pub use client::{Client, ClientBuilder};
 #[doc(hidden)]
 pub use runtime::block_on as __block_on;
 pub use server::Server;
+pub use stream::Items;

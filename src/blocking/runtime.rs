@@ -224,6 +224,15 @@ impl<T> std::ops::Deref for InRuntime<T> {
     }
 }
 
+impl<T> std::ops::DerefMut for InRuntime<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        match &mut self.0 {
+            Some(value) => value,
+            None => unreachable!("InRuntime is only emptied by into_inner or drop"),
+        }
+    }
+}
+
 impl<T> Drop for InRuntime<T> {
     fn drop(&mut self) {
         let _entered = enter();

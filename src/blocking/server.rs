@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::runtime::{InRuntime, run};
+use super::stream::Items;
 use crate::connector::Connector;
 use crate::error::{Error, Result};
 use crate::router::Router;
@@ -56,7 +57,10 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Binds `connector` and serves `router` to every client.
     #[track_caller]
-    pub fn bind(connector: &Connector, router: Router) -> Result<Server> {
+    pub fn bind<S: Send + Sync + 'static>(
+        connector: &Connector,
+        router: Router<S>,
+    ) -> Result<Server> {
         Server::bind_with(connector, AsyncServer::builder(router))
     }
 
@@ -129,6 +133,21 @@ impl Server {
             .client(client_id)
             .ok_or_else(|| Error::UnknownClient(client_id.to_owned()))?;
         run(peer.request_timeout(route, params, timeout))
+    }
+
+    /// Sends a request to the client with this id that it answers with a
+    /// stream; see [`Client::request_stream`](super::Client::request_stream).
+    #[track_caller]
+    pub fn request_stream<T, R>(&self, client_id: &str, route: &str, params: &T) -> Result<Items<R>>
+    where
+        T: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let peer = self
+            .inner
+            .client(client_id)
+            .ok_or_else(|| Error::UnknownClient(client_id.to_owned()))?;
+        run(peer.request_stream(route, params)).map(Items::new)
     }
 
     /// Sends a request to any one connected client (taking turns).
