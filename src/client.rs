@@ -34,8 +34,8 @@ use crate::router::Router;
 
 pub(crate) use dial::probe_handshake;
 use dial::{Dialer, Target};
-pub use reconnect::{LinkState, Reconnect, WhileDown};
 use reconnect::Shared;
+pub use reconnect::{LinkState, Reconnect, WhileDown};
 
 /// How long [`Client::connect`] keeps retrying a server that is not up yet.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -153,7 +153,10 @@ impl ClientBuilder {
     /// (default: [`Lookup::default`], the `SWITCHBOARD_SERVICES` file then
     /// this user's registry). Ignored for a client made with a connector.
     pub fn lookup(mut self, lookup: Lookup) -> ClientBuilder {
-        if let Target::Name { lookup: current, .. } = &mut self.target {
+        if let Target::Name {
+            lookup: current, ..
+        } = &mut self.target
+        {
             *current = lookup;
         }
         self
@@ -417,6 +420,7 @@ impl Drop for Client {
         self.shared.closing.send_replace(true);
         self.shared.connection().close();
         self.supervisor.abort();
+        self.shared.state.send_replace(LinkState::Closed);
     }
 }
 

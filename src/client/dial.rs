@@ -180,8 +180,11 @@ pub(super) fn hex(bytes: &[u8]) -> String {
 }
 
 async fn connect_link(connector: &Connector, limit: Duration) -> io::Result<Link> {
-    match tokio::time::timeout(limit.max(Duration::from_millis(1)), connector::connect(connector))
-        .await
+    match tokio::time::timeout(
+        limit.max(Duration::from_millis(1)),
+        connector::connect(connector),
+    )
+    .await
     {
         Ok(result) => result,
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),

@@ -44,7 +44,17 @@ mod tests {
     fn names() {
         assert!(check_name("life-gen").is_ok());
         assert!(check_name("a.b_c-1").is_ok());
-        for bad in ["", "../x", "a/b", r"a\b", ".hidden", "-x", "a b", "é", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            r"a\b",
+            ".hidden",
+            "-x",
+            "a b",
+            "é",
+            &"x".repeat(65),
+        ] {
             assert!(check_name(bad).is_err(), "{bad:?} accepted");
         }
         assert!(check_name("a/b").unwrap_err().contains("path separator"));

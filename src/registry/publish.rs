@@ -52,7 +52,10 @@ impl Registry {
         };
         let bytes = entry.to_bytes();
         let path = self.entry_path(name);
-        let hex: String = random_bytes::<8>().iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = random_bytes::<8>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let temp = self.dir.join(format!(".{name}.{hex}.tmp"));
         let io_error = |what: &str, source: io::Error| Error::Registry {
             path: path.clone(),

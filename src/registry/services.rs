@@ -134,8 +134,9 @@ impl Services {
         };
         let format = match spec.format.as_deref() {
             None => Format::Json,
-            Some(text) => Format::from_name(text)
-                .ok_or_else(|| self.error(name, format!("format {text:?} is not json or msgpack")))?,
+            Some(text) => Format::from_name(text).ok_or_else(|| {
+                self.error(name, format!("format {text:?} is not json or msgpack"))
+            })?,
         };
         Ok(Some(connector.with_format(format)))
     }
@@ -150,14 +151,23 @@ impl Services {
 
     fn check(&self, name: &str, spec: &Spec) -> Result<()> {
         check_name(name).map_err(|e| self.error(name, e.to_string()))?;
-        let addresses = [spec.socket.is_some(), spec.pipe.is_some(), spec.tcp.is_some()];
+        let addresses = [
+            spec.socket.is_some(),
+            spec.pipe.is_some(),
+            spec.tcp.is_some(),
+        ];
         if addresses.iter().filter(|set| **set).count() != 1 {
             return Err(self.error(
                 name,
-                "give exactly one of socket = \"PATH\", pipe = \"NAME\", tcp = \"HOST:PORT\"".into(),
+                "give exactly one of socket = \"PATH\", pipe = \"NAME\", tcp = \"HOST:PORT\""
+                    .into(),
             ));
         }
-        let secrets = [spec.secret_file.is_some(), spec.secret_env.is_some(), spec.no_secret];
+        let secrets = [
+            spec.secret_file.is_some(),
+            spec.secret_env.is_some(),
+            spec.no_secret,
+        ];
         if secrets.iter().filter(|set| **set).count() != 1 {
             return Err(self.error(
                 name,
@@ -201,9 +211,12 @@ impl Services {
         let (host, port) = tcp
             .rsplit_once(':')
             .ok_or_else(|| self.error(name, format!("tcp = {tcp:?} is not HOST:PORT")))?;
-        let port = port
-            .parse()
-            .map_err(|_| self.error(name, format!("tcp = {tcp:?}: {port:?} is not a port number")))?;
+        let port = port.parse().map_err(|_| {
+            self.error(
+                name,
+                format!("tcp = {tcp:?}: {port:?} is not a port number"),
+            )
+        })?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         Connector::tcp(host, port).map_err(invalid)
     }

@@ -1,0 +1,187 @@
+//! Reconnecting clients, with the server a real process that is killed
+//! and started again: identity kept, the client's own routes served
+//! again, the name resolved again, and requests made while the link is
+//! down waiting or failing per the policy.
+
+mod support;
+
+use std::time::Duration;
+
+use switchboard::registry::{Lookup, Registry};
+use switchboard::{Client, Error, HandlerError, LinkState, Reconnect, Router, WhileDown};
+use tokio::sync::watch;
+
+use support::NamedServer;
+
+/// Not a test: the body of the child processes.
+#[test]
+fn child_process_entry() {
+    support::child_entry();
+}
+
+fn registry() -> (tempfile::TempDir, Registry) {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::at(dir.path().join("registry")).unwrap();
+    (dir, registry)
+}
+
+fn client(name: &str, registry: &Registry, policy: Reconnect) -> switchboard::ClientBuilder {
+    Client::builder_named(name)
+        .lookup(Lookup::default().registry(registry.clone()))
+        .id("faithful")
+        .router(Router::new().route("hello", |_: ()| async move {
+            Ok::<_, HandlerError>("hello from the client".to_owned())
+        }))
+        .reconnect(
+            policy
+                .initial_delay(Duration::from_millis(10))
+                .max_delay(Duration::from_millis(200)),
+        )
+        .connect_timeout(Duration::from_secs(10))
+}
+
+async fn wait_for(link: &mut watch::Receiver<LinkState>, want: impl Fn(&LinkState) -> bool) {
+    link.wait_for(|state| want(state)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_rides_through_a_server_restart_as_the_same_client() {
+    let (_dir, registry) = registry();
+    let mut first = NamedServer::start(registry.dir(), "restartable");
+    let client = client("restartable", &registry, Reconnect::default())
+        .connect()
+        .await
+        .unwrap();
+    let mut link = client.link_state();
+    assert_eq!(*link.borrow(), LinkState::Up { connection: 0 });
+    assert_eq!(
+        client.request::<_, u32>("pid", &()).await.unwrap(),
+        first.pid
+    );
+    assert_eq!(
+        client.request::<_, String>("whoami", &()).await.unwrap(),
+        "faithful"
+    );
+
+    first.kill();
+    wait_for(&mut link, |state| matches!(state, LinkState::Down { .. })).await;
+
+    // Made while the link is down: waits for the new server (started
+    // with a fresh connector, found again by name).
+    let pending = tokio::spawn({
+        let client = std::sync::Arc::new(client);
+        let for_task = std::sync::Arc::clone(&client);
+        async move {
+            let pid = for_task.request::<_, u32>("pid", &()).await;
+            (pid, client)
+        }
+    });
+    let second = NamedServer::start(registry.dir(), "restartable");
+    let (pid, client) = pending.await.unwrap();
+    assert_eq!(pid.unwrap(), second.pid);
+    assert_ne!(second.pid, first.pid);
+
+    wait_for(&mut link, |state| *state == LinkState::Up { connection: 1 }).await;
+    // The server knows it by the same id, and its routes are served again.
+    assert_eq!(
+        client.request::<_, String>("whoami", &()).await.unwrap(),
+        "faithful"
+    );
+    assert_eq!(
+        client
+            .request::<_, String>("ask-client", &())
+            .await
+            .unwrap(),
+        "hello from the client"
+    );
+    assert_eq!(client.id(), "faithful");
+    assert_eq!(client.resumption().id(), "faithful");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_made_while_down_fail_fast_when_asked_to() {
+    let (_dir, registry) = registry();
+    let mut server = NamedServer::start(registry.dir(), "flaky");
+    let client = client(
+        "flaky",
+        &registry,
+        Reconnect::default().while_down(WhileDown::FailFast),
+    )
+    .connect()
+    .await
+    .unwrap();
+    let mut link = client.link_state();
+    assert_eq!(
+        client.request::<_, u32>("pid", &()).await.unwrap(),
+        server.pid
+    );
+    server.kill();
+    wait_for(&mut link, |state| matches!(state, LinkState::Down { .. })).await;
+    let error = client.request::<_, u32>("pid", &()).await.unwrap_err();
+    assert!(matches!(error, Error::Disconnected), "{error:?}");
+    let error = client.throw("pid", &()).await.unwrap_err();
+    assert!(matches!(error, Error::Disconnected), "{error:?}");
+
+    let again = NamedServer::start(registry.dir(), "flaky");
+    wait_for(&mut link, |state| matches!(state, LinkState::Up { .. })).await;
+    assert_eq!(
+        client.request::<_, u32>("pid", &()).await.unwrap(),
+        again.pid
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waiting_for_the_link_gives_up_at_its_timeout() {
+    let (_dir, registry) = registry();
+    let mut server = NamedServer::start(registry.dir(), "gone");
+    let client = client("gone", &registry, Reconnect::default())
+        .connect()
+        .await
+        .unwrap();
+    let mut link = client.link_state();
+    server.kill();
+    wait_for(&mut link, |state| matches!(state, LinkState::Down { .. })).await;
+    let error = client
+        .request_timeout::<_, u32>("pid", &(), Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Timeout(_)), "{error:?}");
+    // Still trying: closing it ends that for good.
+    assert!(matches!(*link.borrow(), LinkState::Down { .. }));
+    client.close().await;
+    wait_for(&mut link, |state| *state == LinkState::Closed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_gives_up_when_told_to() {
+    let (_dir, registry) = registry();
+    let mut server = NamedServer::start(registry.dir(), "brief");
+    let client = client(
+        "brief",
+        &registry,
+        Reconnect::default().give_up_after(Duration::from_millis(100)),
+    )
+    .connect()
+    .await
+    .unwrap();
+    server.kill();
+    // closed() returns once it gives up.
+    client.closed().await;
+    assert_eq!(*client.link_state().borrow(), LinkState::Closed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_reconnect_the_link_closes_for_good() {
+    let (_dir, registry) = registry();
+    let mut server = NamedServer::start(registry.dir(), "once");
+    let client = Client::builder_named("once")
+        .lookup(Lookup::default().registry(registry.clone()))
+        .connect()
+        .await
+        .unwrap();
+    server.kill();
+    client.closed().await;
+    assert_eq!(*client.link_state().borrow(), LinkState::Closed);
+    let error = client.request::<_, u32>("pid", &()).await.unwrap_err();
+    assert!(matches!(error, Error::Disconnected), "{error:?}");
+}
