@@ -364,7 +364,11 @@ impl Client {
             (peer, true) => match self.request_timeout {
                 Some(limit) => {
                     let left = limit.saturating_sub(started.elapsed());
-                    peer.request_timeout(route, params, left).await
+                    let result = peer.request_timeout(route, params, left).await;
+                    result.map_err(|e| match e {
+                        Error::Timeout(_) => Error::Timeout(limit),
+                        other => other,
+                    })
                 }
                 None => peer.request(route, params).await,
             },
@@ -385,9 +389,18 @@ impl Client {
         R: DeserializeOwned,
     {
         let started = Instant::now();
-        let (peer, _) = self.current(Some(timeout)).await?;
-        let left = timeout.saturating_sub(started.elapsed());
-        peer.request_timeout(route, params, left).await
+        match self.current(Some(timeout)).await? {
+            (peer, false) => peer.request_timeout(route, params, timeout).await,
+            (peer, true) => {
+                let left = timeout.saturating_sub(started.elapsed());
+                let result = peer.request_timeout(route, params, left).await;
+                // The caller's timeout is what ran out, not what was left.
+                result.map_err(|e| match e {
+                    Error::Timeout(_) => Error::Timeout(timeout),
+                    other => other,
+                })
+            }
+        }
     }
 
     /// Sends a notification (fire and forget).
