@@ -185,3 +185,97 @@ async fn without_reconnect_the_link_closes_for_good() {
     let error = client.request::<_, u32>("pid", &()).await.unwrap_err();
     assert!(matches!(error, Error::Disconnected), "{error:?}");
 }
+
+/// The `named_service` example, built by `cargo test` next to this test.
+fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo test`",
+        path.display()
+    );
+    path
+}
+
+#[cfg(unix)]
+#[test]
+fn the_named_service_example_client_survives_a_restart_of_the_service() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+
+    let runtime = tempfile::tempdir().unwrap();
+    let start_service = || {
+        let mut service = Command::new(example("named_service"))
+            .arg("serve")
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(service.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("serving as @clock"), "{line:?}");
+        service
+    };
+    let mut first = start_service();
+    let mut client = Command::new(example("named_service"))
+        .args(["client", "40"])
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(client.stdout.take().unwrap());
+    let mut seen = String::new();
+    stdout.read_line(&mut seen).unwrap();
+    assert!(seen.contains(&format!("from pid {}", first.id())), "{seen}");
+
+    let registry = Registry::at(runtime.path().join("switchboard")).unwrap();
+    let stale = registry.get("clock").unwrap().unwrap();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    if let switchboard::Address::Unix(path) = stale.connector().address() {
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+    let mut second = start_service();
+    stdout.read_to_string(&mut seen).unwrap();
+    let status = client.wait().unwrap();
+    let mut stderr = String::new();
+    client
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{seen}\n{stderr}");
+    assert!(seen.contains("tick 40 for "), "{seen}");
+    assert!(
+        seen.contains(&format!("from pid {}", second.id())),
+        "{seen}"
+    );
+    assert!(
+        stderr.contains("link down") && stderr.contains("link back"),
+        "{stderr}"
+    );
+    // The same client id on both servers.
+    let ids: std::collections::HashSet<&str> = seen
+        .lines()
+        .filter_map(|line| line.split(" for ").nth(1)?.split(" from").next())
+        .collect();
+    assert_eq!(ids.len(), 1, "{seen}");
+    // SAFETY: kill(2) with the pid of a child this test spawned.
+    unsafe { libc::kill(second.id() as libc::pid_t, libc::SIGINT) };
+    assert!(second.wait().unwrap().success());
+    assert!(
+        registry.list().unwrap().is_empty(),
+        "entry removed on Ctrl-C"
+    );
+}
