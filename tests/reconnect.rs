@@ -187,6 +187,7 @@ async fn without_reconnect_the_link_closes_for_good() {
 }
 
 /// The `named_service` example, built by `cargo test` next to this test.
+#[cfg(unix)]
 fn example(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let path = exe

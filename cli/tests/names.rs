@@ -3,7 +3,7 @@
 //! server restart), `serve` and `describe`. Every test has a registry of
 //! its own (XDG_RUNTIME_DIR pointed at a temp directory).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
@@ -327,13 +327,16 @@ fn ping_without_reconnect_fails_once_the_server_is_gone() {
     assert!(seen.contains("no answer from @fragile"), "{seen}");
 }
 
+#[cfg(unix)]
 const DESCRIPTION: &str = r#"{"services":[{"name":"Calculator","methods":[
   {"name":"add","route":"Calculator.add","kind":"request","params":[{"name":"a","type":"i64"},{"name":"b","type":"i64"}],"returns":"i64"},
   {"name":"log","route":"Calculator.log","kind":"notification","params":[{"name":"line","type":"String"}],"returns":"()"},
   {"name":"count","route":"Calculator.count","kind":"stream","params":[{"name":"to","type":"u32"}],"returns":"u32"}]}]}"#;
 
+#[cfg(unix)]
 fn write_tools(dir: &Path) -> std::path::PathBuf {
     std::fs::write(dir.join("describe.json"), DESCRIPTION).unwrap();
+    use std::io::Write;
     let config = dir.join("tools.toml");
     let mut file = std::fs::File::create(&config).unwrap();
     write!(
