@@ -468,3 +468,63 @@ fn describe_without_the_route_and_bad_serve_configs() {
     let out = cli(rt, &["serve", "/nonexistent/tools.toml"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
 }
+
+#[cfg(unix)]
+#[test]
+fn at_name_finds_a_services_file_entry_before_the_registry() {
+    use base64::Engine;
+    let runtime = runtime_dir();
+    let rt = runtime.path();
+    let listed = Daemon::start(rt, &["echo-server"]);
+    let registered = Daemon::start(rt, &["echo-server", "--name", "fixed"]);
+    // The services file describes the first server as "fixed".
+    let connector = switchboard::Connector::load_state(&listed.first_line).unwrap();
+    let switchboard::Address::Unix(socket) = connector.address() else {
+        panic!("a local connector on Unix is a socket");
+    };
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(connector.secret().unwrap().expose());
+    std::fs::write(rt.join("fixed.secret"), secret).unwrap();
+    let services = rt.join("services.toml");
+    std::fs::write(
+        &services,
+        format!(
+            "[services.fixed]\nsocket = {:?}\nsecret_file = \"fixed.secret\"\n",
+            socket.display().to_string()
+        ),
+    )
+    .unwrap();
+
+    let with_file = |args: &[&str]| {
+        let output = command(rt, args)
+            .env("SWITCHBOARD_SERVICES", &services)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = with_file(&["inspect", "@fixed", "--json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let inspected: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(inspected["address"], socket.display().to_string());
+    let (code, stdout, stderr) = with_file(&["call", "@fixed", "echo", "[1]"]);
+    assert_eq!((code, stdout.trim()), (Some(0), "[1]"), "{stderr}");
+
+    // Without the file, the registry's "fixed" is found.
+    let out = cli(rt, &["inspect", "@fixed", "--json"]);
+    let inspected: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_ne!(inspected["address"], socket.display().to_string());
+    drop(registered);
+
+    // A broken services file is bad input, and says where.
+    std::fs::write(&services, "[services.fixed]\nsocket = 1\n").unwrap();
+    let (code, _, stderr) = with_file(&["call", "@fixed", "echo"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&services.display().to_string()) && stderr.contains("line 2"),
+        "{stderr}"
+    );
+}

@@ -12,8 +12,7 @@ use crate::connector::{Connector, random_bytes};
 use crate::error::{Error, Result};
 
 /// A published entry; dropping it removes the entry (unless another
-/// server has replaced it meanwhile).
-#[derive(Debug)]
+/// server has replaced it meanwhile). No `Debug`: `ours` holds the secret.
 pub(crate) struct Registration {
     name: String,
     path: PathBuf,

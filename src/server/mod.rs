@@ -113,6 +113,14 @@ impl ServerBuilder {
     /// with [`ServerBuilder::name`], publishes it under that name).
     pub async fn bind(self, connector: &Connector) -> Result<Server> {
         let registry = match &self.name {
+            Some((name, _)) if name.is_empty() => {
+                return Err(Error::InvalidArgument {
+                    what: "service name",
+                    reason: "ServerBuilder::registry was given, but no name to publish \
+                             (ServerBuilder::name)"
+                        .into(),
+                });
+            }
             Some((name, registry)) => {
                 registry::check_name(name)?;
                 // Checked before binding: a registry that cannot be used
