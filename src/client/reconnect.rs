@@ -39,14 +39,14 @@ use crate::peer::{Connection, Peer};
 ///
 /// ```
 /// use std::time::Duration;
-/// use switchboard::{Reconnect, WhileDown};
+/// use switchboard::{Client, Connector, Reconnect, WhileDown};
 ///
 /// let policy = Reconnect::default()
 ///     .initial_delay(Duration::from_millis(20))
 ///     .max_delay(Duration::from_secs(2))
 ///     .give_up_after(Duration::from_secs(60))
 ///     .while_down(WhileDown::FailFast);
-/// assert_eq!(policy.delay_cap(), Duration::from_secs(2));
+/// let builder = Client::builder(&Connector::local()).reconnect(policy);
 /// ```
 #[derive(Clone, Debug)]
 pub struct Reconnect {
@@ -95,11 +95,6 @@ impl Reconnect {
     pub fn max_delay(mut self, delay: Duration) -> Reconnect {
         self.max = delay;
         self
-    }
-
-    /// The cap set by [`Reconnect::max_delay`].
-    pub fn delay_cap(&self) -> Duration {
-        self.max
     }
 
     /// How long one attempt may take to connect and authenticate.
@@ -273,5 +268,38 @@ pub(super) async fn supervise(shared: Arc<Shared>, dialer: Dialer, policy: Optio
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Reconnect;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let policy = Reconnect::default()
+            .initial_delay(Duration::from_millis(100))
+            .max_delay(Duration::from_secs(1));
+        for attempt in 0..40 {
+            let base = Duration::from_millis(100)
+                .saturating_mul(1 << attempt.min(20))
+                .min(Duration::from_secs(1));
+            for _ in 0..20 {
+                let delay = policy.delay(attempt);
+                assert!(
+                    delay >= base / 2 && delay <= base,
+                    "attempt {attempt}: {delay:?}"
+                );
+            }
+        }
+        // Jitter: not every client waits the same.
+        let delays: std::collections::HashSet<_> = (0..20).map(|_| policy.delay(3)).collect();
+        assert!(delays.len() > 1);
+        assert_eq!(
+            Reconnect::default().initial_delay(Duration::ZERO).delay(5),
+            Duration::ZERO
+        );
     }
 }
