@@ -272,6 +272,7 @@ fn secret_text() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret.expose())
 }
 
+#[cfg(unix)]
 #[tokio::test]
 async fn a_services_file_maps_a_name_to_a_socket_and_a_secret_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,8 @@
 //! The `switchboard` binary and named services, black-box: `echo-server
 //! --name`, `ls`, `@NAME` wherever a connector goes, `ping` (also across a
 //! server restart), `serve` and `describe`. Every test has a registry of
-//! its own (XDG_RUNTIME_DIR pointed at a temp directory).
+//! its own (XDG_RUNTIME_DIR, or on Windows LOCALAPPDATA, pointed at a temp
+//! directory).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -27,6 +28,8 @@ fn command(runtime: &Path, args: &[&str]) -> Command {
     command
         .args(args)
         .env("XDG_RUNTIME_DIR", runtime)
+        // Where the registry is on Windows.
+        .env("LOCALAPPDATA", runtime)
         .env_remove("SWITCHBOARD_SERVICES")
         .stdin(Stdio::null());
     command
