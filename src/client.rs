@@ -1,6 +1,7 @@
-//! The client: connects to a server (retrying while it is not up yet),
-//! authenticates, and sends requests and notifications. A client can also
-//! serve routes of its own that the server calls back.
+//! The client: connects to a server (by connector or by name, retrying
+//! while it is not up yet), authenticates, and sends requests and
+//! notifications; optionally reconnects when the link drops (`reconnect`).
+//! A client can also serve routes of its own that the server calls back.
 //!
 //! ```no_run
 //! use switchboard::{Client, Connector};
