@@ -28,7 +28,7 @@ CONFIG.toml names the service and its routes:
 
   [routes.upper]
   command = [\"tr\", \"a-z\", \"A-Z\"]
-  [routes.disk-usage]
+  [routes.disk-usage]            # or [[routes]] entries, each with a name = \"...\"
   command = [\"du\", \"-s\", \"/var/log\"]
   timeout_ms = 5000              # optional: killed after this long (default 30000)
 
@@ -68,8 +68,17 @@ const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 struct Config {
     name: String,
     tcp: Option<String>,
+    /// `[routes.NAME]` tables, or `[[routes]]` entries with a `name`.
     #[serde(default)]
-    routes: BTreeMap<String, RouteConfig>,
+    routes: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NamedRoute {
+    name: String,
+    command: Vec<String>,
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -88,7 +97,7 @@ struct Command {
 }
 
 pub(crate) async fn serve(path: &Path) -> Result<(), Failure> {
-    let (config, dir) = load(path)?;
+    let (config, routes, dir) = load(path)?;
     let connector = match &config.tcp {
         None => Connector::local(),
         Some(spec) => {
@@ -108,7 +117,7 @@ pub(crate) async fn serve(path: &Path) -> Result<(), Failure> {
         }
     };
     let mut router = Router::new();
-    for (route, spec) in config.routes {
+    for (route, spec) in routes {
         let command = Arc::new(Command {
             route: route.clone(),
             argv: spec.command,
@@ -131,17 +140,20 @@ pub(crate) async fn serve(path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-fn load(path: &Path) -> Result<(Config, PathBuf), Failure> {
+type Routes = BTreeMap<String, RouteConfig>;
+
+fn load(path: &Path) -> Result<(Config, Routes, PathBuf), Failure> {
     let bad = |reason: String| usage(format!("{}: {reason}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
-    let config: Config = toml::from_str(&text)
+    let mut config: Config = toml::from_str(&text)
         .map_err(|e| bad(format!("not valid: {}", e.to_string().trim_end())))?;
-    if config.routes.is_empty() {
+    let routes = routes(config.routes.take()).map_err(bad)?;
+    if routes.is_empty() {
         return Err(bad(
             "no [routes.NAME] with a command: nothing to serve".into()
         ));
     }
-    for (route, spec) in &config.routes {
+    for (route, spec) in &routes {
         if route.is_empty() || route.len() > 1024 {
             return Err(bad(format!(
                 "route name {route:?} must be 1 to 1024 bytes long"
@@ -162,7 +174,34 @@ fn load(path: &Path) -> Result<(Config, PathBuf), Failure> {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
     };
-    Ok((config, dir))
+    Ok((config, routes, dir))
+}
+
+/// The routes in either form: `[routes.NAME]` tables or `[[routes]]`
+/// entries with a `name`.
+fn routes(value: Option<toml::Value>) -> Result<Routes, String> {
+    let invalid = |e: toml::de::Error| format!("[routes]: {}", e.message().trim_end());
+    match value {
+        None => Ok(Routes::new()),
+        Some(table @ toml::Value::Table(_)) => table.try_into().map_err(invalid),
+        Some(toml::Value::Array(entries)) => {
+            let mut routes = Routes::new();
+            for entry in entries {
+                let entry: NamedRoute = entry.try_into().map_err(invalid)?;
+                let spec = RouteConfig {
+                    command: entry.command,
+                    timeout_ms: entry.timeout_ms,
+                };
+                if routes.insert(entry.name.clone(), spec).is_some() {
+                    return Err(format!("route {:?} is defined twice", entry.name));
+                }
+            }
+            Ok(routes)
+        }
+        Some(_) => {
+            Err("routes must be [routes.NAME] tables or [[routes]] entries with a name".into())
+        }
+    }
 }
 
 impl Command {

@@ -462,6 +462,11 @@ fn describe_without_the_route_and_bad_serve_configs() {
             "name = \"a/b\"\n[routes.a]\ncommand = [\"true\"]\n",
             "path separator",
         ),
+        (
+            "name = \"x\"\n[[routes]]\nname = \"a\"\ncommand = [\"true\"]\n\
+             [[routes]]\nname = \"a\"\ncommand = [\"false\"]\n",
+            "defined twice",
+        ),
     ] {
         std::fs::write(&config, text).unwrap();
         let out = cli(rt, &["serve", config.to_str().unwrap()]);
@@ -530,4 +535,27 @@ fn at_name_finds_a_services_file_entry_before_the_registry() {
         stderr.contains(&services.display().to_string()) && stderr.contains("line 2"),
         "{stderr}"
     );
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_takes_its_routes_as_a_list_too() {
+    let runtime = runtime_dir();
+    let rt = runtime.path();
+    let config = rt.join("list.toml");
+    std::fs::write(
+        &config,
+        "name = \"listed\"\n\n[[routes]]\nname = \"hello\"\ncommand = [\"echo\", \"hello\"]\n",
+    )
+    .unwrap();
+    let server = Daemon::start(rt, &["serve", config.to_str().unwrap()]);
+    assert_eq!(server.first_line, "@listed");
+    let out = cli(rt, &["call", "@listed", "hello"]);
+    assert_eq!(
+        (out.code, out.stdout.trim()),
+        (0, r#""hello""#),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(server.stop(), 0);
 }
