@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 
 const CLI: &str = env!("CARGO_BIN_EXE_switchboard");
 
+/// The kind of `Connector::local()` here.
+const LOCAL_KIND: &str = if cfg!(windows) { "pipe" } else { "unix" };
+
 /// A private XDG_RUNTIME_DIR: the registry lives in it.
 fn runtime_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -135,7 +138,7 @@ fn a_named_echo_server_is_listed_and_reached_by_name() {
     let listed = ls_json(rt);
     assert_eq!(
         listed,
-        [json!({"name": "echo", "status": "answering", "pid": server.pid(), "kind": "unix"})]
+        [json!({"name": "echo", "status": "answering", "pid": server.pid(), "kind": LOCAL_KIND})]
     );
     let table = cli(rt, &["ls"]);
     assert_eq!(table.code, 0);
@@ -161,7 +164,7 @@ fn a_named_echo_server_is_listed_and_reached_by_name() {
     let out = cli(rt, &["inspect", "@echo", "--json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let inspected: Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(inspected["kind"], "unix");
+    assert_eq!(inspected["kind"], LOCAL_KIND);
     assert_eq!(inspected["secret"], "<redacted>");
 
     // A second live server under the name: refused, naming the first.
