@@ -2,16 +2,6 @@
 //! while it is not up yet), authenticates, and sends requests and
 //! notifications; optionally reconnects when the link drops (`reconnect`).
 //! A client can also serve routes of its own that the server calls back.
-//!
-//! ```no_run
-//! use switchboard::{Client, Connector};
-//!
-//! # async fn demo() -> switchboard::Result<()> {
-//! let client = Client::connect(&Connector::from_env()?).await?;
-//! let sum: i64 = client.request("add", &(1, 2)).await?;
-//! client.throw("log", &"done").await?;
-//! # Ok(()) }
-//! ```
 
 mod dial;
 mod reconnect;
@@ -28,7 +18,7 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::connector::{Connector, random_bytes};
 use crate::error::{Error, Result};
-use crate::peer::{Connection, Peer};
+use crate::peer::{Connection, Inbound, Peer};
 use crate::protocol::handshake;
 use crate::registry::Lookup;
 use crate::router::Router;
@@ -68,16 +58,27 @@ impl Resumption {
 }
 
 /// Configures a [`Client`] before connecting.
-#[derive(Debug)]
 #[must_use = "a builder does nothing until `connect` is called"]
 pub struct ClientBuilder {
     target: Target,
     id: Option<String>,
     token: Option<Vec<u8>>,
-    router: Router,
+    router: Arc<dyn Inbound>,
     connect_timeout: Duration,
     config: Config,
     reconnect: Option<Reconnect>,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("target", &self.target)
+            .field("id", &self.id)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("config", &self.config)
+            .field("reconnect", &self.reconnect)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientBuilder {
@@ -100,8 +101,8 @@ impl ClientBuilder {
     }
 
     /// Routes the server may call on this client.
-    pub fn router(mut self, router: Router) -> ClientBuilder {
-        self.router = router;
+    pub fn router<S: Send + Sync + 'static>(mut self, router: Router<S>) -> ClientBuilder {
+        self.router = Arc::new(router);
         self
     }
 
@@ -179,7 +180,7 @@ impl ClientBuilder {
         let dialer = Dialer {
             target: self.target,
             id: id.clone(),
-            router: Arc::new(self.router),
+            router: self.router,
             config: self.config,
         };
         let deadline = Instant::now() + self.connect_timeout;
@@ -209,6 +210,24 @@ fn random_id() -> String {
 }
 
 /// A connection to a server. Dropping it closes the connection.
+///
+/// ```
+/// use switchboard::{Client, Connector, Router, Server};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> switchboard::Result<()> {
+/// # let router = Router::new()
+/// #     .route("add", |(a, b): (i64, i64)| async move { a + b })
+/// #     .route("log", |_: String| async {});
+/// # let server = Server::bind(&Connector::local(), router).await?;
+/// # let connector = server.connector().clone();
+/// // In a child process: `Connector::from_env()?` instead.
+/// let client = Client::connect(&connector).await?;
+/// let sum: i64 = client.request("add", &(1, 2)).await?;
+/// assert_eq!(sum, 3);
+/// client.throw("log", "done").await?; // a notification: no answer
+/// # Ok(()) }
+/// ```
 pub struct Client {
     id: String,
     shared: Arc<Shared>,
@@ -404,6 +423,40 @@ impl Client {
         }
     }
 
+    /// Sends a request and waits for it to complete, ignoring the value it
+    /// answers with (a `()` handler's, say): no result type to name.
+    ///
+    /// ```
+    /// # use switchboard::{Client, Connector, Router, Server};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> switchboard::Result<()> {
+    /// let router = Router::new().route("reset", || async {});
+    /// let server = Server::bind(&Connector::local(), router).await?;
+    /// let client = Client::connect(server.connector()).await?;
+    /// client.call("reset", &()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn call<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
+        let (peer, _) = self.current(self.request_timeout).await?;
+        peer.call(route, params).await
+    }
+
+    /// Sends a request answered by a stream of items (see [`Stream`]):
+    /// read them with [`Stream::next`]; dropping the stream cancels the
+    /// request on the server. A stream in progress when the link drops
+    /// ends with an error; it is not resumed by a reconnect.
+    ///
+    /// [`Stream`]: crate::Stream
+    /// [`Stream::next`]: crate::Stream::next
+    pub async fn request_stream<T, R>(&self, route: &str, params: &T) -> Result<crate::Stream<R>>
+    where
+        T: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let (peer, _) = self.current(self.request_timeout).await?;
+        peer.request_stream(route, params).await
+    }
+
     /// Sends a notification (fire and forget).
     pub async fn throw<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
         let (peer, _) = self.current(self.request_timeout).await?;
@@ -444,7 +497,7 @@ impl ClientBuilder {
             target,
             id: None,
             token: None,
-            router: Router::new(),
+            router: Arc::new(Router::new()),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             config: Config::default(),
             reconnect: None,

@@ -10,10 +10,35 @@ use std::time::Duration;
 
 use crate::connector::ConnectorError;
 
+/// What the serializer (serde_json or rmp-serde) said about a body it could
+/// not encode or decode.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Shorthand for `Result<T, switchboard::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in switchboard.
+///
+/// Match on the variant to decide what to do; each says whose fault it was.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::{Client, Connector, Error};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // Nobody serves this connector: connecting retries, then says how long it waited.
+/// let nobody = Connector::local();
+/// let error = Client::builder(&nobody)
+///     .connect_timeout(Duration::from_millis(50))
+///     .connect()
+///     .await
+///     .unwrap_err();
+/// assert!(matches!(error, Error::Connect { .. }));
+/// assert!(error.is_connection_error()); // worth retrying later
+/// assert!(error.to_string().contains("kept trying"));
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -45,11 +70,11 @@ pub enum Error {
 
     /// A value could not be serialized before sending.
     #[error("could not encode the message body: {0}")]
-    Encode(String),
+    Encode(#[source] BodyError),
 
     /// A message body from the peer does not fit the type the caller asked for.
     #[error("could not decode the message body as the expected type: {0}")]
-    Decode(String),
+    Decode(#[source] BodyError),
 
     /// The connector's kind cannot be used on this platform (a named pipe on
     /// Unix, a Unix socket path on Windows).
@@ -216,6 +241,9 @@ pub enum Error {
         code: i32,
         /// The handler's message.
         message: String,
+        /// The handler's error as a value, when it returned a serializable
+        /// one (`Err(MyError::..)`): decode it with [`ErrorData::decode`].
+        data: Option<ErrorData>,
     },
 
     /// A notification's handler failed or panicked, or the notification
@@ -260,5 +288,48 @@ impl Error {
                 | Error::Closed
                 | Error::Unresponsive { .. }
         )
+    }
+}
+
+/// A handler's error value, as it came over the wire: decode it into the
+/// type the handler returned.
+///
+/// ```
+/// # async fn demo(client: switchboard::Client) -> switchboard::Result<()> {
+/// #[derive(serde::Deserialize, Debug)]
+/// enum DivError { ByZero }
+///
+/// match client.request::<_, i64>("div", &(1, 0)).await {
+///     Err(switchboard::Error::HandlerFailed { data: Some(data), .. }) => {
+///         let error: DivError = data.decode()?;
+///         println!("{error:?}");
+///     }
+///     other => println!("{other:?}"),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct ErrorData {
+    format: crate::connector::Format,
+    bytes: Vec<u8>,
+}
+
+impl ErrorData {
+    pub(crate) fn new(format: crate::connector::Format, bytes: Vec<u8>) -> ErrorData {
+        ErrorData { format, bytes }
+    }
+
+    /// Decodes the value. Fails with [`Error::Decode`] when it is not a `T`.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        crate::protocol::serializer::decode(self.format, &self.bytes)
+    }
+}
+
+impl std::fmt::Debug for ErrorData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.decode::<serde_json::Value>() {
+            Ok(value) => write!(f, "ErrorData({value})"),
+            Err(_) => write!(f, "ErrorData({} bytes)", self.bytes.len()),
+        }
     }
 }

@@ -11,8 +11,9 @@ const DESCRIBE_ROUTE: &str = "switchboard.describe";
 
 pub(crate) const DESCRIBE_HELP: &str = "\
 Asks the server's switchboard.describe route for its services and prints each
-method with its route, argument names and types and what it returns. Servers
-built with #[switchboard::service] have that route.
+method with its route, argument names and types and what it returns. Every
+switchboard server answers that route; it lists the services built with
+#[switchboard::service] (a server with none says so on stderr and exits 0).
 
 Examples:
   switchboard describe @calculator
@@ -23,8 +24,8 @@ Examples:
 
 Exit codes:
   0  success
-  1  the server does not describe itself (no switchboard.describe route), or its
-     description is not in the expected shape
+  1  the server does not describe itself (an older one, without the route), or
+     its description is not in the expected shape
   2  bad input: arguments, a malformed or missing connector
   3  could not connect or authenticate
   4  no answer in time";
@@ -52,6 +53,16 @@ pub(crate) async fn describe(
     client.close().await;
     if as_json {
         println!("{description}");
+        return Ok(());
+    }
+    if description["services"]
+        .as_array()
+        .is_some_and(|services| services.is_empty())
+    {
+        eprintln!(
+            "switchboard: {} describes no services (only #[switchboard::service] routes are described)",
+            endpoint.label()
+        );
         return Ok(());
     }
     let text = render(&description).map_err(|reason| Failure {

@@ -12,10 +12,9 @@ use super::Resumption;
 use crate::config::Config;
 use crate::connector::{self, Connector, Link, random_bytes};
 use crate::error::{Error, Result};
-use crate::peer::{Connection, Settings};
+use crate::peer::{Connection, Inbound, Settings};
 use crate::protocol::handshake;
 use crate::registry::Lookup;
-use crate::router::Router;
 use crate::transport::{FrameReader, FrameWriter};
 
 /// What a client connects to.
@@ -38,7 +37,7 @@ impl Target {
 pub(super) struct Dialer {
     pub(super) target: Target,
     pub(super) id: String,
-    pub(super) router: Arc<Router>,
+    pub(super) router: Arc<dyn Inbound>,
     pub(super) config: Config,
 }
 
@@ -117,6 +116,7 @@ impl Dialer {
             reader,
             writer,
             Settings {
+                transport: connector.address().kind(),
                 client_id: self.id.clone(),
                 peer_pid,
                 peer_uid,
@@ -126,7 +126,7 @@ impl Dialer {
                 peer_window: settled.peer_window,
                 report: None,
             },
-            Arc::clone(&self.router) as _,
+            Arc::clone(&self.router),
         );
         let resumption = Resumption {
             id: self.id.clone(),
