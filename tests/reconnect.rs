@@ -280,3 +280,101 @@ fn the_named_service_example_client_survives_a_restart_of_the_service() {
         "entry removed on Ctrl-C"
     );
 }
+
+/// A TCP proxy in front of a server. `cut` drops the client side of every
+/// connection but keeps the server side open, so the server still holds
+/// the client's id when the client comes back.
+struct Proxy {
+    port: u16,
+    cut: tokio::sync::watch::Sender<u64>,
+    kept: std::sync::Arc<std::sync::Mutex<Vec<tokio::net::TcpStream>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let kept = std::sync::Arc::default();
+        let proxy = Proxy { port, cut, kept };
+        let cuts = proxy.cut.clone();
+        let kept = std::sync::Arc::clone(&proxy.kept);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
+                    .await
+                    .unwrap();
+                let mut cut = cuts.subscribe();
+                let kept = std::sync::Arc::clone(&kept);
+                tokio::spawn(async move {
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    tokio::select! {
+                        _ = tokio::io::copy(&mut client_read, &mut server_write) => {}
+                        _ = tokio::io::copy(&mut server_read, &mut client_write) => {}
+                        _ = cut.changed() => {
+                            // The client's side goes; the server's stays open
+                            // and silent, as after a network failure.
+                            let server = server_read.reunite(server_write).unwrap();
+                            kept.lock().unwrap().push(server);
+                        }
+                    }
+                });
+            }
+        });
+        proxy
+    }
+
+    fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_network_failure_the_client_takes_over_its_old_connection_on_the_same_server() {
+    let connector = switchboard::Connector::tcp("127.0.0.1", 0).unwrap();
+    let server = switchboard::Server::bind(&connector, support::router())
+        .await
+        .unwrap();
+    let switchboard::Address::Tcp { port, .. } = server.connector().address() else {
+        panic!("a TCP server has a TCP address");
+    };
+    let proxy = Proxy::start(*port).await;
+    let through_proxy = switchboard::Connector::tcp("127.0.0.1", proxy.port)
+        .unwrap()
+        .with_secret(server.connector().secret().unwrap().clone());
+    let client = Client::builder(&through_proxy)
+        .id("faithful")
+        .reconnect(Reconnect::default().initial_delay(Duration::from_millis(10)))
+        .connect()
+        .await
+        .unwrap();
+    let mut link = client.link_state();
+    assert_eq!(
+        client.request::<_, String>("whoami", &()).await.unwrap(),
+        "faithful"
+    );
+    let old = server.client("faithful").unwrap();
+
+    proxy.cut();
+    wait_for(&mut link, |state| *state == LinkState::Up { connection: 1 }).await;
+    // The server still had the old connection open: the resumption proof
+    // let the client take its place instead of being refused.
+    assert_eq!(
+        client.request::<_, String>("whoami", &()).await.unwrap(),
+        "faithful"
+    );
+    assert_eq!(server.clients(), ["faithful"]);
+    old.closed().await;
+    let new = server.client("faithful").unwrap();
+    assert!(!new.is_closed());
+
+    // Anyone else asking for the id without the proof is refused.
+    let impostor = Client::builder(&through_proxy)
+        .id("faithful")
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(impostor, Error::Refused { .. }), "{impostor:?}");
+    drop(proxy.kept.lock().unwrap().drain(..));
+}
