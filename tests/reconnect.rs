@@ -354,6 +354,7 @@ async fn after_a_network_failure_the_client_takes_over_its_old_connection_on_the
         client.request::<_, String>("whoami", &()).await.unwrap(),
         "faithful"
     );
+    server.wait_for_clients(1).await;
     let old = server.client("faithful").unwrap();
 
     proxy.cut();
@@ -366,6 +367,7 @@ async fn after_a_network_failure_the_client_takes_over_its_old_connection_on_the
     );
     assert_eq!(server.clients(), ["faithful"]);
     old.closed().await;
+    server.wait_for_clients(1).await;
     let new = server.client("faithful").unwrap();
     assert!(!new.is_closed());
 
