@@ -402,3 +402,27 @@ fn services_file_mistakes_name_the_service_and_the_place() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn files_that_are_not_entries_are_skipped_by_list_and_replaced_by_a_claim() {
+    let (_dir, registry) = registry();
+    std::fs::write(registry.dir().join("garbled.json"), "{not json").unwrap();
+    std::fs::write(registry.dir().join("notes.txt"), "hello").unwrap();
+    assert!(registry.list().unwrap().is_empty());
+    let error = registry.get("garbled").unwrap_err();
+    assert!(matches!(error, Error::Registry { .. }), "{error:?}");
+    assert!(error.to_string().contains("garbled.json"), "{error}");
+
+    let server = Server::builder(Router::new())
+        .name("garbled")
+        .registry(registry.clone())
+        .bind(&Connector::local())
+        .await
+        .unwrap();
+    let entry = registry.get("garbled").unwrap().unwrap();
+    assert_eq!(entry.connector(), server.connector());
+    // Debug and Display never show the secret.
+    let debug = format!("{entry:?}");
+    assert!(debug.contains("<redacted>"), "{debug}");
+    assert!(!debug.contains(&server.connector().dump_state()), "{debug}");
+}
