@@ -46,12 +46,15 @@ pub mod fuzzing;
 mod handoff;
 mod peer;
 mod protocol;
+pub mod registry;
 mod router;
 mod server;
 mod stream;
 mod transport;
 
-pub use client::{Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, Resumption};
+pub use client::{
+    Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, LinkState, Reconnect, Resumption, WhileDown,
+};
 pub use config::Config;
 pub use connector::{Address, Connector, ConnectorError, Format, Secret};
 pub use error::{Error, ErrorData, Result};

@@ -456,6 +456,10 @@ fn every_help_shows_examples_and_exit_codes() {
         &["throw"][..],
         &["inspect"][..],
         &["completions"][..],
+        &["ls"][..],
+        &["ping"][..],
+        &["describe"][..],
+        &["serve"][..],
     ] {
         for flag in ["--help", "-h"] {
             let args: Vec<&str> = command.iter().copied().chain([flag]).collect();
