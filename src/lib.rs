@@ -63,7 +63,7 @@ pub use peer::Peer;
 pub use protocol::{Bytes, code};
 pub use router::{
     BlockingHandler, Context, DESCRIBE_ROUTE, FromCall, FromContext, Handler, HandlerError,
-    IntoAnswer, IntoFailure, Router, State,
+    IntoAnswer, IntoFailure, PING_ROUTE, Router, State,
 };
 pub use server::{Access, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, Server, ServerBuilder};
 pub use stream::{Sender, Stream, StreamClosed};

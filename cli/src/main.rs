@@ -79,6 +79,7 @@ Routes:
   echo   answers with its parameters
   sleep  waits the given number of milliseconds, answers with it
   fail   fails with its parameters (a string) as the error message
+  count  answers with a stream: the numbers 1 to its parameter, one item each
 
 Examples:
   switchboard echo-server > connector.txt &
@@ -98,6 +99,12 @@ Examples:
   switchboard call @life-gen add '[1, 2]' 
   switchboard call - sleep 5000 --timeout 100 < connector.txt
   switchboard call env:SWITCHBOARD_CONNECTOR fail '\"disk full\"'
+  switchboard call @calc Calculator.count '{\"to\": 3}'     prints 1, 2 and 3, one per line
+
+The answer is printed as one line of JSON. A route that answers with a
+stream prints one line per item as it arrives; an error after some items
+exits with its code after printing them. --timeout then bounds the wait
+for each item.
 
 ",
     exit_codes!()
@@ -389,15 +396,22 @@ async fn run(command: Command) -> Result<(), Failure> {
             let endpoint = read_endpoint(&target.connector)?;
             let params = parse_params(params)?;
             let client = connect.connect(&endpoint).await?;
-            let response: Value = match timeout {
-                Some(ms) => {
-                    client
-                        .request_timeout(&target.route, &params, Duration::from_millis(ms))
-                        .await?
-                }
-                None => client.request(&target.route, &params).await?,
-            };
-            println!("{response}");
+            // Read as a stream: a plain answer is a stream of one, so one
+            // way prints both, each item as soon as it arrives.
+            let limit = timeout.map(Duration::from_millis);
+            let mut items = client
+                .request_stream::<_, Value>(&target.route, &params)
+                .await?;
+            loop {
+                let next = match limit {
+                    Some(limit) => tokio::time::timeout(limit, items.next())
+                        .await
+                        .map_err(|_| Error::Timeout(limit))?,
+                    None => items.next().await,
+                };
+                let Some(item) = next else { break };
+                println!("{}", item?);
+            }
             client.close().await;
             Ok(())
         }
@@ -608,6 +622,9 @@ async fn echo_server(
                 other => other.to_string(),
             };
             Err::<Value, _>(HandlerError::new(message))
+        })
+        .route("count", |to: u64| async move {
+            switchboard::Stream::iter(1..=to)
         });
     // Listen for signals before the connector is printed: whoever reads it
     // may signal at once.

@@ -1,23 +1,20 @@
 //! `switchboard ping`: round trips to a server, one line each, then a
 //! summary.
 //!
-//! A round trip is a request to the route `switchboard.ping`. Servers need
-//! not have it: "no such route" is an answer too, so any switchboard server
-//! can be pinged.
+//! A round trip is a request to the built-in route `switchboard.ping`,
+//! which every switchboard router answers at once. An error answer (a
+//! server that routed the name to something else) is an answer too.
 
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use switchboard::{Error, Reconnect};
+use switchboard::{Error, PING_ROUTE, Reconnect};
 
 use crate::{ConnectArgs, Endpoint, Failure};
 
-/// The route a ping asks for.
-const PING_ROUTE: &str = "switchboard.ping";
-
 pub(crate) const PING_HELP: &str = "\
-Each round trip is a request to the route switchboard.ping; any answer counts,
-\"no such route\" included, so every switchboard server can be pinged. One line
+Each round trip is a request to the route switchboard.ping, which every
+switchboard server answers; an error answer counts as an answer too. One line
 per round trip, then a summary with the min/avg/max round-trip time.
 
 With --reconnect, ping rides through a restart of the server: it reconnects
