@@ -194,6 +194,25 @@ fn retryable(error: &io::Error) -> bool {
         )
 }
 
+/// A link that authenticates its own connect step (AMQP) reports a
+/// refusal as an I/O error carrying [`Error::AuthFailed`]: that error, as
+/// on every other transport. Anything else comes back unchanged.
+fn auth_failure(error: io::Error) -> std::result::Result<Error, io::Error> {
+    let carries_auth_failure = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<Error>())
+        .is_some_and(|inner| matches!(inner, Error::AuthFailed(_)));
+    if !carries_auth_failure {
+        return Err(error);
+    }
+    let kind = error.kind();
+    match error.into_inner().map(|inner| inner.downcast::<Error>()) {
+        Some(Ok(inner)) => Ok(*inner),
+        Some(Err(other)) => Err(io::Error::new(kind, other)),
+        None => Err(io::Error::from(kind)),
+    }
+}
+
 async fn connect_with_retry(
     connector: &Connector,
     deadline: Instant,
@@ -211,6 +230,10 @@ async fn connect_with_retry(
             Ok(Ok(link)) => return Ok(link),
             Ok(Err(e)) => e,
             Err(_) => io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+        };
+        let error = match auth_failure(error) {
+            Ok(refused) => return Err(refused),
+            Err(error) => error,
         };
         if !retryable(&error) || Instant::now() + delay >= deadline {
             let source = if retryable(&error) {

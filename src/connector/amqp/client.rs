@@ -77,7 +77,8 @@ fn put_idle(url: &AmqpUrl, connection: Arc<Connection>) {
 /// One connection attempt. "No instance serves the service" is
 /// `NotFound`, the broker unreachable `ConnectionRefused` (both retried by
 /// `Client::connect` until its deadline); a server that fails to prove the
-/// secret is `PermissionDenied`, carrying `Error::AuthFailed`.
+/// secret is `PermissionDenied`, carrying the `Error::AuthFailed` that
+/// `Client::connect` returns.
 pub(crate) async fn connect(connector: &Connector) -> io::Result<Link> {
     let Address::Amqp { url, service } = connector.address() else {
         return Err(io::Error::new(
