@@ -54,8 +54,9 @@ impl Dialer {
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let error = match self.target.resolve() {
-                Ok(connector) => match connect_link(&connector, remaining).await {
-                    Ok(link) => return self.start(link, &connector, token).await,
+                Ok(connector) => match connect_or_refused(&connector, remaining).await {
+                    Ok(Ok(link)) => return self.start(link, &connector, token).await,
+                    Ok(Err(refused)) => return Err(refused),
                     Err(error) if retryable(&error) && Instant::now() + delay < deadline => None,
                     Err(error) => {
                         let source = if retryable(&error) {
@@ -94,12 +95,12 @@ impl Dialer {
         limit: Duration,
     ) -> Result<(Connection, Resumption)> {
         let connector = self.target.resolve()?;
-        let link = connect_link(&connector, limit)
+        let link = connect_or_refused(&connector, limit)
             .await
             .map_err(|source| Error::Connect {
                 address: connector.address().to_string(),
                 source,
-            })?;
+            })??;
         self.start(link, &connector, token).await
     }
 
@@ -188,6 +189,38 @@ async fn connect_link(connector: &Connector, limit: Duration) -> io::Result<Link
     {
         Ok(result) => result,
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+    }
+}
+
+/// A link that authenticates its own connect step (AMQP) reports a
+/// refusal as an I/O error carrying [`Error::AuthFailed`]: that error, as
+/// on every other transport. Anything else comes back unchanged.
+fn auth_failure(error: io::Error) -> std::result::Result<Error, io::Error> {
+    let carries_auth_failure = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<Error>())
+        .is_some_and(|inner| matches!(inner, Error::AuthFailed(_)));
+    if !carries_auth_failure {
+        return Err(error);
+    }
+    let kind = error.kind();
+    match error.into_inner().map(|inner| inner.downcast::<Error>()) {
+        Some(Ok(inner)) => Ok(*inner),
+        Some(Err(other)) => Err(io::Error::new(kind, other)),
+        None => Err(io::Error::from(kind)),
+    }
+}
+
+/// Connects within `limit`; a refusal by an authenticating link is
+/// [`Error::AuthFailed`] (`Ok(Err(..))`), any other failure an I/O error
+/// for the caller to judge.
+async fn connect_or_refused(
+    connector: &Connector,
+    limit: Duration,
+) -> std::result::Result<Result<Link>, io::Error> {
+    match connect_link(connector, limit).await {
+        Ok(link) => Ok(Ok(link)),
+        Err(error) => auth_failure(error).map(Err),
     }
 }
 
