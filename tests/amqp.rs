@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchboard::{
-    Bytes, Client, CommandExt, Connector, Context, Error, Format, HandlerError, Router, Secret,
-    Server,
+    Bytes, Client, CommandExt, Connector, Context, Error, Format, HandlerError, LinkState,
+    Reconnect, Router, Secret, Server,
 };
 use tokio::sync::mpsc;
 
@@ -948,4 +948,76 @@ fn cli_inspect_redacts_the_broker_password() {
             "{text}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_moves_to_a_live_instance_when_its_own_dies() {
+    require_broker();
+    let connector = connector("reconnect-instances");
+    // The first instance is a process we can kill; the second lives here.
+    let (process, _stdout) = child("server", &connector).await;
+    let mut process = Killed(process);
+    let client = Client::builder(&connector)
+        .id("mover")
+        .reconnect(Reconnect::default().initial_delay(Duration::from_millis(20)))
+        .connect()
+        .await
+        .unwrap();
+    let first: String = client.request("instance", &()).await.unwrap();
+    assert_eq!(first, "child");
+    let survivor = Server::bind(&connector, router("survivor")).await.unwrap();
+    let mut state = client.link_state();
+    process.0.kill().unwrap();
+    // The dead instance is noticed (its presence token comes back), the
+    // link goes down and comes back up, on the instance that is left.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            state.changed().await.unwrap();
+            if matches!(*state.borrow(), LinkState::Up { connection: 1.. }) {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the client never reconnected");
+    let now: String = client.request("instance", &()).await.unwrap();
+    assert_eq!(now, "survivor");
+    assert_eq!(client.id(), "mover", "the client kept its id");
+    assert_eq!(survivor.clients(), ["mover"]);
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_comes_back_after_its_broker_connection_is_cut() {
+    require_broker();
+    let connector = connector("reconnect-cut");
+    let service = service_of(&connector);
+    let server = Server::bind(&connector, router("a")).await.unwrap();
+    let client = Client::builder(&connector)
+        .reconnect(Reconnect::default().initial_delay(Duration::from_millis(20)))
+        .connect()
+        .await
+        .unwrap();
+    let answer: Value = client.request("echo", &"before").await.unwrap();
+    assert_eq!(answer, json!("before"));
+    let mut state = client.link_state();
+    assert_eq!(cut_connections_of(&service), 2);
+    // Once the client knows its link is down, requests made meanwhile wait
+    // for it to return (the server instance reconnects to the broker too),
+    // within their timeout.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            state.changed().await.unwrap();
+            if !matches!(*state.borrow(), LinkState::Up { connection: 0 }) {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the client never noticed the cut");
+    let answer: Value = client
+        .request_timeout("echo", &"after", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(answer, json!("after"));
+    server.shutdown().await;
 }
