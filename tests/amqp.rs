@@ -1021,3 +1021,40 @@ async fn a_reconnecting_client_comes_back_after_its_broker_connection_is_cut() {
     assert_eq!(answer, json!("after"));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn streams_flow_over_the_broker_and_stop_when_dropped() {
+    require_broker();
+    let connector = connector("streams");
+    let router = Router::new()
+        .route("count", |to: u32| async move {
+            switchboard::Stream::iter(1..=to)
+        })
+        .route("endless", |_: ()| async move {
+            switchboard::Stream::iter(0u64..)
+        });
+    let server = Server::bind(&connector, router).await.unwrap();
+    let client = Client::connect(&connector).await.unwrap();
+    let items = client
+        .request_stream::<_, u32>("count", &500)
+        .await
+        .unwrap();
+    assert_eq!(
+        items.collect().await.unwrap(),
+        (1..=500).collect::<Vec<_>>()
+    );
+    // An endless stream dropped after a few items: the producer is
+    // cancelled and the connection carries on.
+    let mut endless = client
+        .request_stream::<_, u64>("endless", &())
+        .await
+        .unwrap();
+    for expected in 0..10 {
+        assert_eq!(endless.next().await.unwrap().unwrap(), expected);
+    }
+    drop(endless);
+    let again = client.request_stream::<_, u32>("count", &3).await.unwrap();
+    assert_eq!(again.collect().await.unwrap(), [1, 2, 3]);
+    client.close().await;
+    server.shutdown().await;
+}
