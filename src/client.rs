@@ -474,7 +474,9 @@ impl Client {
     /// Like [`Client::close`], for owners that share the client (the
     /// blocking client's clones).
     pub(crate) async fn close_shared(&self) {
-        self.connection
+        self.shared.closing.send_replace(true);
+        self.shared
+            .connection()
             .close_and_flush(Duration::from_secs(5))
             .await;
     }
@@ -482,11 +484,7 @@ impl Client {
     /// Closes the connection after writing what is queued (waiting up to
     /// five seconds for that), and stops reconnecting.
     pub async fn close(self) {
-        self.shared.closing.send_replace(true);
-        self.shared
-            .connection()
-            .close_and_flush(Duration::from_secs(5))
-            .await;
+        self.close_shared().await;
     }
 }
 

@@ -9,10 +9,11 @@ use serde::de::DeserializeOwned;
 
 use super::runtime::{InRuntime, run};
 use super::stream::Items;
-use crate::client::{Client as AsyncClient, ClientBuilder as AsyncBuilder, Resumption};
+use crate::client::{Client as AsyncClient, ClientBuilder as AsyncBuilder, Reconnect, Resumption};
 use crate::config::Config;
 use crate::connector::Connector;
 use crate::error::Result;
+use crate::registry::Lookup;
 use crate::router::Router;
 
 /// A connection to a server, for code that does not use async. Every
@@ -128,6 +129,22 @@ impl ClientBuilder {
         }
     }
 
+    /// See [`crate::ClientBuilder::reconnect`]: the client reconnects in
+    /// the background, and calls made while it is down wait or fail as the
+    /// policy says.
+    pub fn reconnect(self, policy: Reconnect) -> ClientBuilder {
+        ClientBuilder {
+            inner: self.inner.reconnect(policy),
+        }
+    }
+
+    /// See [`crate::ClientBuilder::lookup`].
+    pub fn lookup(self, lookup: Lookup) -> ClientBuilder {
+        ClientBuilder {
+            inner: self.inner.lookup(lookup),
+        }
+    }
+
     /// See [`crate::ClientBuilder::config`].
     pub fn config(self, config: Config) -> ClientBuilder {
         ClientBuilder {
@@ -154,10 +171,25 @@ impl Client {
         Client::builder(connector).connect()
     }
 
-    /// A builder for id, routes and timeouts.
+    /// A builder for id, routes, timeouts and reconnecting.
     pub fn builder(connector: &Connector) -> ClientBuilder {
         ClientBuilder {
             inner: AsyncClient::builder(connector),
+        }
+    }
+
+    /// Connects to the service registered or listed under `name`, like
+    /// [`crate::Client::connect_named`].
+    #[track_caller]
+    pub fn connect_named(name: &str) -> Result<Client> {
+        Client::builder_named(name).connect()
+    }
+
+    /// A builder for a client that connects by name, like
+    /// [`crate::Client::builder_named`].
+    pub fn builder_named(name: &str) -> ClientBuilder {
+        ClientBuilder {
+            inner: AsyncClient::builder_named(name),
         }
     }
 
@@ -168,7 +200,7 @@ impl Client {
 
     /// What proves this client's id when it connects again
     /// ([`ClientBuilder::resume`]).
-    pub fn resumption(&self) -> &Resumption {
+    pub fn resumption(&self) -> Resumption {
         self.inner.resumption()
     }
 
@@ -234,7 +266,8 @@ impl Client {
         run(self.inner.throw(route, params))
     }
 
-    /// True once the connection has ended, from either side.
+    /// True once the current connection has ended, from either side (with
+    /// [`ClientBuilder::reconnect`], a new one may follow).
     pub fn is_closed(&self) -> bool {
         self.inner.peer().is_closed()
     }

@@ -64,6 +64,21 @@ impl Server {
         Server::bind_with(connector, AsyncServer::builder(router))
     }
 
+    /// Binds `connector`, serves `router`, and publishes the server under
+    /// `name` in this user's registry, like
+    /// [`crate::Server::bind_named`].
+    #[track_caller]
+    pub fn bind_named<S: Send + Sync + 'static>(
+        name: &str,
+        connector: &Connector,
+        router: Router<S>,
+    ) -> Result<Server> {
+        let server = run(AsyncServer::bind_named(name, connector, router))?;
+        Ok(Server {
+            inner: InRuntime::new(server),
+        })
+    }
+
     /// Binds with the limits, budgets, access and error hook of a
     /// [`ServerBuilder`].
     ///
