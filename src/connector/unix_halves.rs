@@ -9,8 +9,8 @@
 //! about as much as the round trip itself (BENCHMARKS.md, "The blocking
 //! API").
 
-use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,10 +24,12 @@ pub(super) struct Reader(Arc<AsyncFd<UnixStream>>);
 
 /// The sending half: writes go straight to the socket; only a write that
 /// would block registers (a second descriptor of the same socket) for
-/// writability, until it went through.
+/// writability, until a write goes through without waiting.
 pub(super) struct Writer {
     socket: Arc<AsyncFd<UnixStream>>,
     blocked: Option<AsyncFd<UnixStream>>,
+    /// The current write had to wait for writability.
+    waited: bool,
 }
 
 /// Splits a connected, non-blocking socket into its halves.
@@ -40,6 +42,7 @@ pub(super) fn split(fd: OwnedFd) -> io::Result<(Reader, Writer)> {
         Writer {
             socket,
             blocked: None,
+            waited: false,
         },
     ))
 }
@@ -61,18 +64,36 @@ impl AsyncRead for Reader {
     ) -> Poll<io::Result<()>> {
         loop {
             let mut ready = ready!(self.0.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            match ready.try_io(|socket| (&*socket.get_ref()).read(unfilled)) {
-                Ok(Ok(read)) => {
-                    buf.advance(read);
-                    return Poll::Ready(Ok(()));
-                }
+            match ready.try_io(|socket| read_into(socket.get_ref(), buf)) {
+                Ok(Ok(())) => return Poll::Ready(Ok(())),
                 Ok(Err(e)) => return Poll::Ready(Err(e)),
                 // Not readable after all: readiness was cleared, wait again.
                 Err(_would_block) => continue,
             }
         }
     }
+}
+
+/// Reads from `socket` into the unfilled part of `buf` without zeroing it
+/// first: callers such as `AsyncReadExt::take` hand over a fresh, unknown-
+/// initialized buffer on every call, and zeroing a large frame's remaining
+/// megabytes before every read made large transfers ten times slower.
+fn read_into(socket: &UnixStream, buf: &mut ReadBuf<'_>) -> io::Result<()> {
+    // SAFETY: `read(2)` only writes into the memory it is given and says
+    // how much; nothing uninitialized is read, and exactly the `read`
+    // bytes it filled are marked initialized and filled.
+    unsafe {
+        let unfilled = buf.unfilled_mut();
+        let read = libc::read(
+            socket.as_raw_fd(),
+            unfilled.as_mut_ptr().cast::<libc::c_void>(),
+            unfilled.len(),
+        );
+        let read = usize::try_from(read).map_err(|_| io::Error::last_os_error())?;
+        buf.assume_init(read);
+        buf.advance(read);
+    }
+    Ok(())
 }
 
 impl Writer {
@@ -86,17 +107,26 @@ impl Writer {
                 let mut ready = ready!(blocked.poll_write_ready(cx))?;
                 match ready.try_io(|socket| io(socket.get_ref())) {
                     Ok(result) => {
-                        // Through: stop watching writability.
-                        self.blocked = None;
+                        // A write that went through without waiting ends
+                        // the burst: stop watching writability. One that
+                        // had to wait keeps the registration for the next,
+                        // which a large transfer is about to make.
+                        if !std::mem::take(&mut self.waited) {
+                            self.blocked = None;
+                        }
                         return Poll::Ready(result);
                     }
-                    Err(_would_block) => continue,
+                    Err(_would_block) => {
+                        self.waited = true;
+                        continue;
+                    }
                 }
             }
             match io(self.socket.get_ref()) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let second = self.socket.get_ref().try_clone()?;
                     self.blocked = Some(register(second, Interest::WRITABLE)?);
+                    self.waited = true;
                 }
                 result => return Poll::Ready(result),
             }
