@@ -42,6 +42,7 @@ mod peer;
 mod protocol;
 mod router;
 mod server;
+mod service;
 mod transport;
 
 pub use client::{Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, Resumption};
@@ -53,6 +54,13 @@ pub use peer::Peer;
 pub use protocol::{Bytes, code};
 pub use router::{Context, Handler, HandlerError, Router};
 pub use server::{Access, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, Server, ServerBuilder};
+pub use service::{Service, Shutdown};
+#[doc = include_str!("service/macro.md")]
+pub use switchboard_macros::service;
+
+// What the code `#[switchboard::service]` writes calls. Not public API.
+#[doc(hidden)]
+pub use service::private as __private;
 
 // The README's examples are compiled as doctests so they cannot rot.
 #[doc = include_str!("../README.md")]

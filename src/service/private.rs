@@ -1,0 +1,190 @@
+//! What the code written by `#[switchboard::service]` calls. Not public
+//! API: it changes with the macro, which names it only as
+//! `::switchboard::__private`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use serde;
+pub use serde_json;
+
+use crate::{Client, Connector, Error, HandlerError, Peer, Result, code};
+
+/// The generated clients' connection: a peer, what keeps it open, and the
+/// timeout for its requests.
+#[derive(Clone)]
+pub struct Caller {
+    peer: Peer,
+    /// The connection closes when the last clone of its `Client` drops.
+    _owner: Option<Arc<Client>>,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("peer", &self.peer)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Caller {
+    /// Calls over `client`'s connection, keeping it open.
+    pub fn from_client(client: Client) -> Caller {
+        Caller {
+            peer: client.peer().clone(),
+            _owner: Some(Arc::new(client)),
+            timeout: None,
+        }
+    }
+
+    /// Calls over a connection someone else keeps open.
+    pub fn from_peer(peer: Peer) -> Caller {
+        Caller {
+            peer,
+            _owner: None,
+            timeout: None,
+        }
+    }
+
+    /// Connects with the default settings.
+    pub async fn connect(connector: &Connector) -> Result<Caller> {
+        Client::connect(connector).await.map(Caller::from_client)
+    }
+
+    /// A clone whose requests wait at most `timeout`.
+    pub fn with_timeout(&self, timeout: Duration) -> Caller {
+        Caller {
+            timeout: Some(timeout),
+            ..self.clone()
+        }
+    }
+
+    /// The connection.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// A request to a method returning a plain value.
+    pub async fn request<P, R>(&self, route: &str, params: &P) -> Result<R>
+    where
+        P: Serialize,
+        R: DeserializeOwned,
+    {
+        match self.timeout {
+            Some(timeout) => self.peer.request_timeout(route, params, timeout).await,
+            None => self.peer.request(route, params).await,
+        }
+    }
+
+    /// A request to a method returning `Result<T, E>`: the handler's `E`
+    /// comes back typed, every other failure as the outer error.
+    pub async fn request_fallible<P, T, E>(
+        &self,
+        route: &str,
+        params: &P,
+    ) -> Result<std::result::Result<T, E>>
+    where
+        P: Serialize,
+        T: DeserializeOwned,
+        E: DeserializeOwned,
+    {
+        match self.request(route, params).await {
+            Ok(value) => Ok(Ok(value)),
+            Err(error) => typed_error_of(error).map(Err),
+        }
+    }
+
+    /// A notification.
+    pub async fn notify<P: Serialize>(&self, route: &str, params: &P) -> Result<()> {
+        self.peer.throw(route, params).await
+    }
+}
+
+/// A handler's answer, in the shape routes take.
+pub fn answer<T>(value: T) -> std::result::Result<T, HandlerError> {
+    Ok(value)
+}
+
+/// A fallible handler's answer: its error travels typed (see
+/// [`typed_error`]).
+pub fn answer_fallible<T, E: Serialize>(
+    outcome: std::result::Result<T, E>,
+) -> std::result::Result<T, HandlerError> {
+    outcome.map_err(|error| typed_error(&error))
+}
+
+/// How a method's typed error travels: for now as the JSON text of the
+/// error in the message of a `HANDLER_FAILED` error response, which
+/// [`typed_error_of`] reads back. (To become the error's `data` field
+/// once the protocol has one.)
+pub fn typed_error<E: Serialize>(error: &E) -> HandlerError {
+    match serde_json::to_string(error) {
+        Ok(text) => HandlerError::new(text),
+        Err(e) => HandlerError::with_code(
+            code::INTERNAL_ERROR,
+            format!("could not encode the method's error: {e}"),
+        ),
+    }
+}
+
+/// The typed error inside a failed call, or the failure itself when it is
+/// not one (the connection, a panic, an unknown route...).
+fn typed_error_of<E: DeserializeOwned>(error: Error) -> Result<E> {
+    if let Error::HandlerFailed {
+        code: code::HANDLER_FAILED,
+        message,
+    } = &error
+    {
+        if let Ok(typed) = serde_json::from_str(message) {
+            return Ok(typed);
+        }
+    }
+    Err(error)
+}
+
+/// A type that can be a service method's argument.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an argument of a switchboard service method",
+    label = "arguments travel in the request, so this type must implement \
+             `serde::Serialize` and `serde::Deserialize`",
+    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
+)]
+pub trait Argument {}
+
+impl<T: Serialize + DeserializeOwned> Argument for T {}
+
+/// A type that can be a service method's answer.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the answer of a switchboard service method",
+    label = "answers travel in the response, so this type must implement \
+             `serde::Serialize` and `serde::Deserialize`",
+    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
+)]
+pub trait Answer {}
+
+impl<T: Serialize + DeserializeOwned> Answer for T {}
+
+/// A type that can be a service method's error (`Result<T, E>`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the error of a switchboard service method",
+    label = "errors travel typed in the response, so this type must implement \
+             `serde::Serialize` and `serde::Deserialize`",
+    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
+)]
+pub trait MethodError {}
+
+impl<T: Serialize + DeserializeOwned> MethodError for T {}
+
+/// Fails to compile, at the argument, unless `T` can be one.
+pub fn assert_argument<T: Argument>() {}
+
+/// Fails to compile, at the return type, unless `T` can be an answer.
+pub fn assert_answer<T: Answer>() {}
+
+/// Fails to compile, at the error type, unless `T` can be an error.
+pub fn assert_error<T: MethodError>() {}
