@@ -81,7 +81,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => parent().await,
         Some("child") => child().await,
         Some("serve") => serve().await,
-        Some(other) => Err(format!("unknown mode {other:?}: expected no argument or `serve`").into()),
+        Some(other) => {
+            Err(format!("unknown mode {other:?}: expected no argument or `serve`").into())
+        }
     }
 }
 

@@ -31,10 +31,12 @@ pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item = parse_macro_input!(item as syn::ItemTrait);
     match model::Service::read(item) {
         Ok(service) => {
-            let mut out = service.trait_tokens();
+            // The checks first: their errors are the clearest, and the
+            // compiler reports in order.
+            let mut out = checks(&service);
+            out.extend(service.trait_tokens());
             out.extend(client::generate(&service));
             out.extend(server::generate(&service));
-            out.extend(checks(&service));
             out.into()
         }
         Err(failure) => model::failed(failure).into(),
