@@ -67,7 +67,7 @@ class Connection:
         # This client sends one request at a time and handles no requests
         # from the server, so it accepts little in flight.
         hello = {
-            "switchboard": 2,
+            "switchboard": 3,
             "client_id": client_id,
             "formats": ["json"],
             "nonce": b64encode(client_nonce),
@@ -102,8 +102,8 @@ class Connection:
             if kind == 3 and struct.unpack_from("<Q", message, 1)[0] == request_id:
                 return json.loads(message[9:])
             if kind == 4 and struct.unpack_from("<Q", message, 1)[0] == request_id:
-                (code,) = struct.unpack_from("<i", message, 9)
-                raise RuntimeError(f"error {code}: {message[13:].decode()}")
+                code, length = struct.unpack_from("<iH", message, 9)
+                raise RuntimeError(f"error {code}: {message[15:15 + length].decode()}")
             if kind == 7:
                 self._send(bytes([8]))  # a ping: answer with a pong
             # Requests or notifications from the server are not handled here.

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use switchboard::{CommandExt, Connector, Context, Router, Server, Shutdown};
+use switchboard::{CommandExt, Connector, Context, Router, Server, Shutdown, Stream};
 
 /// Why a division has no answer.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -42,6 +42,8 @@ pub trait Calculator {
     async fn whoami(&self, ctx: Context) -> String;
     /// How many lines were logged so far.
     async fn logged(&self) -> usize;
+    /// 1, 2, ... `to`, as a stream of answers.
+    async fn count(&self, to: u32) -> Stream<u32>;
 }
 
 #[derive(Default)]
@@ -72,6 +74,10 @@ impl Calculator for Calc {
 
     async fn logged(&self) -> usize {
         self.logged.load(Ordering::SeqCst)
+    }
+
+    async fn count(&self, to: u32) -> Stream<u32> {
+        Stream::iter(1..=to)
     }
 }
 
@@ -117,11 +123,17 @@ async fn child() -> Result<(), Box<dyn std::error::Error>> {
     // A clone with a deadline of its own.
     let quick = calc.with_timeout(Duration::from_secs(5));
     assert_eq!(quick.whoami().await?, calc.peer().client_id());
+    let mut count = calc.count(3).await?;
+    let mut items = Vec::new();
+    while let Some(item) = count.next().await {
+        items.push(item?);
+    }
+    assert_eq!(items, [1, 2, 3]);
     // Notifications are not answered, so ask until the line has arrived.
     while calc.logged().await? < 1 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    println!("child: add, div, log, whoami and logged all answered as expected");
+    println!("child: add, div, log, whoami, logged and count all answered as expected");
     Ok(())
 }
 

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::connector::{self, Connector, Link, random_bytes};
 use crate::error::{Error, Result};
-use crate::peer::{Connection, Peer, Settings};
+use crate::peer::{Connection, Inbound, Peer, Settings};
 use crate::protocol::handshake;
 use crate::router::Router;
 use crate::transport::{FrameReader, FrameWriter};
@@ -58,15 +58,25 @@ impl Resumption {
 }
 
 /// Configures a [`Client`] before connecting.
-#[derive(Debug)]
 #[must_use = "a builder does nothing until `connect` is called"]
 pub struct ClientBuilder {
     connector: Connector,
     id: Option<String>,
     token: Option<Vec<u8>>,
-    router: Router,
+    router: Arc<dyn Inbound>,
     connect_timeout: Duration,
     config: Config,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("connector", &self.connector)
+            .field("id", &self.id)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientBuilder {
@@ -89,8 +99,8 @@ impl ClientBuilder {
     }
 
     /// Routes the server may call on this client.
-    pub fn router(mut self, router: Router) -> ClientBuilder {
-        self.router = router;
+    pub fn router<S: Send + Sync + 'static>(mut self, router: Router<S>) -> ClientBuilder {
+        self.router = Arc::new(router);
         self
     }
 
@@ -159,7 +169,7 @@ impl ClientBuilder {
                 peer_window: settled.peer_window,
                 report: None,
             },
-            Arc::new(self.router),
+            self.router,
         );
         Ok(Client {
             connection,
@@ -256,7 +266,7 @@ impl Client {
             connector: connector.clone(),
             id: None,
             token: None,
-            router: Router::new(),
+            router: Arc::new(Router::new()),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             config: Config::default(),
         }
@@ -303,6 +313,20 @@ impl Client {
             .peer()
             .request_timeout(route, params, timeout)
             .await
+    }
+
+    /// Sends a request answered by a stream of items (see [`Stream`]):
+    /// read them with [`Stream::next`]; dropping the stream cancels the
+    /// request on the server.
+    ///
+    /// [`Stream`]: crate::Stream
+    /// [`Stream::next`]: crate::Stream::next
+    pub async fn request_stream<T, R>(&self, route: &str, params: &T) -> Result<crate::Stream<R>>
+    where
+        T: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.connection.peer().request_stream(route, params).await
     }
 
     /// Sends a notification (fire and forget).

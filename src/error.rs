@@ -162,6 +162,9 @@ pub enum Error {
         code: i32,
         /// The handler's message.
         message: String,
+        /// The handler's error as a value, when it returned a serializable
+        /// one (`Err(MyError::..)`): decode it with [`ErrorData::decode`].
+        data: Option<ErrorData>,
     },
 
     /// A notification's handler failed or panicked, or the notification
@@ -205,5 +208,48 @@ impl Error {
                 | Error::Closed
                 | Error::Unresponsive { .. }
         )
+    }
+}
+
+/// A handler's error value, as it came over the wire: decode it into the
+/// type the handler returned.
+///
+/// ```
+/// # async fn demo(client: switchboard::Client) -> switchboard::Result<()> {
+/// #[derive(serde::Deserialize, Debug)]
+/// enum DivError { ByZero }
+///
+/// match client.request::<_, i64>("div", &(1, 0)).await {
+///     Err(switchboard::Error::HandlerFailed { data: Some(data), .. }) => {
+///         let error: DivError = data.decode()?;
+///         println!("{error:?}");
+///     }
+///     other => println!("{other:?}"),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct ErrorData {
+    format: crate::connector::Format,
+    bytes: Vec<u8>,
+}
+
+impl ErrorData {
+    pub(crate) fn new(format: crate::connector::Format, bytes: Vec<u8>) -> ErrorData {
+        ErrorData { format, bytes }
+    }
+
+    /// Decodes the value. Fails with [`Error::Decode`] when it is not a `T`.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        crate::protocol::serializer::decode(self.format, &self.bytes)
+    }
+}
+
+impl std::fmt::Debug for ErrorData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.decode::<serde_json::Value>() {
+            Ok(value) => write!(f, "ErrorData({value})"),
+            Err(_) => write!(f, "ErrorData({} bytes)", self.bytes.len()),
+        }
     }
 }

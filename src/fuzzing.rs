@@ -69,6 +69,20 @@ pub enum Envelope {
         code: i32,
         /// The message.
         message: String,
+        /// The encoded error value, if any.
+        data: Option<Vec<u8>>,
+    },
+    /// Kind 9.
+    Item {
+        /// The request's id.
+        id: u64,
+        /// The encoded item.
+        body: Vec<u8>,
+    },
+    /// Kind 10.
+    End {
+        /// The request's id.
+        id: u64,
     },
     /// Kind 5.
     Cancel {
@@ -106,7 +120,22 @@ pub fn parse_envelope(frame: &[u8]) -> Result<Envelope> {
             id,
             body: body.bytes().to_vec(),
         },
-        Message::Error { id, code, message } => Envelope::Error { id, code, message },
+        Message::Error {
+            id,
+            code,
+            message,
+            data,
+        } => Envelope::Error {
+            id,
+            code,
+            message,
+            data,
+        },
+        Message::Item { id, body } => Envelope::Item {
+            id,
+            body: body.bytes().to_vec(),
+        },
+        Message::End { id } => Envelope::End { id },
         Message::Cancel { id } => Envelope::Cancel { id },
         Message::Credit { messages, bytes } => Envelope::Credit { messages, bytes },
         Message::Ping => Envelope::Ping,

@@ -43,16 +43,20 @@ mod protocol;
 mod router;
 mod server;
 mod service;
+mod stream;
 mod transport;
 
 pub use client::{Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, Resumption};
 pub use config::Config;
 pub use connector::{Address, Connector, ConnectorError, Format, Secret};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorData, Result};
 pub use handoff::{CommandExt, ENV_VAR};
 pub use peer::Peer;
 pub use protocol::{Bytes, code};
-pub use router::{Context, Handler, HandlerError, Router};
+pub use router::{
+    BlockingHandler, Context, DESCRIBE_ROUTE, FromCall, FromContext, Handler, HandlerError,
+    IntoAnswer, IntoFailure, Router, State,
+};
 pub use server::{Access, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, Server, ServerBuilder};
 pub use service::{Service, Shutdown};
 #[doc = include_str!("service/macro.md")]
@@ -61,6 +65,7 @@ pub use switchboard_macros::service;
 // What the code `#[switchboard::service]` writes calls. Not public API.
 #[doc(hidden)]
 pub use service::private as __private;
+pub use stream::{Sender, Stream, StreamClosed};
 
 // The README's examples are compiled as doctests so they cannot rot.
 #[doc = include_str!("../README.md")]

@@ -82,11 +82,6 @@ impl OutFrame {
         self.head.len() + self.rest.iter().map(|c| c.bytes().len()).sum::<usize>()
     }
 
-    /// Never true: a frame holds at least its length prefix.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// True when all bytes are in one buffer ([`OutFrame::first`]).
     pub fn is_contiguous(&self) -> bool {
         self.rest.is_empty()

@@ -13,6 +13,9 @@ use switchboard::{
 };
 use tokio::sync::mpsc;
 
+/// The protocol version PROTOCOL.md describes.
+const VERSION: u32 = 3;
+
 fn test_router() -> Router {
     Router::new()
         .route("echo", |v: Value| async move { Ok::<_, HandlerError>(v) })
@@ -116,7 +119,9 @@ async fn errors_say_whose_fault() {
         other => panic!("{other:?}"),
     }
     match client.request::<_, Value>("fail", &"disk on fire").await {
-        Err(Error::HandlerFailed { code: c, message }) => {
+        Err(Error::HandlerFailed {
+            code: c, message, ..
+        }) => {
             assert_eq!(c, code::HANDLER_FAILED);
             assert_eq!(message, "disk on fire");
         }
@@ -138,7 +143,9 @@ async fn handler_panic_becomes_an_error_response_and_the_server_keeps_serving() 
         .unwrap();
     let client = Client::connect(server.connector()).await.unwrap();
     match client.request::<_, ()>("panic", &()).await {
-        Err(Error::HandlerFailed { code: c, message }) => {
+        Err(Error::HandlerFailed {
+            code: c, message, ..
+        }) => {
             assert_eq!(c, code::INTERNAL_ERROR);
             assert!(message.contains("deliberate panic"), "{message}");
         }
@@ -493,10 +500,12 @@ async fn version_mismatch_is_refused_and_named() {
     let (server, mut errors) = server_with_errors(&Connector::local().without_secret()).await;
     let (_raw, reply) = raw_session(&server, move |connector| Raw::handshake(&connector, 99)).await;
     assert_eq!(reply["error"]["code"], "version_mismatch", "{reply}");
-    assert_eq!(reply["switchboard"], 2);
+    assert_eq!(reply["switchboard"], VERSION);
     let reported = next_error(&mut errors).await;
     assert!(
-        reported.contains("VersionMismatch { ours: 2, theirs: 99 }"),
+        reported.contains(&format!(
+            "VersionMismatch {{ ours: {VERSION}, theirs: 99 }}"
+        )),
         "{reported}"
     );
 }
@@ -507,7 +516,7 @@ async fn a_raw_client_following_protocol_md_gets_answers() {
         .await
         .unwrap();
     let answer = raw_session(&server, move |connector| {
-        let (mut raw, challenge) = Raw::handshake(&connector, 2);
+        let (mut raw, challenge) = Raw::handshake(&connector, VERSION);
         assert_eq!(challenge["format"], "json");
         // request: kind 1, id 7, route "add", body [2,3]
         let mut frame = vec![1u8];
@@ -546,7 +555,7 @@ async fn garbage_closes_only_that_connection() {
 
     // A valid handshake, then a frame of an unknown kind.
     let closed = raw_session(&server, move |connector| {
-        let (mut raw, _) = Raw::handshake(&connector, 2);
+        let (mut raw, _) = Raw::handshake(&connector, VERSION);
         raw.send(b"\x63garbage");
         raw.closed_by_server()
     })
@@ -560,7 +569,7 @@ async fn garbage_closes_only_that_connection() {
 
     // A truncated request.
     raw_session(&server, move |connector| {
-        let (mut raw, _) = Raw::handshake(&connector, 2);
+        let (mut raw, _) = Raw::handshake(&connector, VERSION);
         raw.send(&[1, 0, 0]);
         assert!(raw.closed_by_server());
     })

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use switchboard::{
-    Address, Client, Connector, Context, Error, Format, Router, Server, Service, Shutdown,
+    Address, Client, Connector, Context, Error, Format, Router, Server, Service, Shutdown, Stream,
 };
 use tokio::sync::mpsc;
 
@@ -32,6 +32,11 @@ pub trait Calculator {
     async fn whoami(&self, ctx: Context) -> String;
     /// Never answers; tells the test when its call is dropped.
     async fn hang(&self) -> ();
+    /// 1, 2, ... `to`.
+    async fn count(&self, to: u32) -> switchboard::Stream<u32>;
+    /// 0, 1, 2, ... until the caller drops the stream, which the test hears
+    /// about.
+    async fn endless(&self) -> Stream<u64>;
 }
 
 struct Calc {
@@ -68,6 +73,24 @@ impl Calculator for Calc {
     async fn hang(&self) {
         let _guard = OnDrop(self.dropped.clone());
         std::future::pending::<()>().await;
+    }
+
+    async fn count(&self, to: u32) -> Stream<u32> {
+        Stream::iter(1..=to)
+    }
+
+    async fn endless(&self) -> Stream<u64> {
+        let (sender, stream) = Stream::channel(4);
+        let stopped = OnDrop(self.dropped.clone());
+        tokio::spawn(async move {
+            let _stopped = stopped;
+            for n in 0.. {
+                if sender.send(n).await.is_err() {
+                    break;
+                }
+            }
+        });
+        stream
     }
 }
 
@@ -107,6 +130,12 @@ async fn every_kind_of_method_over_both_formats() {
         calc.log("one".to_owned()).await.unwrap();
         assert_eq!(fixture.logs.recv().await.unwrap(), "one");
         assert_eq!(calc.whoami().await.unwrap(), "typed");
+        let mut count = calc.count(3).await.unwrap();
+        let mut items = Vec::new();
+        while let Some(item) = count.next().await {
+            items.push(item.unwrap());
+        }
+        assert_eq!(items, [1, 2, 3]);
 
         // Clones share the connection, which outlives the original.
         let clone = calc.clone();
@@ -194,7 +223,9 @@ async fn several_services_share_a_router_with_plain_routes() {
         router.route_names(),
         [
             "Calculator.add",
+            "Calculator.count",
             "Calculator.div",
+            "Calculator.endless",
             "Calculator.hang",
             "Calculator.log",
             "Calculator.whoami",
@@ -365,6 +396,20 @@ fn every_service_describes_itself() {
                 },
                 request("whoami", json!([]), "String"),
                 request("hang", json!([]), "()"),
+                {
+                    "name": "count",
+                    "route": "Calculator.count",
+                    "kind": "stream",
+                    "params": [{"name": "to", "type": "u32"}],
+                    "returns": "u32",
+                },
+                {
+                    "name": "endless",
+                    "route": "Calculator.endless",
+                    "kind": "stream",
+                    "params": [],
+                    "returns": "u64",
+                },
             ],
         })
     );
@@ -372,6 +417,25 @@ fn every_service_describes_itself() {
         Shutdown::new().description()["methods"][0]["route"],
         "switchboard.shutdown"
     );
+}
+
+#[tokio::test]
+async fn the_describe_route_lists_every_service_on_the_router() {
+    let (service, _fixture) = calc();
+    let calculator = CalculatorServer::new(service);
+    let expected = json!({
+        "services": [calculator.description(), EchoServer::new(Echoer).description()],
+    });
+    let router = Router::new()
+        .service(calculator)
+        .service(EchoServer::new(Echoer));
+    let server = Server::bind(&Connector::local(), router).await.unwrap();
+    let client = Client::connect(server.connector()).await.unwrap();
+    let described: Value = client
+        .request(switchboard::DESCRIBE_ROUTE, &())
+        .await
+        .unwrap();
+    assert_eq!(described, expected);
 }
 
 #[tokio::test]
@@ -418,7 +482,7 @@ fn the_rpc_calculator_example_calls_every_method_in_a_child() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        stdout.contains("child: add, div, log, whoami and logged all answered as expected"),
+        stdout.contains("child: add, div, log, whoami, logged and count all answered as expected"),
         "{stdout}"
     );
     assert!(stdout.contains("1 line(s) logged"), "{stdout}");

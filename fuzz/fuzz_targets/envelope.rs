@@ -47,11 +47,18 @@ fn model(frame: &[u8]) -> Option<Envelope> {
         }
         4 => {
             let (id, rest) = u64_at(rest)?;
-            let (code, message) = rest.split_first_chunk::<4>()?;
+            let (code, rest) = rest.split_first_chunk::<4>()?;
+            let (len, rest) = rest.split_first_chunk::<2>()?;
+            let len = usize::from(u16::from_le_bytes(*len));
+            if rest.len() < len {
+                return None;
+            }
+            let (message, data) = rest.split_at(len);
             Envelope::Error {
                 id,
                 code: i32::from_le_bytes(*code),
                 message: String::from_utf8_lossy(message).into_owned(),
+                data: (!data.is_empty()).then(|| data.to_vec()),
             }
         }
         5 => Envelope::Cancel {
@@ -67,6 +74,16 @@ fn model(frame: &[u8]) -> Option<Envelope> {
         }
         7 => Envelope::Ping,
         8 => Envelope::Pong,
+        9 => {
+            let (id, body) = u64_at(rest)?;
+            Envelope::Item {
+                id,
+                body: body.to_vec(),
+            }
+        }
+        10 => Envelope::End {
+            id: u64_at(rest)?.0,
+        },
         _ => return None,
     })
 }

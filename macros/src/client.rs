@@ -102,8 +102,9 @@ fn method_tokens(service: &Service, method: &Method) -> TokenStream {
     };
     let (output, call) = match (&method.kind, &method.output) {
         (Kind::Notification, _) => (quote!(()), quote!(notify)),
-        (Kind::Request, Output::Value(ty)) => (quote!(#ty), quote!(request)),
-        (Kind::Request, Output::Fallible { ok, err }) => (
+        (_, Output::Stream(item)) => (quote!(::switchboard::Stream<#item>), quote!(request_stream)),
+        (_, Output::Value(ty)) => (quote!(#ty), quote!(request)),
+        (_, Output::Fallible { ok, err }) => (
             quote!(::core::result::Result<#ok, #err>),
             quote!(request_fallible),
         ),

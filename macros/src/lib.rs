@@ -58,7 +58,7 @@ fn checks(service: &model::Service) -> proc_macro2::TokenStream {
             });
         }
         let (answer, error) = match &method.output {
-            model::Output::Value(ty) => (ty, None),
+            model::Output::Value(ty) | model::Output::Stream(ty) => (ty, None),
             model::Output::Fallible { ok, err } => (ok, Some(err)),
         };
         checks.extend(quote_spanned! {answer.span()=>

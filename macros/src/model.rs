@@ -27,6 +27,7 @@ pub struct Service {
 pub enum Kind {
     Request,
     Notification,
+    Stream,
 }
 
 impl Kind {
@@ -34,6 +35,7 @@ impl Kind {
         match self {
             Kind::Request => "request",
             Kind::Notification => "notification",
+            Kind::Stream => "stream",
         }
     }
 }
@@ -44,6 +46,8 @@ pub enum Output {
     Value(Type),
     /// `Result<T, E>`: the caller gets `E` typed, apart from transport errors.
     Fallible { ok: Type, err: Type },
+    /// `Stream<T>`: items of type `T`, then an end.
+    Stream(Type),
 }
 
 pub struct Method {
@@ -55,7 +59,8 @@ pub struct Method {
     pub context: bool,
     pub args: Vec<Arg>,
     pub output: Output,
-    /// The declared return type (`()` when none), as written.
+    /// What the description says it returns: the declared type (`()` when
+    /// none), or a stream's item type.
     pub returns: Type,
 }
 
@@ -338,6 +343,7 @@ fn read_method(function: &mut syn::TraitItemFn, errors: &mut Errors) -> Option<M
              not `impl Trait`",
         );
     }
+    let stream = stream_item(&returns);
     let kind = if notification {
         if !is_unit(&returns) {
             errors.at(
@@ -349,12 +355,28 @@ fn read_method(function: &mut syn::TraitItemFn, errors: &mut Errors) -> Option<M
             );
         }
         Kind::Notification
+    } else if stream.is_some() {
+        Kind::Stream
     } else {
         Kind::Request
     };
-    let output = match result_arguments(&returns) {
-        Some((ok, err)) => Output::Fallible { ok, err },
-        None => Output::Value(returns.clone()),
+    let output = match (stream, result_arguments(&returns)) {
+        (Some(item), _) => Output::Stream(item),
+        (None, Some((ok, err))) => {
+            if stream_item(&ok).is_some() {
+                errors.at(
+                    &returns,
+                    "a stream method returns `Stream<T>`: to fail, end the stream with an \
+                     error (`Stream::try_from_stream`)",
+                );
+            }
+            Output::Fallible { ok, err }
+        }
+        (None, None) => Output::Value(returns.clone()),
+    };
+    let returns = match &output {
+        Output::Stream(item) => item.clone(),
+        _ => returns,
     };
 
     if errors.0.is_some() && !before {
@@ -395,6 +417,21 @@ fn is_context(ty: &Type) -> bool {
 
 fn is_unit(ty: &Type) -> bool {
     matches!(ty, Type::Tuple(tuple) if tuple.elems.is_empty())
+}
+
+/// `T` of a `Stream<T>` (by name: `switchboard::Stream<T>` or `Stream<T>`).
+fn stream_item(ty: &Type) -> Option<Type> {
+    let segment = last_segment(ty)?;
+    if segment.ident != "Stream" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(arguments) = &segment.arguments else {
+        return None;
+    };
+    match arguments.args.iter().collect::<Vec<_>>()[..] {
+        [GenericArgument::Type(item)] => Some(item.clone()),
+        _ => None,
+    }
 }
 
 /// `T` and `E` of a `Result<T, E>` (by name, two type arguments: a

@@ -5,7 +5,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use crate::model::{Kind, Method, Output, Service, type_text};
+use crate::model::{Method, Service, type_text};
 
 pub fn generate(service: &Service) -> TokenStream {
     let vis = &service.item.vis;
@@ -52,7 +52,10 @@ pub fn generate(service: &Service) -> TokenStream {
         }
 
         impl<T: #name> ::switchboard::Service for #server<T> {
-            fn register(self, router: ::switchboard::Router) -> ::switchboard::Router {
+            fn register<S: ::core::marker::Send + ::core::marker::Sync + 'static>(
+                self,
+                router: ::switchboard::Router<S>,
+            ) -> ::switchboard::Router<S> {
                 #( let router = #routes; )*
                 router
             }
@@ -95,10 +98,6 @@ fn route_tokens(service: &Service, method: &Method) -> TokenStream {
         )
     };
     let context = method.context.then(|| quote!(ctx,));
-    let answer = match (&method.kind, &method.output) {
-        (Kind::Request, Output::Fallible { .. }) => quote!(answer_fallible),
-        _ => quote!(answer),
-    };
     quote! {{
         #params_item
         let service = ::std::sync::Arc::clone(&self.service);
@@ -108,7 +107,7 @@ fn route_tokens(service: &Service, method: &Method) -> TokenStream {
                 let service = ::std::sync::Arc::clone(&service);
                 async move {
                     let _ = &ctx;
-                    ::switchboard::__private::#answer(service.#name(#context #values).await)
+                    service.#name(#context #values).await
                 }
             },
         )

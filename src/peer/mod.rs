@@ -2,6 +2,8 @@
 //!
 //! The parts, each in its own module:
 //! - [`reader`]: the read loop, where every frame from the peer arrives;
+//! - [`call`]: one incoming call, decoded, and the way back for its answer;
+//! - [`incoming`]: a streamed answer arriving for one of our requests;
 //! - [`outbox`]: the shared write side, which never makes a sender wait;
 //! - [`credit`]: flow control, what we may send and what we admitted;
 //! - [`pending`]: our requests awaiting answers;
@@ -30,12 +32,14 @@ use tracing::Instrument;
 use crate::config::{Config, Window};
 use crate::connector::Format;
 use crate::error::{Error, Result};
-use crate::protocol::{Body, RequestId, code, message, serializer};
+use crate::protocol::{RequestId, code, message, serializer};
 use crate::transport::{FrameReader, FrameWriter, HEADER_LEN, OutFrame, Spare};
 
+mod call;
 mod catch;
 mod credit;
 mod in_order;
+mod incoming;
 mod keepalive;
 mod lifecycle;
 mod outbox;
@@ -43,8 +47,10 @@ mod pending;
 mod reader;
 mod running;
 
+pub use call::{Answer, Call, Responder};
 use credit::{Admitted, Cost, SendCredit};
 use in_order::InOrder;
+pub use incoming::Incoming;
 use lifecycle::{End, Lifecycle};
 use outbox::{Control, Outbox};
 use pending::{Pending, Reply};
@@ -53,14 +59,16 @@ use running::Running;
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// Why a handler did not succeed: an error code (PROTOCOL.md §4) and a
-/// message for the other side.
+/// Why a handler did not succeed: an error code (PROTOCOL.md §4), a
+/// message for the other side, and optionally the handler's error value.
 #[derive(Debug, Clone)]
 pub struct Failure {
     /// See [`crate::protocol::code`].
     pub code: i32,
     /// For the other side (and the logs).
     pub message: String,
+    /// The error as a value, for a caller that decodes it (typed errors).
+    pub data: Option<serde_json::Value>,
 }
 
 impl Failure {
@@ -69,6 +77,7 @@ impl Failure {
         Failure {
             code,
             message: message.into(),
+            data: None,
         }
     }
 }
@@ -88,18 +97,11 @@ pub enum Order {
 /// What a connection does with what the other side sends. Implemented by the
 /// router; the peer knows nothing of routes beyond their names.
 pub trait Inbound: Send + Sync + 'static {
-    /// Handles a request: the sealed response frame for `id`, or why not.
-    /// (`Ok(None)` would be a bug in the implementation; the requester then
-    /// gets an internal error.)
-    fn request(
-        &self,
-        peer: Peer,
-        id: RequestId,
-        body: Body,
-    ) -> BoxFuture<Outcome<Option<OutFrame>>>;
+    /// Handles a request: its answer, or why not.
+    fn request(&self, call: Call) -> BoxFuture<Outcome<Answer>>;
 
     /// Handles a notification; a failure is reported, never sent back.
-    fn notification(&self, peer: Peer, body: Body) -> (BoxFuture<Outcome<()>>, Order);
+    fn notification(&self, call: Call) -> (BoxFuture<Outcome<()>>, Order);
 }
 
 /// Called with connection-level failures that have no caller to return to
@@ -268,8 +270,49 @@ impl Peer {
         let reply = outcome.map_err(|_| self.closed_error())??;
         match reply {
             Reply::Ok(mut body) => serializer::decode_body(shared.format, &mut body),
-            Reply::Err { code, message } => Err(remote_error(route, code, message)),
+            Reply::Err {
+                code,
+                message,
+                data,
+            } => Err(remote_error(route, code, message, data, shared.format)),
         }
+    }
+
+    /// Sends a request whose answer is a stream of items (see
+    /// [`Stream`](crate::Stream)). The peer's credit for the request is
+    /// waited for at most the default request timeout; the items then come
+    /// as fast as the consumer takes them, with no overall time limit.
+    /// Dropping the stream cancels the request on the other side.
+    pub async fn request_stream<T, R>(&self, route: &str, params: &T) -> Result<crate::Stream<R>>
+    where
+        T: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let shared = &self.shared;
+        let deadline = shared
+            .default_timeout
+            .map(|limit| (Instant::now() + limit, limit));
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = message::request(
+            self.buffer(),
+            id,
+            route,
+            shared.format,
+            params,
+            shared.max_frame,
+        )?;
+        let cost = self.take_credit(&frame, deadline).await?;
+        let events = shared.pending.insert_stream(id, cost);
+        if let Err(e) = self.check_open().and_then(|()| self.push(frame)) {
+            shared.pending.remove(id);
+            return Err(e);
+        }
+        Ok(crate::Stream::remote(Incoming::new(
+            self.clone(),
+            id,
+            route,
+            events,
+        )))
     }
 
     /// Sends a notification: no response. Waits only while the peer has no
@@ -335,15 +378,35 @@ impl Peer {
     }
 }
 
-fn remote_error(route: &str, code: i32, message: String) -> Error {
+fn remote_error(
+    route: &str,
+    code: i32,
+    message: String,
+    data: Option<Vec<u8>>,
+    format: Format,
+) -> Error {
     match code {
         code::METHOD_NOT_FOUND => Error::NoSuchRoute {
             route: route.to_owned(),
         },
         code::INVALID_PARAMS | code::PARSE_ERROR => Error::BadRequest { message },
         code::SHUTTING_DOWN => Error::ShuttingDown,
-        code => Error::HandlerFailed { code, message },
+        code => Error::HandlerFailed {
+            code,
+            message,
+            data: data.map(|bytes| crate::error::ErrorData::new(format, bytes)),
+        },
     }
+}
+
+/// A failure seen in this process (a local stream read in place) as the
+/// error a remote caller would get.
+pub(crate) fn failure_to_error(failure: Failure) -> Error {
+    let data = failure
+        .data
+        .as_ref()
+        .and_then(|data| serde_json::to_vec(data).ok());
+    remote_error("", failure.code, failure.message, data, Format::Json)
 }
 
 /// Tells the other side to stop working on a request its requester
@@ -382,6 +445,18 @@ impl Shared {
         self.lifecycle.announce_end();
     }
 
+    /// We are done with a message the peer sent on its credit (a
+    /// notification handled, a stream item consumed or unwanted): the peer
+    /// may send that much more.
+    fn give_back(&self, cost: Cost) {
+        self.admitted.release(1, u64::from(cost.0));
+        self.outbox.signal(Control {
+            credit_messages: 1,
+            credit_bytes: u64::from(cost.0),
+            ..Control::default()
+        });
+    }
+
     /// Reports a failure that has no caller to return to.
     fn report(&self, error: Error) {
         tracing::warn!(client_id = %self.client_id, "{error}");
@@ -395,12 +470,7 @@ impl Shared {
 /// and a failure is reported (nobody else would hear of it).
 fn notification_done(peer: &Peer, outcome: std::result::Result<Outcome<()>, String>, cost: Cost) {
     let shared = &peer.shared;
-    shared.admitted.release(1, u64::from(cost.0));
-    shared.outbox.signal(Control {
-        credit_messages: 1,
-        credit_bytes: u64::from(cost.0),
-        ..Control::default()
-    });
+    shared.give_back(cost);
     let failure = match outcome {
         Ok(Ok(())) => return,
         Ok(Err(failure)) => failure,

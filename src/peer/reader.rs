@@ -11,16 +11,17 @@
 use std::sync::Arc;
 use std::task::Poll;
 
+use super::call::{Answer, Call};
 use super::catch::CatchUnwind;
 use super::credit::Cost;
 use super::in_order::Job;
 use super::lifecycle::End;
 use super::outbox::Control;
-use super::pending::Reply;
+use super::pending::{Delivery, Reply};
 use super::{Failure, Inbound, Order, Outcome, Peer};
 use crate::error::{Error, Result};
-use crate::protocol::{Body, Message, RequestId, code, message};
-use crate::transport::{FrameReader, OutFrame};
+use crate::protocol::{Body, Message, RequestId, code, message, serializer};
+use crate::transport::FrameReader;
 
 pub(super) async fn read_loop(mut reader: FrameReader, peer: Peer, inbound: Arc<dyn Inbound>) {
     let why = loop {
@@ -61,11 +62,47 @@ async fn dispatch(
     let shared = &peer.shared;
     match message {
         Message::Response { id, body } => answered(peer, id, Reply::Ok(body)),
-        Message::Error { id, code, message } => answered(peer, id, Reply::Err { code, message }),
+        Message::Error {
+            id,
+            code,
+            message,
+            data,
+        } => answered(
+            peer,
+            id,
+            Reply::Err {
+                code,
+                message,
+                data,
+            },
+        ),
+        Message::Item { id, body } => {
+            // An item travels on our credit like a notification.
+            let cost = shared.admitted.admit(len).map_err(Error::Protocol)?;
+            if let Delivery::Unwanted { cancel } = shared.pending.item(id, body, cost) {
+                shared.give_back(cost);
+                if cancel {
+                    let _ = shared.outbox.push(message::cancel(id));
+                }
+            }
+            Ok(())
+        }
+        Message::End { id } => match shared.pending.end(id) {
+            Some(cost) => shared
+                .credit
+                .release(1, u64::from(cost.0))
+                .map_err(Error::Protocol),
+            None => Ok(()),
+        },
         Message::Request { id, body } => request(peer, inbound, id, body, len).await,
         Message::Notification { body } => {
             let cost = shared.admitted.admit(len).map_err(Error::Protocol)?;
-            let (work, order) = inbound.notification(peer.clone(), body);
+            let call = Call {
+                peer: peer.clone(),
+                id: None,
+                body,
+            };
+            let (work, order) = inbound.notification(call);
             let job = Job {
                 work: CatchUnwind(work),
                 cost,
@@ -137,7 +174,12 @@ async fn request(
         answer(peer, id, Ok(Err(refusal)), cost);
         return Ok(());
     }
-    let mut work = CatchUnwind(inbound.request(peer.clone(), id, body));
+    let call = Call {
+        peer: peer.clone(),
+        id: Some(id),
+        body,
+    };
+    let mut work = CatchUnwind(inbound.request(call));
     match work.poll_once().await {
         Poll::Ready(outcome) => answer(peer, id, outcome, cost),
         Poll::Pending => {
@@ -153,28 +195,33 @@ async fn request(
 
 /// Sends the one answer a request gets, and stops counting it against the
 /// peer's credit.
-fn answer(
-    peer: &Peer,
-    id: RequestId,
-    outcome: Result<Outcome<Option<OutFrame>>, String>,
-    cost: Cost,
-) {
+fn answer(peer: &Peer, id: RequestId, outcome: Result<Outcome<Answer>, String>, cost: Cost) {
     let frame = match outcome {
-        Ok(Ok(Some(frame))) => frame,
-        Ok(Ok(None)) => {
-            message::error(id, code::INTERNAL_ERROR, "the handler produced no response")
-        }
-        Ok(Err(failure)) => message::error(id, failure.code, &failure.message),
+        Ok(Ok(Answer(Some(frame)))) => frame,
+        Ok(Ok(Answer(None))) => error_frame(
+            peer,
+            id,
+            Failure::new(code::INTERNAL_ERROR, "the handler produced no response"),
+        ),
+        Ok(Err(failure)) => error_frame(peer, id, failure),
         Err(panic) => {
-            tracing::warn!(client_id = peer.client_id(), "a handler panicked: {panic}");
-            message::error(
-                id,
-                code::INTERNAL_ERROR,
-                &format!("handler panicked: {panic}"),
-            )
+            tracing::warn!("a handler panicked: {panic}");
+            let failure = Failure::new(code::INTERNAL_ERROR, format!("handler panicked: {panic}"));
+            error_frame(peer, id, failure)
         }
     };
     // The request stays counted against the peer's credit until the answer
     // is written: a peer that never reads cannot make answers pile up here.
     let _ = peer.shared.outbox.push_answer(frame, cost);
+}
+
+/// An error answer, with the handler's error value encoded in the
+/// connection's format when it gave one.
+fn error_frame(peer: &Peer, id: RequestId, failure: Failure) -> crate::transport::OutFrame {
+    let data = failure
+        .data
+        .as_ref()
+        .and_then(|data| serializer::encode(peer.format(), data).ok())
+        .unwrap_or_default();
+    message::error(id, failure.code, &failure.message, &data, peer.max_frame())
 }

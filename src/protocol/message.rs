@@ -16,6 +16,8 @@ const CANCEL: u8 = 5;
 const CREDIT: u8 = 6;
 const PING: u8 = 7;
 const PONG: u8 = 8;
+const ITEM: u8 = 9;
+const END: u8 = 10;
 
 /// Longest route name, in bytes.
 pub const MAX_ROUTE_LEN: usize = 1024;
@@ -89,6 +91,22 @@ pub enum Message {
         code: i32,
         /// Human-readable explanation.
         message: String,
+        /// The handler's error value, encoded like a body; `None` when it
+        /// sent only a message.
+        data: Option<Vec<u8>>,
+    },
+    /// One item of a streamed answer; more items, then an end or an error,
+    /// follow with the same id.
+    Item {
+        /// The request's id.
+        id: RequestId,
+        /// The encoded item.
+        body: Body,
+    },
+    /// A streamed answer ended after its last item.
+    End {
+        /// The request's id.
+        id: RequestId,
     },
     /// The requester no longer wants the response (one still comes: an
     /// error with code `CANCELLED` unless the answer was already on its way).
@@ -158,9 +176,30 @@ impl Message {
             ERROR => {
                 let id = cursor.u64()?;
                 let code = cursor.i32()?;
-                let message = String::from_utf8_lossy(cursor.rest()).into_owned();
-                Message::Error { id, code, message }
+                let len = usize::from(cursor.u16()?);
+                let message = String::from_utf8_lossy(cursor.take(len)?).into_owned();
+                let data = cursor.rest();
+                let data = (!data.is_empty()).then(|| data.to_vec());
+                Message::Error {
+                    id,
+                    code,
+                    message,
+                    data,
+                }
             }
+            ITEM => {
+                let id = cursor.u64()?;
+                let start = cursor.pos;
+                Message::Item {
+                    id,
+                    body: Body {
+                        frame,
+                        route: 0..0,
+                        start,
+                    },
+                }
+            }
+            END => Message::End { id: cursor.u64()? },
             CANCEL => Message::Cancel { id: cursor.u64()? },
             CREDIT => Message::Credit {
                 messages: cursor.u32()?,
@@ -208,6 +247,11 @@ impl<'a> Cursor<'a> {
         Ok(u64::from_le_bytes(bytes.try_into().expect("took 8 bytes")))
     }
 
+    fn u16(&mut self) -> Result<u16> {
+        let bytes = self.take(2)?;
+        Ok(u16::from_le_bytes([bytes[0], bytes[1]]))
+    }
+
     fn u32(&mut self) -> Result<u32> {
         let bytes = self.take(4)?;
         Ok(u32::from_le_bytes(bytes.try_into().expect("took 4 bytes")))
@@ -220,8 +264,7 @@ impl<'a> Cursor<'a> {
 
     /// The route's position in the frame, checked to be UTF-8.
     fn route(&mut self) -> Result<std::ops::Range<usize>> {
-        let len = self.take(2)?;
-        let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+        let len = usize::from(self.u16()?);
         let start = self.pos;
         let bytes = self.take(len)?;
         std::str::from_utf8(bytes)
@@ -306,17 +349,47 @@ pub fn response<T: Serialize + ?Sized>(
 }
 
 /// A sealed error response frame; long messages are cut so it always fits.
-pub fn error(id: RequestId, code: i32, message: &str) -> OutFrame {
+/// `data` is the handler's error value, already encoded in the connection's
+/// format (an empty slice for none); it is dropped if it would not fit in
+/// `max`, since the message alone still says what went wrong.
+pub fn error(id: RequestId, code: i32, message: &str, data: &[u8], max: u32) -> OutFrame {
     let mut cut = message.len().min(MAX_ERROR_MESSAGE);
     while !message.is_char_boundary(cut) {
         cut -= 1;
     }
-    let mut buf = OutFrame::with_capacity(16 + cut);
+    let fits = 16 + cut + data.len() <= max as usize;
+    let data = if fits { data } else { &[][..] };
+    let mut buf = OutFrame::with_capacity(16 + cut + data.len());
     buf.push(ERROR);
     buf.extend_from_slice(&id.to_le_bytes());
     buf.extend_from_slice(&code.to_le_bytes());
+    buf.extend_from_slice(&(cut as u16).to_le_bytes());
     buf.extend_from_slice(&message.as_bytes()[..cut]);
-    seal(buf, u32::MAX).expect("an error frame is small")
+    buf.extend_from_slice(data);
+    seal(buf, u32::MAX).expect("an error frame fits u32::MAX")
+}
+
+/// A sealed stream item frame, built in `buffer`.
+pub fn item<T: Serialize + ?Sized>(
+    buffer: Vec<u8>,
+    id: RequestId,
+    format: Format,
+    value: &T,
+    max: u32,
+) -> Result<OutFrame> {
+    let mut buf = OutFrame::reusing(buffer);
+    buf.push(ITEM);
+    buf.extend_from_slice(&id.to_le_bytes());
+    serializer::encode_into(format, &mut buf, value)?;
+    seal(buf, max)
+}
+
+/// A sealed end-of-stream frame.
+pub fn end(id: RequestId) -> OutFrame {
+    let mut buf = OutFrame::with_capacity(9);
+    buf.push(END);
+    buf.extend_from_slice(&id.to_le_bytes());
+    seal(buf, u32::MAX).expect("an end frame is small")
 }
 
 /// A sealed cancel frame.
@@ -367,16 +440,40 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let frame = error(4, code::INVALID_PARAMS, "bad");
+        let frame = error(4, code::INVALID_PARAMS, "bad", b"", u32::MAX);
         match Message::parse(body_of(frame)).unwrap() {
-            Message::Error { id, code, message } => {
+            Message::Error {
+                id,
+                code,
+                message,
+                data,
+            } => {
                 assert_eq!(
-                    (id, code, message.as_str()),
-                    (4, code::INVALID_PARAMS, "bad")
+                    (id, code, message.as_str(), data),
+                    (4, code::INVALID_PARAMS, "bad", None)
                 );
             }
             other => panic!("{other:?}"),
         }
+        let frame = error(5, 7, "typed", b"{\"n\":1}", u32::MAX);
+        match Message::parse(body_of(frame)).unwrap() {
+            Message::Error { message, data, .. } => {
+                assert_eq!(
+                    (message.as_str(), data),
+                    ("typed", Some(b"{\"n\":1}".to_vec()))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let frame = item(Vec::new(), 6, Format::Json, &3, u32::MAX).unwrap();
+        match Message::parse(body_of(frame)).unwrap() {
+            Message::Item { id, body } => assert_eq!((id, body.bytes()), (6, &b"3"[..])),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            Message::parse(body_of(end(8))).unwrap(),
+            Message::End { id: 8 }
+        ));
         assert!(matches!(
             Message::parse(body_of(cancel(3))).unwrap(),
             Message::Cancel { id: 3 }
@@ -406,7 +503,7 @@ mod tests {
     #[test]
     fn long_error_messages_are_cut_on_a_character_boundary() {
         let message = "é".repeat(MAX_ERROR_MESSAGE);
-        match Message::parse(body_of(error(1, 0, &message))).unwrap() {
+        match Message::parse(body_of(error(1, 0, &message, b"", u32::MAX))).unwrap() {
             Message::Error { message: cut, .. } => {
                 assert!(cut.len() <= MAX_ERROR_MESSAGE && !cut.is_empty());
                 assert!(cut.chars().all(|c| c == 'é'));

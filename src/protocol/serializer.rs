@@ -40,6 +40,20 @@ pub fn encode_into<T: Serialize + ?Sized>(
     }
 }
 
+/// `value` encoded in `format`, on its own (not inside a frame).
+pub fn encode<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<Vec<u8>> {
+    match format {
+        Format::Json => serde_json::to_vec(value).map_err(|e| Error::Encode(e.to_string())),
+        #[cfg(feature = "msgpack")]
+        Format::MsgPack => rmp_serde::to_vec_named(value).map_err(|e| Error::Encode(e.to_string())),
+        #[allow(unreachable_patterns)]
+        other => Err(Error::Unsupported(format!(
+            "the {} format (feature not enabled)",
+            other.name()
+        ))),
+    }
+}
+
 /// Decodes a received body into `T`. Where the format carries bytes as they
 /// are (MessagePack) and the frame is large, [`Bytes`](crate::Bytes) inside
 /// it refer to the frame's memory instead of copying out of it.

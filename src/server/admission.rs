@@ -162,7 +162,7 @@ async fn admit(link: Link, shared: &Arc<Shared>) -> Option<(u64, Arc<Connection>
             peer_window: proven.peer_window,
             report: Some(Arc::clone(&shared.on_error)),
         },
-        Arc::clone(&shared.router) as Arc<dyn crate::peer::Inbound>,
+        Arc::clone(&shared.router),
     ));
     lock(&shared.connections).insert(number, Arc::clone(&connection));
     let replaced = {

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::connector::{BindGuard, Connector, Listener};
 use crate::error::{Error, Result};
-use crate::peer::{Connection, ErrorHook, Peer};
+use crate::peer::{Connection, ErrorHook, Inbound, Peer};
 use crate::router::Router;
 
 mod admission;
@@ -42,7 +42,7 @@ pub const DEFAULT_MAX_HANDSHAKES: usize = 64;
 /// Configures a [`Server`] before binding.
 #[must_use = "a builder does nothing until `bind` is called"]
 pub struct ServerBuilder {
-    router: Router,
+    router: Arc<dyn Inbound>,
     on_error: ErrorHook,
     config: Config,
     limits: Limits,
@@ -97,7 +97,7 @@ impl ServerBuilder {
         let cleanup = listener.take_cleanup();
         let shared = Arc::new(Shared {
             connector: listener.connector().clone(),
-            router: Arc::new(self.router),
+            router: self.router,
             on_error: self.on_error,
             config: self.config,
             limits: self.limits,
@@ -119,7 +119,7 @@ impl ServerBuilder {
 
 struct Shared {
     connector: Connector,
-    router: Arc<Router>,
+    router: Arc<dyn Inbound>,
     on_error: ErrorHook,
     config: Config,
     limits: Limits,
@@ -161,14 +161,17 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Binds `connector` and serves `router` to every client.
-    pub async fn bind(connector: &Connector, router: Router) -> Result<Server> {
+    pub async fn bind<S: Send + Sync + 'static>(
+        connector: &Connector,
+        router: Router<S>,
+    ) -> Result<Server> {
         Server::builder(router).bind(connector).await
     }
 
     /// A builder, for limits, budgets, access and an error hook.
-    pub fn builder(router: Router) -> ServerBuilder {
+    pub fn builder<S: Send + Sync + 'static>(router: Router<S>) -> ServerBuilder {
         ServerBuilder {
-            router,
+            router: Arc::new(router),
             on_error: Arc::new(|_| {}),
             config: Config::default(),
             limits: Limits {

@@ -38,24 +38,30 @@ use crate::Router;
 /// ```
 pub trait Service {
     /// Adds the service's routes to `router`.
-    fn register(self, router: Router) -> Router;
+    fn register<S: Send + Sync + 'static>(self, router: Router<S>) -> Router<S>;
 
-    /// What the service offers, as `switchboard.describe` lists it:
+    /// What the service offers, as the built-in route
+    /// [`DESCRIBE_ROUTE`](crate::DESCRIBE_ROUTE) lists it:
     /// `{"name": "Calculator", "methods": [{"name": "add", "route":
     /// "Calculator.add", "kind": "request", "params": [{"name": "a",
     /// "type": "i64"}, ...], "returns": "i64"}, ...]}`, where `kind` is
-    /// `request` or `notification` and types are as written in the trait.
+    /// `request`, `notification` or `stream` (whose `returns` is the item
+    /// type), and types are as written in the trait.
     fn description(&self) -> serde_json::Value;
 }
 
-impl Router {
-    /// Adds a [`Service`]'s routes: each method of a
-    /// `#[switchboard::service]` trait becomes a route `Trait.method`.
+impl<S: Send + Sync + 'static> Router<S> {
+    /// Adds a [`Service`]'s routes (each method of a
+    /// `#[switchboard::service]` trait becomes a route `Trait.method`), and
+    /// its description to what [`DESCRIBE_ROUTE`](crate::DESCRIBE_ROUTE)
+    /// answers.
     ///
     /// # Panics
     /// If one of its routes is already on this router (the same service
     /// added twice).
-    pub fn service(self, service: impl Service) -> Router {
-        service.register(self)
+    #[track_caller]
+    pub fn service(self, service: impl Service) -> Router<S> {
+        let description = service.description();
+        service.register(self).__describe(description)
     }
 }

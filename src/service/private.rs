@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 pub use serde;
 pub use serde_json;
 
-use crate::{Client, Connector, Error, HandlerError, Peer, Result, code};
+use crate::{Client, Connector, Error, Peer, Result, Stream, code};
 
 /// The generated clients' connection: a peer, what keeps it open, and the
 /// timeout for its requests.
@@ -99,48 +99,33 @@ impl Caller {
         }
     }
 
+    /// A request to a method answering a stream. (The timeout does not
+    /// apply: a stream has no overall time limit.)
+    pub async fn request_stream<P, T>(&self, route: &str, params: &P) -> Result<Stream<T>>
+    where
+        P: Serialize,
+        T: DeserializeOwned,
+    {
+        self.peer.request_stream(route, params).await
+    }
+
     /// A notification.
     pub async fn notify<P: Serialize>(&self, route: &str, params: &P) -> Result<()> {
         self.peer.throw(route, params).await
     }
 }
 
-/// A handler's answer, in the shape routes take.
-pub fn answer<T>(value: T) -> std::result::Result<T, HandlerError> {
-    Ok(value)
-}
-
-/// A fallible handler's answer: its error travels typed (see
-/// [`typed_error`]).
-pub fn answer_fallible<T, E: Serialize>(
-    outcome: std::result::Result<T, E>,
-) -> std::result::Result<T, HandlerError> {
-    outcome.map_err(|error| typed_error(&error))
-}
-
-/// How a method's typed error travels: for now as the JSON text of the
-/// error in the message of a `HANDLER_FAILED` error response, which
-/// [`typed_error_of`] reads back. (To become the error's `data` field
-/// once the protocol has one.)
-pub fn typed_error<E: Serialize>(error: &E) -> HandlerError {
-    match serde_json::to_string(error) {
-        Ok(text) => HandlerError::new(text),
-        Err(e) => HandlerError::with_code(
-            code::INTERNAL_ERROR,
-            format!("could not encode the method's error: {e}"),
-        ),
-    }
-}
-
-/// The typed error inside a failed call, or the failure itself when it is
-/// not one (the connection, a panic, an unknown route...).
+/// The typed error inside a failed call (the data of the handler's
+/// `Err(e)`, PROTOCOL.md), or the failure itself when it is not one (the
+/// connection, a panic, an unknown route, data of another type...).
 fn typed_error_of<E: DeserializeOwned>(error: Error) -> Result<E> {
     if let Error::HandlerFailed {
         code: code::HANDLER_FAILED,
-        message,
+        data: Some(data),
+        ..
     } = &error
     {
-        if let Ok(typed) = serde_json::from_str(message) {
+        if let Ok(typed) = data.decode() {
             return Ok(typed);
         }
     }

@@ -7,7 +7,7 @@ use serde::de::IgnoredAny;
 use tokio::sync::watch;
 
 use super::Service;
-use crate::{HandlerError, Peer, Result, Router};
+use crate::{Peer, Result, Router};
 
 /// The route [`Shutdown`] answers.
 const ROUTE: &str = "switchboard.shutdown";
@@ -74,10 +74,10 @@ impl Shutdown {
 }
 
 impl Service for Shutdown {
-    fn register(self, router: Router) -> Router {
+    fn register<S: Send + Sync + 'static>(self, router: Router<S>) -> Router<S> {
         router.route(ROUTE, move |_: IgnoredAny| {
             self.requested.send_replace(true);
-            async { Ok::<(), HandlerError>(()) }
+            async {}
         })
     }
 
