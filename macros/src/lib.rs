@@ -2,9 +2,9 @@
 //! crate, whose documentation of `switchboard::service` has the examples:
 //! the code this macro writes names only `::switchboard::...` paths.
 //!
-//! The work is in three steps, a module each: [`model`] reads the trait
+//! The work is in three steps, a module each: `model` reads the trait
 //! (and refuses what cannot be a service, pointing at the offending
-//! tokens), [`client`] writes the typed client, [`server`] writes the
+//! tokens), `client` writes the typed client, `server` writes the
 //! routes and the description.
 
 use proc_macro::TokenStream;
@@ -59,7 +59,7 @@ fn checks(service: &model::Service) -> proc_macro2::TokenStream {
         }
         let (answer, error) = match &method.output {
             model::Output::Value(ty) | model::Output::Stream(ty) => (ty, None),
-            model::Output::Fallible { ok, err } => (ok, Some(err)),
+            model::Output::Fallible { ok, err } => (&**ok, Some(&**err)),
         };
         checks.extend(quote_spanned! {answer.span()=>
             ::switchboard::__private::assert_answer::<#answer>();

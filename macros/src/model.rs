@@ -45,7 +45,7 @@ pub enum Output {
     /// A value, `()` included.
     Value(Type),
     /// `Result<T, E>`: the caller gets `E` typed, apart from transport errors.
-    Fallible { ok: Type, err: Type },
+    Fallible { ok: Box<Type>, err: Box<Type> },
     /// `Stream<T>`: items of type `T`, then an end.
     Stream(Type),
 }
@@ -98,7 +98,7 @@ impl Errors {
 /// The outcome of reading a trait: a service, or the errors together with
 /// the trait stripped of our attributes (emitted anyway, so the errors are
 /// not buried under "cannot find trait" ones).
-pub type Read = Result<Service, (syn::Error, ItemTrait)>;
+pub type Read = Result<Service, Box<(syn::Error, ItemTrait)>>;
 
 impl Service {
     pub fn read(mut item: ItemTrait) -> Read {
@@ -126,7 +126,7 @@ impl Service {
             }
         }
         match errors.0 {
-            Some(error) => Err((error, item)),
+            Some(error) => Err(Box::new((error, item))),
             None => Ok(Service { item, methods }),
         }
     }
@@ -170,7 +170,8 @@ fn parse_quote_spanned_output(span: Span, output: TokenStream) -> ReturnType {
 }
 
 /// Emits the errors, and the trait without our attributes.
-pub fn failed((error, mut item): (syn::Error, ItemTrait)) -> TokenStream {
+pub fn failed(failure: Box<(syn::Error, ItemTrait)>) -> TokenStream {
+    let (error, mut item) = *failure;
     for trait_item in &mut item.items {
         if let TraitItem::Fn(function) = trait_item {
             function
@@ -370,7 +371,10 @@ fn read_method(function: &mut syn::TraitItemFn, errors: &mut Errors) -> Option<M
                      error (`Stream::try_from_stream`)",
                 );
             }
-            Output::Fallible { ok, err }
+            Output::Fallible {
+                ok: Box::new(ok),
+                err: Box::new(err),
+            }
         }
         (None, None) => Output::Value(returns.clone()),
     };
