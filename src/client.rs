@@ -315,6 +315,23 @@ impl Client {
             .await
     }
 
+    /// Sends a request and waits for it to complete, ignoring the value it
+    /// answers with (a `()` handler's, say): no result type to name.
+    ///
+    /// ```
+    /// # use switchboard::{Client, Connector, Router, Server};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> switchboard::Result<()> {
+    /// let router = Router::new().route("reset", || async {});
+    /// let server = Server::bind(&Connector::local(), router).await?;
+    /// let client = Client::connect(server.connector()).await?;
+    /// client.call("reset", &()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn call<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
+        self.connection.peer().call(route, params).await
+    }
+
     /// Sends a request answered by a stream of items (see [`Stream`]):
     /// read them with [`Stream::next`]; dropping the stream cancels the
     /// request on the server.

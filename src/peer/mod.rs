@@ -278,6 +278,14 @@ impl Peer {
         }
     }
 
+    /// Sends a request and waits for it to complete, whatever value it
+    /// answers with: for routes whose result says nothing (a `()` handler),
+    /// with no type to name.
+    pub async fn call<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
+        let serde::de::IgnoredAny = self.request(route, params).await?;
+        Ok(())
+    }
+
     /// Sends a request whose answer is a stream of items (see
     /// [`Stream`](crate::Stream)). The peer's credit for the request is
     /// waited for at most the default request timeout; the items then come

@@ -75,6 +75,22 @@ impl Context {
         self.peer.request_timeout(route, params, timeout).await
     }
 
+    /// Sends a request back to the caller, ignoring the value it answers
+    /// with ([`Peer::call`]).
+    pub async fn call<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
+        self.peer.call(route, params).await
+    }
+
+    /// Sends a request back to the caller, answered by a stream
+    /// ([`Peer::request_stream`]).
+    pub async fn request_stream<T, R>(&self, route: &str, params: &T) -> Result<crate::Stream<R>>
+    where
+        T: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.peer.request_stream(route, params).await
+    }
+
     /// Sends a notification back to the caller.
     pub async fn throw<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
         self.peer.throw(route, params).await

@@ -1,0 +1,8 @@
+//! A handler of the wrong shape is a compile error that says which shapes
+//! are allowed (the `.stderr` files next to each case hold the message).
+
+#[test]
+fn wrong_handler_shapes_explain_themselves() {
+    let cases = trybuild::TestCases::new();
+    cases.compile_fail("tests/ui_handlers/*.rs");
+}
