@@ -288,6 +288,12 @@ async fn on_the_wire_a_call_is_a_request_with_named_arguments() {
         .await
         .unwrap();
     assert_eq!(sum, 3);
+    // The arguments in order are accepted too.
+    let sum: i64 = client
+        .request("Calculator.add", &json!([1, 2]))
+        .await
+        .unwrap();
+    assert_eq!(sum, 3);
     // Unknown extra fields are ignored (a newer caller, an older server).
     let sum: i64 = client
         .request("Calculator.add", &json!({"a": 1, "b": 2, "c": 3}))
