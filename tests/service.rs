@@ -212,6 +212,34 @@ impl Echo for Echoer {
     }
 }
 
+/// Names the generated code also uses, as the user's own.
+#[derive(Serialize, Deserialize)]
+pub struct Params {
+    pub value: i64,
+}
+
+#[switchboard::service]
+pub trait Names {
+    async fn params(&self, params: Params, service: i64, ctx: i64, router: i64) -> i64;
+}
+
+struct Adder;
+
+impl Names for Adder {
+    async fn params(&self, params: Params, service: i64, ctx: i64, router: i64) -> i64 {
+        params.value + service + ctx + router
+    }
+}
+
+#[tokio::test]
+async fn argument_and_type_names_do_not_clash_with_the_generated_code() {
+    let router = Router::new().service(NamesServer::new(Adder));
+    let server = Server::bind(&Connector::local(), router).await.unwrap();
+    let names = NamesClient::connect(server.connector()).await.unwrap();
+    let sum = names.params(Params { value: 1 }, 2, 3, 4).await.unwrap();
+    assert_eq!(sum, 10);
+}
+
 #[tokio::test]
 async fn several_services_share_a_router_with_plain_routes() {
     let (service, _fixture) = calc();

@@ -92,13 +92,14 @@ fn method_tokens(service: &Service, method: &Method) -> TokenStream {
     let arg_types: Vec<_> = method.args.iter().map(|arg| &arg.ty).collect();
     let arg_serde: Vec<_> = method.args.iter().map(|arg| &arg.serde).collect();
     let lifetime = (!method.args.is_empty()).then(|| quote!(<'__p>));
+    // Named so that it cannot shadow a type of the user's in the body.
     let params = quote! {
         #[derive(::switchboard::__private::serde::Serialize)]
         #[serde(crate = "::switchboard::__private::serde")]
-        struct Params #lifetime {
+        struct __SwitchboardParams #lifetime {
             #( #(#arg_serde)* #arg_names: &'__p #arg_types, )*
         }
-        let params = Params { #( #arg_names: &#arg_names, )* };
+        let params = __SwitchboardParams { #( #arg_names: &#arg_names, )* };
     };
     let (output, call) = match (&method.kind, &method.output) {
         (Kind::Notification, _) => (quote!(()), quote!(notify)),

@@ -88,12 +88,12 @@ fn route_tokens(service: &Service, method: &Method) -> TokenStream {
             quote! {
                 #[derive(::switchboard::__private::serde::Deserialize)]
                 #[serde(crate = "::switchboard::__private::serde")]
-                struct Params {
+                struct __SwitchboardParams {
                     #( #(#arg_serde)* #arg_names: #arg_types, )*
                 }
             },
             quote!(params),
-            quote!(Params),
+            quote!(__SwitchboardParams),
             quote!(#( params.#arg_names ),*),
         )
     };
