@@ -480,3 +480,28 @@ pub fn type_text(ty: &Type) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::type_text;
+
+    fn text(ty: &str) -> String {
+        type_text(&syn::parse_str(ty).expect("a type"))
+    }
+
+    #[test]
+    fn types_read_as_written() {
+        for ty in [
+            "i64",
+            "()",
+            "Vec<String>",
+            "Result<i64, DivError>",
+            "Option<Vec<u8>>",
+            "std::collections::HashMap<String, (u32, bool)>",
+            "[u8; 4]",
+            "switchboard::Bytes",
+        ] {
+            assert_eq!(text(ty), ty);
+        }
+    }
+}
