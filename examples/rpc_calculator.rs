@@ -6,8 +6,8 @@
 //!   program again as its child, which calls every method and checks the
 //!   answers; exits 0 when all were right.
 //! - `cargo run --example rpc_calculator -- serve`: prints its connector as
-//!   the first line on stdout and serves until stdin closes, it is killed,
-//!   or a client calls `switchboard.shutdown`. Try
+//!   the first line on stdout and serves until stdin closes (if stdin is a
+//!   pipe), it is killed, or a client calls `switchboard.shutdown`. Try
 //!   `switchboard call <connector> Calculator.add '{"a":1,"b":2}'`.
 
 use std::io::Read;
@@ -137,8 +137,8 @@ async fn child() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Serves until stdin closes, the process is killed, or a client asks it
-/// to shut down.
+/// Serves until stdin closes (when it is a pipe: a parent holding its other
+/// end), the process is killed, or a client asks it to shut down.
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = Shutdown::new();
     let router = Router::new()
@@ -147,18 +147,51 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let server = Server::bind(&Connector::local(), router).await?;
     println!("{}", server.connector().dump_state());
     let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        // Read to the end: EOF (or an error) means the parent is gone.
-        let _ = std::io::stdin().read_to_end(&mut Vec::new());
-        let _ = closed_tx.send(());
-    });
+    if stdin::is_pipe() {
+        std::thread::spawn(move || {
+            // Read to the end: EOF (or an error) means the parent is gone.
+            let _ = std::io::stdin().read_to_end(&mut Vec::new());
+            let _ = closed_tx.send(());
+        });
+    }
     server
         .run_until(async move {
             tokio::select! {
-                _ = closed_rx => {}
+                Ok(()) = closed_rx => {}
                 () = shutdown.requested() => {}
             }
         })
         .await;
     Ok(())
+}
+
+/// Whether stdin is a pipe whose end means the parent is gone (rather
+/// than, say, `/dev/null`, which ends at once).
+mod stdin {
+    #[cfg(unix)]
+    pub fn is_pipe() -> bool {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::FileTypeExt;
+        let Ok(fd) = std::io::stdin().as_fd().try_clone_to_owned() else {
+            return false;
+        };
+        std::fs::File::from(fd).metadata().is_ok_and(|metadata| {
+            metadata.file_type().is_fifo() || metadata.file_type().is_socket()
+        })
+    }
+
+    #[cfg(windows)]
+    pub fn is_pipe() -> bool {
+        use std::os::windows::io::AsRawHandle;
+        use windows_sys::Win32::Storage::FileSystem::{FILE_TYPE_PIPE, GetFileType};
+        let handle = std::io::stdin().as_raw_handle();
+        // SAFETY: GetFileType only inspects the handle; an invalid or null
+        // one gives FILE_TYPE_UNKNOWN.
+        !handle.is_null() && unsafe { GetFileType(handle) == FILE_TYPE_PIPE }
+    }
+
+    #[cfg(not(any(unix, windows)))]
+    pub fn is_pipe() -> bool {
+        false
+    }
 }

@@ -530,9 +530,13 @@ struct Serving {
 
 impl Serving {
     fn start() -> Serving {
+        Serving::start_with(Stdio::piped())
+    }
+
+    fn start_with(stdin: Stdio) -> Serving {
         let mut child = Command::new(built(Some("examples"), "rpc_calculator"))
             .arg("serve")
-            .stdin(Stdio::piped())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -615,6 +619,26 @@ async fn a_parent_asks_its_serving_child_to_shut_down() {
     assert_eq!(calc.add(1, 1).await.unwrap(), 2);
     Shutdown::request(calc.peer()).await.unwrap();
     // The child's stdin is still open: it exits because it was asked.
+    let status = tokio::task::spawn_blocking(move || {
+        let status = serving.child.wait().unwrap();
+        (status, serving)
+    })
+    .await
+    .unwrap()
+    .0;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn a_serving_child_whose_stdin_is_not_a_pipe_keeps_serving() {
+    // /dev/null ends at once: that must not stop the service.
+    let mut serving = Serving::start_with(Stdio::null());
+    let connector = Connector::load_state(&serving.connector).unwrap();
+    let calc = CalculatorClient::connect(&connector).await.unwrap();
+    for n in 0..20 {
+        assert_eq!(calc.add(n, 1).await.unwrap(), n + 1);
+    }
+    Shutdown::request(calc.peer()).await.unwrap();
     let status = tokio::task::spawn_blocking(move || {
         let status = serving.child.wait().unwrap();
         (status, serving)
