@@ -14,6 +14,9 @@ echo "== cargo clippy --workspace --all-targets --all-features -- -D warnings"
 # features, so the AMQP connector and the hidden fuzzing entry points
 # (src/fuzzing.rs) are linted.
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+echo "== cargo doc (warnings are errors)"
+# Every feature but the hidden fuzzing entry points, which are not public API.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --features amqp,msgpack
 echo "== RabbitMQ"
 bash ci/rabbitmq.sh
 echo "== cargo test --all-features"

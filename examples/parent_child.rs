@@ -44,6 +44,15 @@ fn count_primes(below: u64) -> u64 {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // The library logs through `tracing`; this shows its warnings (or more,
+    // with RUST_LOG=debug) on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let result = match std::env::args().nth(1).as_deref() {
         Some("worker") => worker().await,
         _ => parent().await,

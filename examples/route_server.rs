@@ -1,5 +1,5 @@
-//! The seed's communica `RouteServer` example, in Rust: several handlers,
-//! each found by its exact route name.
+//! A server with several handlers, each found by its exact route name. It
+//! prints its connector string, which `route_client` takes.
 //!
 //! Run `cargo run --example route_server`, then
 //! `cargo run --example route_client -- <the printed connector string>`.
@@ -11,6 +11,15 @@ use switchboard::{Connector, Context, HandlerError, Router, Server};
 
 #[tokio::main]
 async fn main() -> switchboard::Result<()> {
+    // The library logs through `tracing`; this shows its warnings (or more,
+    // with RUST_LOG=debug) on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let counter = Arc::new(AtomicU64::new(0));
     let count = Arc::clone(&counter);
     let router = Router::new()

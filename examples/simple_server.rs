@@ -1,5 +1,5 @@
-//! The seed's communica `SimpleServer` example, in Rust: one handler answers
-//! every request.
+//! The smallest server: one handler answers every request, whatever its
+//! route. It prints its connector string for `simple_client`.
 //!
 //! Run `cargo run --example simple_server`, then in another terminal
 //! `cargo run --example simple_client -- <the printed connector string>`.
@@ -13,6 +13,15 @@ async fn handler(data: String) -> Result<String, HandlerError> {
 
 #[tokio::main]
 async fn main() -> switchboard::Result<()> {
+    // The library logs through `tracing`; this shows its warnings (or more,
+    // with RUST_LOG=debug) on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let server = Server::bind(&Connector::local(), Router::single(handler)).await?;
     println!("{}", server.connector().dump_state());
     eprintln!("serving; press Ctrl-C to stop");

@@ -1,16 +1,6 @@
 //! The client: connects to a server (retrying while it is not up yet),
 //! authenticates, and sends requests and notifications. A client can also
 //! serve routes of its own that the server calls back.
-//!
-//! ```no_run
-//! use switchboard::{Client, Connector};
-//!
-//! # async fn demo() -> switchboard::Result<()> {
-//! let client = Client::connect(&Connector::from_env()?).await?;
-//! let sum: i64 = client.request("add", &(1, 2)).await?;
-//! client.throw("log", &"done").await?;
-//! # Ok(()) }
-//! ```
 
 use std::io;
 use std::sync::Arc;
@@ -160,6 +150,7 @@ impl ClientBuilder {
             reader,
             writer,
             Settings {
+                transport: self.connector.address().kind(),
                 client_id: id.clone(),
                 peer_pid,
                 peer_uid,
@@ -241,6 +232,24 @@ async fn connect_with_retry(
 }
 
 /// A connection to a server. Dropping it closes the connection.
+///
+/// ```
+/// use switchboard::{Client, Connector, Router, Server};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> switchboard::Result<()> {
+/// # let router = Router::new()
+/// #     .route("add", |(a, b): (i64, i64)| async move { a + b })
+/// #     .route("log", |_: String| async {});
+/// # let server = Server::bind(&Connector::local(), router).await?;
+/// # let connector = server.connector().clone();
+/// // In a child process: `Connector::from_env()?` instead.
+/// let client = Client::connect(&connector).await?;
+/// let sum: i64 = client.request("add", &(1, 2)).await?;
+/// assert_eq!(sum, 3);
+/// client.throw("log", "done").await?; // a notification: no answer
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Client {
     connection: Connection,

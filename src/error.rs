@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use crate::connector::ConnectorError;
 
+/// What the serializer (serde_json or rmp-serde) said about a body it could
+/// not encode or decode.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Shorthand for `Result<T, switchboard::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -44,11 +48,11 @@ pub enum Error {
 
     /// A value could not be serialized before sending.
     #[error("could not encode the message body: {0}")]
-    Encode(String),
+    Encode(#[source] BodyError),
 
     /// A message body from the peer does not fit the type the caller asked for.
     #[error("could not decode the message body as the expected type: {0}")]
-    Decode(String),
+    Decode(#[source] BodyError),
 
     /// The connector's kind cannot be used on this platform (a named pipe on
     /// Unix, a Unix socket path on Windows).

@@ -5,28 +5,34 @@
 //! notifications, in both directions, over a Unix socket, a Windows named
 //! pipe, or TCP, with mutual authentication by a secret the string carries.
 //!
-//! ```no_run
-//! use switchboard::{Client, CommandExt, Connector, Router, Server};
+//! ```
+//! use switchboard::{Client, Connector, Router, Server};
 //!
-//! # async fn demo() -> switchboard::Result<()> {
-//! // Parent: serve, and pass the connector to a child.
-//! let router = Router::new().route("add", |(a, b): (i64, i64)| async move { Ok::<_, String>(a + b) });
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> switchboard::Result<()> {
+//! // Parent: serve, on a private Unix socket (a named pipe on Windows).
+//! let router = Router::new().route("add", |(a, b): (i64, i64)| async move { a + b });
 //! let server = Server::bind(&Connector::local(), router).await?;
-//! let mut child = std::process::Command::new("my-worker");
-//! child.connector_env(server.connector());
+//! let handoff: String = server.connector().dump_state(); // into a child's env or argv
 //!
-//! // Child: connect and call.
-//! let client = Client::connect(&Connector::from_env()?).await?;
+//! // Child: load the string and call.
+//! let client = Client::connect(&Connector::load_state(&handoff)?).await?;
 //! let sum: i64 = client.request("add", &(1, 2)).await?;
 //! assert_eq!(sum, 3);
 //! # Ok(()) }
 //! ```
 //!
+//! In a real program the child is another process: the parent passes the
+//! string with [`CommandExt::connector_env`] (or `connector_arg`) and the
+//! child reads it with [`Connector::from_env`]. `examples/parent_child.rs`
+//! does exactly that.
+//!
 //! The layers, lowest first (see ARCHITECTURE.md): [`connector`] (addresses,
 //! the string form, bind and connect), the transport (frames), the protocol
 //! (handshake and envelope, specified in PROTOCOL.md), the peer (one live
 //! connection with its flow control, behind [`Peer`]; budgets in
-//! [`Config`]), and the API: [`Server`], [`Client`], [`Router`].
+//! [`Config`]), and the API: [`Server`], [`Client`], [`Router`] with its
+//! handlers, and [`Stream`] for answers that come as many items.
 
 #![warn(missing_docs)]
 

@@ -340,3 +340,29 @@ async fn a_python_client_written_from_protocol_md_interoperates() {
         server.shutdown().await;
     }
 }
+
+#[test]
+fn the_readme_example_runs_on_a_single_threaded_runtime() {
+    // The README's block is examples/readme.rs without its doc comment, so
+    // running the example runs what the README shows.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let example_source = std::fs::read_to_string(format!("{root}/examples/readme.rs")).unwrap();
+    let code = &example_source[example_source.find("use switchboard::").unwrap()..];
+    assert!(
+        readme.contains(code),
+        "README.md's example and examples/readme.rs differ"
+    );
+    assert!(code.contains("flavor = \"current_thread\""));
+    let output = Command::new(example("readme"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("] 1 + 2 = 3"), "{stdout}");
+}

@@ -81,7 +81,7 @@ struct RunArgs {
     /// Tokio runtime of the tokio-based systems, in both processes.
     #[arg(long, value_enum, default_value = "current")]
     runtime: Flavor,
-    /// communica's virtual environment [default: <target dir>/communica-venv].
+    /// communica's virtual environment [default: TARGET_DIR/communica-venv].
     #[arg(long, value_name = "DIR")]
     venv: Option<PathBuf>,
 }

@@ -492,6 +492,9 @@ fn notification_done(peer: &Peer, outcome: std::result::Result<Outcome<()>, Stri
 
 /// What a connection is started with, besides its link.
 pub struct Settings {
+    /// What carries the connection (`unix`, `pipe`, `tcp`, `amqp`), for
+    /// the logs.
+    pub transport: &'static str,
     /// The client's id (ours on the client side, the caller's on the server).
     pub client_id: String,
     /// The other side's process id, where the transport tells.
@@ -553,6 +556,7 @@ impl Connection {
         // Everything the connection's tasks log says which connection.
         let span = tracing::info_span!(
             "connection",
+            transport = settings.transport,
             client_id = %shared.client_id,
             peer_pid = ?shared.peer_pid,
             peer_uid = ?shared.peer_uid,

@@ -498,7 +498,7 @@ fn decode_field(value: Option<&str>, field: &str) -> Result<Vec<u8>> {
 
 async fn send<T: Serialize>(writer: &mut FrameWriter, message: &T) -> Result<()> {
     let mut buf = OutFrame::with_capacity(256);
-    serde_json::to_writer(&mut buf, message).map_err(|e| Error::Encode(e.to_string()))?;
+    serde_json::to_writer(&mut buf, message).map_err(|e| Error::Encode(e.into()))?;
     writer
         .send(&seal(buf, HANDSHAKE_MAX_FRAME)?.into_vec())
         .await

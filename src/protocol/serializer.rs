@@ -27,10 +27,10 @@ pub fn encode_into<T: Serialize + ?Sized>(
     value: &T,
 ) -> Result<()> {
     match format {
-        Format::Json => serde_json::to_writer(out, value).map_err(|e| Error::Encode(e.to_string())),
+        Format::Json => serde_json::to_writer(out, value).map_err(|e| Error::Encode(e.into())),
         #[cfg(feature = "msgpack")]
         Format::MsgPack => payload::encode_shared(out, |out| {
-            rmp_serde::encode::write_named(out, value).map_err(|e| Error::Encode(e.to_string()))
+            rmp_serde::encode::write_named(out, value).map_err(|e| Error::Encode(e.into()))
         }),
         #[allow(unreachable_patterns)]
         other => Err(Error::Unsupported(format!(
@@ -43,9 +43,9 @@ pub fn encode_into<T: Serialize + ?Sized>(
 /// `value` encoded in `format`, on its own (not inside a frame).
 pub fn encode<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<Vec<u8>> {
     match format {
-        Format::Json => serde_json::to_vec(value).map_err(|e| Error::Encode(e.to_string())),
+        Format::Json => serde_json::to_vec(value).map_err(|e| Error::Encode(e.into())),
         #[cfg(feature = "msgpack")]
-        Format::MsgPack => rmp_serde::to_vec_named(value).map_err(|e| Error::Encode(e.to_string())),
+        Format::MsgPack => rmp_serde::to_vec_named(value).map_err(|e| Error::Encode(e.into())),
         #[allow(unreachable_patterns)]
         other => Err(Error::Unsupported(format!(
             "the {} format (feature not enabled)",
@@ -68,12 +68,12 @@ pub fn decode_body<T: DeserializeOwned>(format: Format, body: &mut Body) -> Resu
 /// Decodes a body in `format` into `T`.
 pub fn decode<T: DeserializeOwned>(format: Format, bytes: &[u8]) -> Result<T> {
     match format {
-        Format::Json => serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.to_string())),
+        Format::Json => serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.into())),
         #[cfg(feature = "msgpack")]
         Format::MsgPack => {
             let mut decoder = rmp_serde::Deserializer::from_read_ref(bytes);
             decoder.set_max_depth(MAX_DEPTH);
-            T::deserialize(&mut decoder).map_err(|e| Error::Decode(e.to_string()))
+            T::deserialize(&mut decoder).map_err(|e| Error::Decode(e.into()))
         }
         #[allow(unreachable_patterns)]
         other => Err(Error::Unsupported(format!(

@@ -54,9 +54,13 @@ impl<S, T: DeserializeOwned + Send + 'static> FromCall<S, via::Params> for T {
     }
 }
 
-/// A function usable as a route handler (see the [module](self) docs for
-/// the shapes). Implemented for async functions and closures; `Args` only
-/// tells the shapes apart and is inferred.
+/// A function usable as a route handler: an async function (or a closure
+/// returning a future) whose arguments are, in order, any of [`Context`]
+/// and [`State`](crate::State), then at most one parameter type decoded
+/// from the caller's parameters (anything `Deserialize`; a tuple or a
+/// struct for several values). It returns anything [`IntoAnswer`] takes: a
+/// serde value, `()`, a `Result`, or a [`Stream`](crate::Stream). `Args`
+/// only tells the shapes apart and is inferred.
 ///
 /// ```
 /// use switchboard::{Context, HandlerError, Router, State};

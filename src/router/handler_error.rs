@@ -11,7 +11,7 @@ use crate::protocol::code;
 
 /// An error a handler returns: a code (JSON-RPC style, see
 /// [`code`](crate::code)), a message for the caller, and optionally a value
-/// the caller can decode ([`ErrorData`]).
+/// the caller can decode ([`ErrorData`](crate::ErrorData)).
 ///
 /// Any `Display` type converts into one with code
 /// [`HANDLER_FAILED`](crate::code::HANDLER_FAILED), so handlers can use `?`

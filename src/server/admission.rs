@@ -153,6 +153,7 @@ async fn admit(link: Link, shared: &Arc<Shared>) -> Option<(u64, Arc<Connection>
         reader,
         writer,
         Settings {
+            transport: shared.connector.address().kind(),
             client_id: proven.client_id.clone(),
             peer_pid,
             peer_uid,
@@ -185,6 +186,7 @@ async fn admit(link: Link, shared: &Arc<Shared>) -> Option<(u64, Arc<Connection>
         }
     }
     tracing::debug!(client_id = %proven.client_id, ?peer_pid, ?peer_uid, "client connected");
+    (shared.on_connect)(connection.peer());
     Some((number, connection, proven.client_id))
 }
 
@@ -304,6 +306,7 @@ async fn serve(shared: &Shared, number: u64, connection: Arc<Connection>, client
         publish_count(shared, &holders);
     }
     lock(&shared.connections).remove(&number);
+    (shared.on_disconnect)(connection.peer());
     match connection.take_error() {
         Some(e) => {
             tracing::warn!(client_id = %client_id, "connection ended: {e}");

@@ -1,16 +1,5 @@
 //! The server: binds a connector, accepts clients concurrently, serves each
 //! with a router, and can call any connected client back.
-//!
-//! ```no_run
-//! use switchboard::{Connector, Router, Server};
-//!
-//! # async fn demo() -> switchboard::Result<()> {
-//! let router = Router::new().route("echo", |v: serde_json::Value| async move { Ok::<_, String>(v) });
-//! let server = Server::bind(&Connector::local(), router).await?;
-//! println!("{}", server.connector().dump_state()); // hand this to the clients
-//! server.run_until(async { let _ = tokio::signal::ctrl_c().await; }).await;
-//! # Ok(()) }
-//! ```
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -34,6 +23,9 @@ mod admission;
 pub use admission::Access;
 use admission::{Holders, Limits};
 
+/// Called with a client's [`Peer`] when it connects or leaves.
+type PeerHook = Arc<dyn Fn(&Peer) + Send + Sync>;
+
 /// The default of [`ServerBuilder::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// The default of [`ServerBuilder::max_handshakes`].
@@ -44,6 +36,8 @@ pub const DEFAULT_MAX_HANDSHAKES: usize = 64;
 pub struct ServerBuilder {
     router: Arc<dyn Inbound>,
     on_error: ErrorHook,
+    on_connect: PeerHook,
+    on_disconnect: PeerHook,
     config: Config,
     limits: Limits,
     access: Access,
@@ -58,6 +52,41 @@ impl ServerBuilder {
     /// no hook.
     pub fn on_error(mut self, hook: impl Fn(&Error) + Send + Sync + 'static) -> ServerBuilder {
         self.on_error = Arc::new(hook);
+        self
+    }
+
+    /// Called with each client once its handshake succeeded, before its
+    /// first request is handled. The [`Peer`] can be kept to call the
+    /// client later (from a task: the hook itself must not wait).
+    ///
+    /// ```
+    /// # use switchboard::{Connector, Router, Server, Client};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> switchboard::Result<()> {
+    /// let (events, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    /// let left = events.clone();
+    /// let server = Server::builder(Router::new())
+    ///     .on_connect(move |peer| { let _ = events.send(format!("+{}", peer.client_id())); })
+    ///     .on_disconnect(move |peer| { let _ = left.send(format!("-{}", peer.client_id())); })
+    ///     .bind(&Connector::local())
+    ///     .await?;
+    /// let client = Client::builder(server.connector()).id("alice").connect().await?;
+    /// assert_eq!(seen.recv().await.unwrap(), "+alice");
+    /// client.close().await;
+    /// assert_eq!(seen.recv().await.unwrap(), "-alice");
+    /// # Ok(()) }
+    /// ```
+    pub fn on_connect(mut self, hook: impl Fn(&Peer) + Send + Sync + 'static) -> ServerBuilder {
+        self.on_connect = Arc::new(hook);
+        self
+    }
+
+    /// Called with each client whose connection ended, whatever the reason
+    /// (it left, it was replaced by a reconnect of the same id, it broke
+    /// the protocol, the server shut down). Why it ended badly, if it did,
+    /// also goes to [`ServerBuilder::on_error`].
+    pub fn on_disconnect(mut self, hook: impl Fn(&Peer) + Send + Sync + 'static) -> ServerBuilder {
+        self.on_disconnect = Arc::new(hook);
         self
     }
 
@@ -99,6 +128,8 @@ impl ServerBuilder {
             connector: listener.connector().clone(),
             router: self.router,
             on_error: self.on_error,
+            on_connect: self.on_connect,
+            on_disconnect: self.on_disconnect,
             config: self.config,
             limits: self.limits,
             access: self.access,
@@ -121,6 +152,8 @@ struct Shared {
     connector: Connector,
     router: Arc<dyn Inbound>,
     on_error: ErrorHook,
+    on_connect: PeerHook,
+    on_disconnect: PeerHook,
     config: Config,
     limits: Limits,
     access: Access,
@@ -140,7 +173,26 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A running server. Dropping it stops accepting, closes every connection,
+/// A running server.
+///
+/// ```
+/// use switchboard::{Client, Connector, Router, Server};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> switchboard::Result<()> {
+/// let router = Router::new().route("echo", |v: serde_json::Value| async move { v });
+/// let server = Server::bind(&Connector::local(), router).await?;
+/// println!("{}", server.connector().dump_state()); // hand this to the clients
+/// # let client = Client::connect(server.connector()).await?;
+/// # let _: serde_json::Value = client.request("echo", &1).await?;
+/// // The connected clients, by id (`server.request(id, ..)` calls one back):
+/// let ids = server.clients();
+/// # assert_eq!(ids.len(), 1);
+/// server.shutdown().await; // or: server.run_until(ctrl_c).await
+/// # Ok(()) }
+/// ```
+///
+/// Dropping it stops accepting, closes every connection,
 /// and removes the socket file and its private directory at once; the
 /// listening handle itself closes when the runtime next runs. After
 /// [`Server::shutdown`] returns, the address is free.
@@ -173,6 +225,8 @@ impl Server {
         ServerBuilder {
             router: Arc::new(router),
             on_error: Arc::new(|_| {}),
+            on_connect: Arc::new(|_| {}),
+            on_disconnect: Arc::new(|_| {}),
             config: Config::default(),
             limits: Limits {
                 max_connections: DEFAULT_MAX_CONNECTIONS,
