@@ -83,6 +83,15 @@ impl Calculator for Calc {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The library logs through `tracing`; this shows its warnings (or more,
+    // with RUST_LOG=debug) on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match std::env::args().nth(1).as_deref() {
         None => parent().await,
         Some("child") => child().await,
