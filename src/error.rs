@@ -17,6 +17,27 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in switchboard.
+///
+/// Match on the variant to decide what to do; each says whose fault it was.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::{Client, Connector, Error};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // Nobody serves this connector: connecting retries, then says how long it waited.
+/// let nobody = Connector::local();
+/// let error = Client::builder(&nobody)
+///     .connect_timeout(Duration::from_millis(50))
+///     .connect()
+///     .await
+///     .unwrap_err();
+/// assert!(matches!(error, Error::Connect { .. }));
+/// assert!(error.is_connection_error()); // worth retrying later
+/// assert!(error.to_string().contains("kept trying"));
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

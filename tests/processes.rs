@@ -366,3 +366,39 @@ fn the_readme_example_runs_on_a_single_threaded_runtime() {
     );
     assert!(stdout.contains("] 1 + 2 = 3"), "{stdout}");
 }
+
+#[test]
+fn a_file_bigger_than_a_frame_travels_as_a_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data");
+    // 3 MiB and a bit: many chunks, the last one short.
+    let data: Vec<u8> = (0..3 * 1024 * 1024 + 123)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    std::fs::write(&file, &data).unwrap();
+    let output = Command::new(example("stream_file"))
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("{} bytes of", data.len())) && stdout.contains("intact"),
+        "{stdout}"
+    );
+
+    // A file that is not there: the handler's error reaches the child.
+    let output = Command::new(example("stream_file"))
+        .arg(dir.path().join("missing"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("missing"), "{stderr}");
+}

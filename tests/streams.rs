@@ -306,3 +306,30 @@ async fn a_stream_ends_with_disconnected_when_the_server_goes() {
         "{last:?}"
     );
 }
+
+#[tokio::test]
+async fn a_graceful_shutdown_ends_an_endless_stream() {
+    let (server, client) = serve(Produced::default(), Format::MsgPack).await;
+    let mut stream = client
+        .request_stream::<_, Bytes>("endless", &8)
+        .await
+        .unwrap();
+    stream.next().await.unwrap().unwrap();
+    let reader = tokio::spawn(async move {
+        let mut last = None;
+        while let Some(item) = stream.next().await {
+            if let Err(e) = item {
+                last = Some(e);
+            }
+        }
+        last
+    });
+    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+        .await
+        .expect("shutdown waited for an endless stream");
+    let last = reader.await.unwrap();
+    assert!(
+        matches!(last, Some(Error::ShuttingDown) | Some(Error::Disconnected)),
+        "{last:?}"
+    );
+}

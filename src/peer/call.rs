@@ -104,6 +104,12 @@ impl Responder {
     ) -> impl Future<Output = Outcome<()>> + Send + use<'a, T> {
         let frame = match self.id {
             None => Ok(None),
+            // A graceful shutdown waits for running handlers: a stream
+            // ends rather than keep it waiting forever.
+            Some(_) if self.peer.shared.lifecycle.is_draining() => Err(Failure::new(
+                code::SHUTTING_DOWN,
+                "the server is shutting down",
+            )),
             Some(id) => {
                 let (format, max) = (self.peer.format(), self.peer.max_frame());
                 message::item(self.take_buffer(), id, format, item, max)

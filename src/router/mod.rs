@@ -266,9 +266,17 @@ impl<S: Send + Sync + 'static> Inbound for Router<S> {
     fn notification(&self, call: Call) -> (BoxFuture<Outcome<()>>, Order) {
         let (work, order, route) = self.dispatch(call);
         let work = async move {
-            work.await.map(|_| ()).map_err(|failure| Failure {
-                message: format!("route {route:?}: {}", failure.message),
-                ..failure
+            work.await.map(|_| ()).map_err(|failure| {
+                // Nobody waits for a notification to say which route it
+                // was for; a failure to decode its parameters says already.
+                let named = format!("route {route:?}: ");
+                if failure.message.starts_with(&named) {
+                    return failure;
+                }
+                Failure {
+                    message: format!("{named}{}", failure.message),
+                    ..failure
+                }
             })
         };
         (Box::pin(work), order)
