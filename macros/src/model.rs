@@ -12,8 +12,9 @@ use syn::{
     Type, parse_quote,
 };
 
-/// Method names the generated client uses for itself.
-const RESERVED: &[&str] = &["new", "connect", "from_peer", "with_timeout", "peer"];
+/// Method names the generated client uses for itself (and `clone`, which
+/// would hide `Clone::clone` on it).
+const RESERVED: &[&str] = &["new", "connect", "from_peer", "with_timeout", "peer", "clone"];
 
 /// A checked service trait.
 pub struct Service {
@@ -247,7 +248,8 @@ fn read_method(function: &mut syn::TraitItemFn, errors: &mut Errors) -> Option<M
             &name,
             format_args!(
                 "`{name}` is taken by the generated client's own methods \
-                 (new, connect, from_peer, with_timeout, peer): choose another name"
+                 ({}): choose another name",
+                RESERVED.join(", ")
             ),
         );
     }
