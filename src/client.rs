@@ -1,22 +1,32 @@
-//! The client: connects to a server (retrying while it is not up yet),
-//! authenticates, and sends requests and notifications. A client can also
-//! serve routes of its own that the server calls back.
+//! The client: connects to a server (by connector or by name, retrying
+//! while it is not up yet), authenticates, and sends requests and
+//! notifications; optionally reconnects when the link drops (`reconnect`).
+//! A client can also serve routes of its own that the server calls back.
 
-use std::io;
+mod dial;
+mod reconnect;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::connector::{self, Connector, Link, random_bytes};
+use crate::connector::{Connector, random_bytes};
 use crate::error::{Error, Result};
-use crate::peer::{Connection, Inbound, Peer, Settings};
+use crate::peer::{Connection, Inbound, Peer};
 use crate::protocol::handshake;
+use crate::registry::Lookup;
 use crate::router::Router;
-use crate::transport::{FrameReader, FrameWriter};
+
+pub(crate) use dial::probe_handshake;
+use dial::{Dialer, Target};
+use reconnect::Shared;
+pub use reconnect::{LinkState, Reconnect, WhileDown};
 
 /// How long [`Client::connect`] keeps retrying a server that is not up yet.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,21 +60,23 @@ impl Resumption {
 /// Configures a [`Client`] before connecting.
 #[must_use = "a builder does nothing until `connect` is called"]
 pub struct ClientBuilder {
-    connector: Connector,
+    target: Target,
     id: Option<String>,
     token: Option<Vec<u8>>,
     router: Arc<dyn Inbound>,
     connect_timeout: Duration,
     config: Config,
+    reconnect: Option<Reconnect>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientBuilder")
-            .field("connector", &self.connector)
+            .field("target", &self.target)
             .field("id", &self.id)
             .field("connect_timeout", &self.connect_timeout)
             .field("config", &self.config)
+            .field("reconnect", &self.reconnect)
             .finish_non_exhaustive()
     }
 }
@@ -95,7 +107,8 @@ impl ClientBuilder {
     }
 
     /// How long to keep retrying while the server is not listening yet
-    /// (children often start before their parent listens). Default 10 s.
+    /// (children often start before their parent listens; a service
+    /// connected by name may not be registered yet). Default 10 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> ClientBuilder {
         self.connect_timeout = timeout;
         self
@@ -115,6 +128,42 @@ impl ClientBuilder {
         self
     }
 
+    /// Reconnects automatically when the connection drops, as the same
+    /// client (same id, the server's resumption proof), serving the same
+    /// router again; a client made by [`Client::builder_named`] looks the
+    /// name up again for every attempt. Off by default. Watch
+    /// [`Client::link_state`] to learn when the link drops and returns.
+    ///
+    /// ```no_run
+    /// use switchboard::{Client, Reconnect};
+    ///
+    /// # async fn demo() -> switchboard::Result<()> {
+    /// let client = Client::builder_named("life-gen")
+    ///     .reconnect(Reconnect::default())
+    ///     .connect()
+    ///     .await?;
+    /// // Survives a restart of the service: waits for it to come back.
+    /// let _: serde_json::Value = client.request("status", &()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn reconnect(mut self, policy: Reconnect) -> ClientBuilder {
+        self.reconnect = Some(policy);
+        self
+    }
+
+    /// Where a name given to [`Client::builder_named`] is looked up
+    /// (default: [`Lookup::default`], the `SWITCHBOARD_SERVICES` file then
+    /// this user's registry). Ignored for a client made with a connector.
+    pub fn lookup(mut self, lookup: Lookup) -> ClientBuilder {
+        if let Target::Name {
+            lookup: current, ..
+        } = &mut self.target
+        {
+            *current = lookup;
+        }
+        self
+    }
+
     /// Connects, authenticates, and starts serving the client's routes.
     pub async fn connect(self) -> Result<Client> {
         let id = match self.id {
@@ -127,108 +176,37 @@ impl ClientBuilder {
             }
             None => random_id(),
         };
+        let request_timeout = self.config.request_timeout;
+        let dialer = Dialer {
+            target: self.target,
+            id: id.clone(),
+            router: self.router,
+            config: self.config,
+        };
         let deadline = Instant::now() + self.connect_timeout;
-        let link = connect_with_retry(&self.connector, deadline, self.connect_timeout).await?;
-        let (peer_pid, peer_uid) = (link.peer_pid, link.peer_uid);
-        let mut reader = FrameReader::new(link.reader, self.connector.max_frame());
-        let mut writer = FrameWriter::new(link.writer);
-        let limit = self.config.handshake_timeout;
-        let handshake = handshake::client(
-            &mut reader,
-            &mut writer,
-            &self.connector,
-            &id,
-            self.config.window(),
-            self.token.as_deref(),
-        );
-        let settled = tokio::time::timeout(limit, handshake).await.map_err(|_| {
-            Error::Protocol(format!(
-                "the server did not finish the handshake within {limit:?}"
-            ))
-        })??;
-        let connection = Connection::start(
-            reader,
-            writer,
-            Settings {
-                transport: self.connector.address().kind(),
-                client_id: id.clone(),
-                peer_pid,
-                peer_uid,
-                format: settled.format,
-                max_frame: self.connector.max_frame(),
-                config: self.config,
-                peer_window: settled.peer_window,
-                report: None,
-            },
-            self.router,
-        );
+        let (connection, resumption) = dialer
+            .dial_until(self.token.as_deref(), deadline, self.connect_timeout)
+            .await?;
+        let shared = Arc::new(Shared::new(connection, resumption));
+        let while_down = self.reconnect.as_ref().map(Reconnect::policy);
+        let supervisor = tokio::spawn(reconnect::supervise(
+            Arc::clone(&shared),
+            dialer,
+            self.reconnect,
+        ))
+        .abort_handle();
         Ok(Client {
-            connection,
-            resumption: Resumption {
-                id,
-                token: settled.token,
-            },
+            id,
+            shared,
+            supervisor,
+            while_down,
+            request_timeout,
         })
     }
 }
 
 fn random_id() -> String {
-    let bytes = random_bytes::<8>();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("client-{hex}")
-}
-
-/// Errors that mean "not up yet" or "busy right now", worth another try
-/// before the deadline.
-fn retryable(error: &io::Error) -> bool {
-    // Every instance of the pipe is taken for the moment: ERROR_PIPE_BUSY,
-    // which interprocess reports as TimedOut when told not to wait.
-    const ERROR_PIPE_BUSY: i32 = 231;
-    let busy_pipe = cfg!(windows)
-        && (error.raw_os_error() == Some(ERROR_PIPE_BUSY)
-            || error.kind() == io::ErrorKind::TimedOut);
-    busy_pipe
-        || matches!(
-            error.kind(),
-            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused | io::ErrorKind::WouldBlock
-        )
-}
-
-async fn connect_with_retry(
-    connector: &Connector,
-    deadline: Instant,
-    waited: Duration,
-) -> Result<Link> {
-    let mut delay = Duration::from_millis(2);
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let attempt = tokio::time::timeout(
-            remaining.max(Duration::from_millis(1)),
-            connector::connect(connector),
-        )
-        .await;
-        let error = match attempt {
-            Ok(Ok(link)) => return Ok(link),
-            Ok(Err(e)) => e,
-            Err(_) => io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
-        };
-        if !retryable(&error) || Instant::now() + delay >= deadline {
-            let source = if retryable(&error) {
-                io::Error::new(
-                    error.kind(),
-                    format!("{error} (kept trying for {waited:?}: no server answered)"),
-                )
-            } else {
-                error
-            };
-            return Err(Error::Connect {
-                address: connector.address().to_string(),
-                source,
-            });
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(100));
-    }
+    format!("client-{}", dial::hex(&random_bytes::<8>()))
 }
 
 /// A connection to a server. Dropping it closes the connection.
@@ -250,10 +228,23 @@ async fn connect_with_retry(
 /// client.throw("log", "done").await?; // a notification: no answer
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct Client {
-    connection: Connection,
-    resumption: Resumption,
+    id: String,
+    shared: Arc<Shared>,
+    supervisor: AbortHandle,
+    /// `None` when reconnect is off.
+    while_down: Option<WhileDown>,
+    request_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.id)
+            .field("link", &*self.shared.state.borrow())
+            .field("peer", &self.shared.peer())
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -269,32 +260,115 @@ impl Client {
         Client::builder(connector).connect().await
     }
 
-    /// A builder for id, routes and timeouts.
+    /// A builder for id, routes, timeouts and reconnecting.
     pub fn builder(connector: &Connector) -> ClientBuilder {
-        ClientBuilder {
-            connector: connector.clone(),
-            id: None,
-            token: None,
-            router: Arc::new(Router::new()),
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            config: Config::default(),
-        }
+        ClientBuilder::to(Target::Connector(connector.clone()))
     }
 
-    /// This client's id, as the server knows it.
+    /// Connects to the service registered or listed under `name` (see
+    /// [`Lookup`] for where it looks, and in what order), with the default
+    /// settings. Waits up to 10 s for the name to appear and its server to
+    /// answer; fails with [`Error::NameNotFound`] if it never appears.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> switchboard::Result<()> {
+    /// let client = switchboard::Client::connect_named("life-gen").await?;
+    /// let generation: u64 = client.request("generation", &()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_named(name: &str) -> Result<Client> {
+        Client::builder_named(name).connect().await
+    }
+
+    /// A builder for a client that connects by name (and, with
+    /// [`ClientBuilder::reconnect`], looks the name up again for every
+    /// reconnect).
+    pub fn builder_named(name: &str) -> ClientBuilder {
+        ClientBuilder::to(Target::Name {
+            name: name.to_owned(),
+            lookup: Lookup::default(),
+        })
+    }
+
+    /// This client's id, as the server knows it (the same across
+    /// reconnects).
     pub fn id(&self) -> &str {
-        self.connection.peer().client_id()
+        &self.id
     }
 
     /// What proves this client's id when it connects again
-    /// ([`ClientBuilder::resume`]).
-    pub fn resumption(&self) -> &Resumption {
-        &self.resumption
+    /// ([`ClientBuilder::resume`]); it changes when a reconnect reaches a
+    /// restarted server.
+    pub fn resumption(&self) -> Resumption {
+        self.shared.resumption()
     }
 
-    /// The connection's handle (clone it to send from several tasks).
-    pub fn peer(&self) -> &Peer {
-        self.connection.peer()
+    /// The handle of the current connection (a clone: keep it to send from
+    /// several tasks). After a reconnect it is a new connection's handle;
+    /// one taken before keeps failing with [`Error::Disconnected`], so take
+    /// it again, or call the client's own methods, which always use the
+    /// current connection.
+    pub fn peer(&self) -> Peer {
+        self.shared.peer()
+    }
+
+    /// The link's state now and its changes: when it drops, every attempt
+    /// to come back, and when it returns.
+    ///
+    /// ```no_run
+    /// use switchboard::LinkState;
+    ///
+    /// # async fn demo(client: switchboard::Client) {
+    /// let mut link = client.link_state();
+    /// while link.changed().await.is_ok() {
+    ///     match *link.borrow() {
+    ///         LinkState::Down { attempts } => eprintln!("server gone ({attempts} attempts)"),
+    ///         LinkState::Up { connection } => eprintln!("back (connection {connection})"),
+    ///         _ => break,
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn link_state(&self) -> watch::Receiver<LinkState> {
+        self.shared.state.subscribe()
+    }
+
+    /// The current connection's peer, per the reconnect policy when the
+    /// link is down: the (failing) old one without reconnect or with
+    /// [`WhileDown::FailFast`], else the next one, waiting at most `limit`.
+    /// Returns the peer and whether it had to wait.
+    async fn current(&self, limit: Option<Duration>) -> Result<(Peer, bool)> {
+        let peer = self.shared.peer();
+        if !peer.is_closed() {
+            return Ok((peer, false));
+        }
+        match self.while_down {
+            None => return Ok((peer, false)),
+            Some(WhileDown::FailFast) => return Err(Error::Disconnected),
+            Some(WhileDown::Wait) => {}
+        }
+        let mut state = self.shared.state.subscribe();
+        let wait = async {
+            loop {
+                let now = *state.borrow_and_update();
+                let peer = self.shared.peer();
+                match now {
+                    LinkState::Closed => return peer,
+                    LinkState::Up { .. } if !peer.is_closed() => return peer,
+                    _ => {}
+                }
+                if state.changed().await.is_err() {
+                    return peer;
+                }
+            }
+        };
+        let peer = match limit {
+            Some(limit) => tokio::time::timeout(limit, wait)
+                .await
+                .map_err(|_| Error::Timeout(limit))?,
+            None => wait.await,
+        };
+        Ok((peer, true))
     }
 
     /// Sends a request and waits for the response.
@@ -303,11 +377,27 @@ impl Client {
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        self.connection.peer().request(route, params).await
+        let started = Instant::now();
+        match self.current(self.request_timeout).await? {
+            (peer, false) => peer.request(route, params).await,
+            // The wait counts against the request's timeout.
+            (peer, true) => match self.request_timeout {
+                Some(limit) => {
+                    let left = limit.saturating_sub(started.elapsed());
+                    let result = peer.request_timeout(route, params, left).await;
+                    result.map_err(|e| match e {
+                        Error::Timeout(_) => Error::Timeout(limit),
+                        other => other,
+                    })
+                }
+                None => peer.request(route, params).await,
+            },
+        }
     }
 
     /// Sends a request and waits at most `timeout`; on timeout the request
-    /// is cancelled and the connection stays usable.
+    /// is cancelled and the connection stays usable. Time spent waiting for
+    /// a reconnect counts.
     pub async fn request_timeout<T, R>(
         &self,
         route: &str,
@@ -318,10 +408,19 @@ impl Client {
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        self.connection
-            .peer()
-            .request_timeout(route, params, timeout)
-            .await
+        let started = Instant::now();
+        match self.current(Some(timeout)).await? {
+            (peer, false) => peer.request_timeout(route, params, timeout).await,
+            (peer, true) => {
+                let left = timeout.saturating_sub(started.elapsed());
+                let result = peer.request_timeout(route, params, left).await;
+                // The caller's timeout is what ran out, not what was left.
+                result.map_err(|e| match e {
+                    Error::Timeout(_) => Error::Timeout(timeout),
+                    other => other,
+                })
+            }
+        }
     }
 
     /// Sends a request and waits for it to complete, ignoring the value it
@@ -338,12 +437,14 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn call<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
-        self.connection.peer().call(route, params).await
+        let (peer, _) = self.current(self.request_timeout).await?;
+        peer.call(route, params).await
     }
 
     /// Sends a request answered by a stream of items (see [`Stream`]):
     /// read them with [`Stream::next`]; dropping the stream cancels the
-    /// request on the server.
+    /// request on the server. A stream in progress when the link drops
+    /// ends with an error; it is not resumed by a reconnect.
     ///
     /// [`Stream`]: crate::Stream
     /// [`Stream::next`]: crate::Stream::next
@@ -352,24 +453,54 @@ impl Client {
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        self.connection.peer().request_stream(route, params).await
+        let (peer, _) = self.current(self.request_timeout).await?;
+        peer.request_stream(route, params).await
     }
 
     /// Sends a notification (fire and forget).
     pub async fn throw<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
-        self.connection.peer().throw(route, params).await
+        let (peer, _) = self.current(self.request_timeout).await?;
+        peer.throw(route, params).await
     }
 
-    /// Waits until the server goes away or the connection is closed.
+    /// Waits until the client is closed for good: by [`Client::close`],
+    /// by the server going away (without reconnect), or when reconnecting
+    /// gives up.
     pub async fn closed(&self) {
-        self.connection.closed().await;
+        let mut state = self.shared.state.subscribe();
+        let _ = state.wait_for(|state| *state == LinkState::Closed).await;
     }
 
     /// Closes the connection after writing what is queued (waiting up to
-    /// five seconds for that).
+    /// five seconds for that), and stops reconnecting.
     pub async fn close(self) {
-        self.connection
+        self.shared.closing.send_replace(true);
+        self.shared
+            .connection()
             .close_and_flush(Duration::from_secs(5))
             .await;
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.shared.closing.send_replace(true);
+        self.shared.connection().close();
+        self.supervisor.abort();
+        self.shared.state.send_replace(LinkState::Closed);
+    }
+}
+
+impl ClientBuilder {
+    fn to(target: Target) -> ClientBuilder {
+        ClientBuilder {
+            target,
+            id: None,
+            token: None,
+            router: Arc::new(Router::new()),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            config: Config::default(),
+            reconnect: None,
+        }
     }
 }

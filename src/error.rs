@@ -5,6 +5,7 @@
 //! connection, or report what the peer said.
 
 use std::io;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::connector::ConnectorError;
@@ -80,12 +81,65 @@ pub enum Error {
     #[error("{0} is not supported on this platform")]
     Unsupported(String),
 
+    /// A services file could not be read or says something unusable; the
+    /// reason names the service and the setting. The file's author must fix
+    /// it.
+    #[error("services file {}: {reason}", path.display())]
+    ServicesFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        reason: String,
+        /// The reader's or parser's own error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+
     // ----- The machine: binding and connecting -----
     /// Another live server already listens at this address.
     #[error("{address} is already in use by another server")]
     AddrInUse {
         /// The address as displayed by the connector.
         address: String,
+    },
+
+    /// No service is registered under this name: it is not running (yet),
+    /// or it runs as another user or with another registry.
+    #[error("no service named {name:?}: looked in {looked_in}")]
+    NameNotFound {
+        /// The name asked for.
+        name: String,
+        /// Where it looked (services file, registry directory).
+        looked_in: String,
+    },
+
+    /// Another live server holds this name in the registry.
+    #[error(
+        "the name {name:?} is taken by a live server (pid {pid}, {kind} connector); \
+         stop it or choose another name"
+    )]
+    NameInUse {
+        /// The name.
+        name: String,
+        /// The process id of the server that holds it.
+        pid: u32,
+        /// Its connector's kind (`unix`, `pipe`, `tcp`, `amqp`).
+        kind: String,
+    },
+
+    /// The registry of named services cannot be used: its directory is
+    /// not private to this user (another user created it, or it is open to
+    /// others), or it could not be created, read or written. Nothing was
+    /// read from or written to it.
+    #[error("service registry {}: {reason}", path.display())]
+    Registry {
+        /// The directory or file concerned.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+        /// The operating system's error, when there is one.
+        #[source]
+        source: Option<io::Error>,
     },
 
     /// The server could not listen at its address.
@@ -228,6 +282,7 @@ impl Error {
         matches!(
             self,
             Error::Connect { .. }
+                | Error::NameNotFound { .. }
                 | Error::Io(_)
                 | Error::Disconnected
                 | Error::Closed

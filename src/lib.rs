@@ -46,13 +46,16 @@ pub mod fuzzing;
 mod handoff;
 mod peer;
 mod protocol;
+pub mod registry;
 mod router;
 mod server;
 mod service;
 mod stream;
 mod transport;
 
-pub use client::{Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, Resumption};
+pub use client::{
+    Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, LinkState, Reconnect, Resumption, WhileDown,
+};
 pub use config::Config;
 pub use connector::{Address, Connector, ConnectorError, Format, Secret};
 pub use error::{Error, ErrorData, Result};
@@ -61,7 +64,7 @@ pub use peer::Peer;
 pub use protocol::{Bytes, code};
 pub use router::{
     BlockingHandler, Context, DESCRIBE_ROUTE, FromCall, FromContext, Handler, HandlerError,
-    IntoAnswer, IntoFailure, Router, State,
+    IntoAnswer, IntoFailure, PING_ROUTE, Router, State,
 };
 pub use server::{Access, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, Server, ServerBuilder};
 pub use service::{Service, Shutdown};

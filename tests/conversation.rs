@@ -815,7 +815,7 @@ async fn a_reconnecting_client_keeps_its_identity() {
     // ...but the same client, proving it held the id, replaces its old
     // connection.
     let second = Client::builder(server.connector())
-        .resume(first.resumption())
+        .resume(&first.resumption())
         .connect()
         .await
         .unwrap();

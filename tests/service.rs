@@ -146,6 +146,36 @@ async fn every_kind_of_method_over_both_formats() {
     }
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn a_typed_client_follows_its_clients_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let connector = Connector::unix_socket(dir.path().join("calc")).unwrap();
+    let serve = |connector: Connector| async move {
+        let (service, fixture) = calc();
+        let router = Router::new().service(CalculatorServer::new(service));
+        (Server::bind(&connector, router).await.unwrap(), fixture)
+    };
+    let (first, _fixture) = serve(connector.clone()).await;
+    let client = Client::builder(&connector)
+        .reconnect(switchboard::Reconnect::default())
+        .connect()
+        .await
+        .unwrap();
+    let calc = CalculatorClient::new(client);
+    assert_eq!(calc.add(1, 2).await.unwrap(), 3);
+    let before = calc.peer();
+
+    first.shutdown().await;
+    // Once the client has seen its connection end (a call racing with that
+    // would fail with Disconnected, as any call in flight then does)...
+    before.closed().await;
+    let (_second, _fixture) = serve(connector).await;
+    // ...a call waits for the new connection and goes over it.
+    assert_eq!(calc.add(2, 2).await.unwrap(), 4);
+    assert!(!calc.peer().is_closed());
+}
+
 #[tokio::test]
 async fn transport_errors_stay_apart_from_the_methods_errors() {
     // A server without the service: the failure is the outer error.
@@ -263,7 +293,7 @@ async fn several_services_share_a_router_with_plain_routes() {
     );
     let server = Server::bind(&Connector::local(), router).await.unwrap();
     let client = Client::connect(server.connector()).await.unwrap();
-    let peer = client.peer().clone();
+    let peer = client.peer();
     let calc = CalculatorClient::new(client);
     let echo = EchoClient::from_peer(peer.clone());
     assert_eq!(calc.add(20, 22).await.unwrap(), 42);
@@ -479,7 +509,7 @@ async fn the_shutdown_call_is_opt_in() {
         .unwrap();
     let client = Client::connect(server.connector()).await.unwrap();
     assert!(matches!(
-        Shutdown::request(client.peer()).await,
+        Shutdown::request(&client.peer()).await,
         Err(Error::NoSuchRoute { .. })
     ));
 }
@@ -586,6 +616,29 @@ fn the_cli_calls_a_typed_service() {
     let div = cli(&["Calculator.div", r#"{"a":1,"b":0}"#]);
     assert!(!div.status.success());
     assert!(String::from_utf8_lossy(&div.stderr).contains("DivideByZero"));
+
+    // A stream method prints one JSON line per item.
+    let count = cli(&["Calculator.count", r#"{"to":3}"#]);
+    assert!(
+        count.status.success(),
+        "{}",
+        String::from_utf8_lossy(&count.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&count.stdout), "1\n2\n3\n");
+
+    // And the service describes itself to tools that were not built with it.
+    let described = cli(&["switchboard.describe"]);
+    let described: Value = serde_json::from_slice(&described.stdout).unwrap();
+    let methods = &described["services"][0]["methods"];
+    assert_eq!(described["services"][0]["name"], "Calculator");
+    assert!(
+        methods
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["route"] == "Calculator.count" && m["kind"] == "stream"),
+        "{described}"
+    );
 }
 
 #[cfg_attr(windows, ignore = "needs a Windows python3; under Wine there is none")]
@@ -617,7 +670,7 @@ async fn a_parent_asks_its_serving_child_to_shut_down() {
     let connector = Connector::load_state(&serving.connector).unwrap();
     let calc = CalculatorClient::connect(&connector).await.unwrap();
     assert_eq!(calc.add(1, 1).await.unwrap(), 2);
-    Shutdown::request(calc.peer()).await.unwrap();
+    Shutdown::request(&calc.peer()).await.unwrap();
     // The child's stdin is still open: it exits because it was asked.
     let status = tokio::task::spawn_blocking(move || {
         let status = serving.child.wait().unwrap();
@@ -638,7 +691,7 @@ async fn a_serving_child_whose_stdin_is_not_a_pipe_keeps_serving() {
     for n in 0..20 {
         assert_eq!(calc.add(n, 1).await.unwrap(), n + 1);
     }
-    Shutdown::request(calc.peer()).await.unwrap();
+    Shutdown::request(&calc.peer()).await.unwrap();
     let status = tokio::task::spawn_blocking(move || {
         let status = serving.child.wait().unwrap();
         (status, serving)

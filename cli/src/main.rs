@@ -12,9 +12,16 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use serde_json::{Value, json};
-use switchboard::{Address, Client, Connector, Error, HandlerError, Router, Server};
+use switchboard::registry::Lookup;
+use switchboard::{Address, Client, ClientBuilder, Connector, Error, HandlerError, Router, Server};
 
-/// How long `echo-server` lets running handlers finish once told to stop.
+mod describe;
+mod names;
+mod ping;
+mod serve;
+
+/// How long `echo-server` and `serve` let running handlers finish once
+/// told to stop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// The exit codes of `call`, and of the tool as a whole.
@@ -31,11 +38,13 @@ macro_rules! exit_codes {
 
 /// The connector argument's long help, shared by every subcommand that takes one.
 const CONNECTOR_HELP: &str = "\
-Where the server is, in one of three forms:
+Where the server is, in one of four forms:
   sb1:...   the connector string itself, as echo-server or Connector::dump_state printed it
   -         read it from the first line of standard input
   env:VAR   read it from the environment variable VAR (e.g. env:SWITCHBOARD_CONNECTOR)
-The last two keep the secret out of argv, where `ps` shows it to every user of the machine.";
+  @NAME     the service registered as NAME (see `switchboard ls`), or listed as NAME in
+            the services file that SWITCHBOARD_SERVICES names (that file is consulted first)
+All but the first keep the secret out of argv, where `ps` shows it to every user of the machine.";
 
 const TOP_HELP: &str = concat!(
     "\
@@ -44,6 +53,12 @@ Examples:
   switchboard call - echo '{\"a\": 1}' < connector.txt
   SWITCHBOARD_CONNECTOR=$(head -1 connector.txt) switchboard call env:SWITCHBOARD_CONNECTOR echo '\"hi\"'
   switchboard inspect - < connector.txt
+  switchboard echo-server --name echo &
+  switchboard ls
+  switchboard call @echo echo '\"hi\"'
+  switchboard ping @echo --count 3
+  switchboard serve tools.toml &
+  switchboard describe @tools
   switchboard completions bash > ~/.local/share/bash-completion/completions/switchboard
 
 ",
@@ -57,30 +72,39 @@ When it stops:
     (or a socket): a parent that holds the pipe's other end stops the server by
     closing it, or by dying. A terminal, /dev/null or a file as standard input
     is not watched, so `switchboard echo-server > file &` keeps serving.
-Either way it lets running requests finish (at most 2 s), removes its socket
-and the socket's private directory, and exits 0.
+Either way it lets running requests finish (at most 2 s), removes its socket,
+the socket's private directory and its registry entry (with --name), and exits 0.
 
 Routes:
   echo   answers with its parameters
   sleep  waits the given number of milliseconds, answers with it
   fail   fails with its parameters (a string) as the error message
+  count  answers with a stream: the numbers 1 to its parameter, one item each
 
 Examples:
   switchboard echo-server > connector.txt &
+  switchboard echo-server --name echo &          # then: switchboard call @echo echo 1
   switchboard echo-server --tcp 127.0.0.1:0 > connector.txt &
   coproc SERVER { switchboard echo-server; }    # bash: stops when the shell closes the pipe
 
 Exit codes:
   0  stopped by a signal or the end of its stdin pipe
-  2  bad input: --tcp is not HOST:PORT
-  3  could not listen (address in use, no permission)";
+  2  bad input: --tcp is not HOST:PORT, --name is not a valid name, the registry is not private
+  3  could not listen (address in use, no permission), or --name is taken by a live server";
 
 const CALL_HELP: &str = concat!(
     "\
 Examples:
   switchboard call sb1:eyJr... echo '{\"a\": 1}'      prints {\"a\":1}
+  switchboard call @life-gen add '[1, 2]' 
   switchboard call - sleep 5000 --timeout 100 < connector.txt
   switchboard call env:SWITCHBOARD_CONNECTOR fail '\"disk full\"'
+  switchboard call @calc Calculator.count '{\"to\": 3}'     prints 1, 2 and 3, one per line
+
+The answer is printed as one line of JSON. A route that answers with a
+stream prints one line per item as it arrives; an error after some items
+exits with its code after printing them. --timeout then bounds the wait
+for each item.
 
 ",
     exit_codes!()
@@ -101,12 +125,14 @@ Exit codes:
 const INSPECT_HELP: &str = "\
 Examples:
   switchboard inspect sb1:eyJr...
+  switchboard inspect @echo
   switchboard inspect - --json < connector.txt
 
 Exit codes:
   0  success
   2  bad input: a malformed or missing connector
-  (1, 3 and 4 are not used: inspect never connects)";
+  3  @NAME: no service registered or listed under that name
+  (1 and 4 are not used: inspect never connects)";
 
 const COMPLETIONS_HELP: &str = "\
 Examples:
@@ -150,6 +176,10 @@ enum Command {
         /// The service name on the broker (with --amqp).
         #[arg(long, value_name = "NAME", requires = "amqp")]
         address: Option<String>,
+        /// Register in this user's service registry under NAME, so that
+        /// `@NAME` finds it (the connector string is still printed).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
     },
     /// Send a request and print the response as one line of JSON.
     #[command(after_help = CALL_HELP)]
@@ -179,12 +209,49 @@ enum Command {
     /// never the secret.
     #[command(after_help = INSPECT_HELP)]
     Inspect {
-        /// The connector: sb1:..., - (first line of stdin) or env:VAR.
+        /// The connector: sb1:..., - (first line of stdin), env:VAR or @NAME.
         #[arg(value_name = "CONNECTOR", long_help = CONNECTOR_HELP)]
         connector: String,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// List the services registered by this user, and whether they answer.
+    #[command(after_help = names::LS_HELP)]
+    Ls {
+        /// Print one JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure round trips to a server, one line each, and a summary.
+    #[command(after_help = ping::PING_HELP)]
+    Ping {
+        /// The connector: sb1:..., -, env:VAR or @NAME.
+        #[arg(value_name = "CONNECTOR", long_help = CONNECTOR_HELP)]
+        connector: String,
+        #[command(flatten)]
+        options: ping::Options,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Show the services and methods a server offers (its switchboard.describe route).
+    #[command(after_help = describe::DESCRIBE_HELP)]
+    Describe {
+        /// The connector: sb1:..., -, env:VAR or @NAME.
+        #[arg(value_name = "CONNECTOR", long_help = CONNECTOR_HELP)]
+        connector: String,
+        /// Print the description as the server sent it (JSON).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Serve routes that run commands, registered under a name from CONFIG.
+    #[command(after_help = serve::SERVE_HELP)]
+    Serve {
+        /// The configuration file (TOML).
+        #[arg(value_name = "CONFIG.toml")]
+        config: std::path::PathBuf,
     },
     /// Print a shell completion script to standard output.
     #[command(after_help = COMPLETIONS_HELP)]
@@ -198,14 +265,14 @@ enum Command {
 /// The server and route a request or notification goes to.
 #[derive(clap::Args)]
 struct Target {
-    /// The connector: sb1:..., - (first line of stdin) or env:VAR.
+    /// The connector: sb1:..., - (first line of stdin), env:VAR or @NAME.
     #[arg(value_name = "CONNECTOR", long_help = CONNECTOR_HELP)]
     connector: String,
     /// The route to call.
     route: String,
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone, Copy)]
 struct ConnectArgs {
     /// How long to keep trying to reach the server, in milliseconds (exit
     /// code 3 when it is not reached in time).
@@ -214,7 +281,7 @@ struct ConnectArgs {
 }
 
 /// A failure with the exit code it maps to.
-struct Failure {
+pub(crate) struct Failure {
     code: u8,
     message: String,
 }
@@ -230,7 +297,9 @@ impl From<Error> for Failure {
             | Error::InvalidArgument { .. }
             | Error::MissingConnector { .. }
             | Error::Encode(_)
-            | Error::Unsupported(_) => 2,
+            | Error::Unsupported(_)
+            | Error::Registry { .. }
+            | Error::ServicesFile { .. } => 2,
             Error::Timeout(_) => 4,
             _ => 3,
         };
@@ -243,7 +312,7 @@ impl From<Error> for Failure {
     }
 }
 
-fn usage(message: impl Into<String>) -> Failure {
+pub(crate) fn usage(message: impl Into<String>) -> Failure {
     Failure {
         code: 2,
         message: message.into(),
@@ -300,25 +369,49 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::EchoServer { tcp, amqp, address } => echo_server(tcp, amqp.zip(address)).await,
+        Command::EchoServer {
+            tcp,
+            amqp,
+            address,
+            name,
+        } => echo_server(tcp, amqp.zip(address), name).await,
+        Command::Ls { json } => names::ls(json).await,
+        Command::Ping {
+            connector,
+            options,
+            connect,
+        } => ping::ping(&read_endpoint(&connector)?, &options, connect).await,
+        Command::Describe {
+            connector,
+            json,
+            connect,
+        } => describe::describe(&read_endpoint(&connector)?, json, connect).await,
+        Command::Serve { config } => serve::serve(&config).await,
         Command::Call {
             target,
             params,
             timeout,
             connect,
         } => {
-            let connector = read_connector(&target.connector)?;
+            let endpoint = read_endpoint(&target.connector)?;
             let params = parse_params(params)?;
-            let client = connect.connect(&connector).await?;
-            let response: Value = match timeout {
-                Some(ms) => {
-                    client
-                        .request_timeout(&target.route, &params, Duration::from_millis(ms))
-                        .await?
-                }
-                None => client.request(&target.route, &params).await?,
-            };
-            println!("{response}");
+            let client = connect.connect(&endpoint).await?;
+            // Read as a stream: a plain answer is a stream of one, so one
+            // way prints both, each item as soon as it arrives.
+            let limit = timeout.map(Duration::from_millis);
+            let mut items = client
+                .request_stream::<_, Value>(&target.route, &params)
+                .await?;
+            loop {
+                let next = match limit {
+                    Some(limit) => tokio::time::timeout(limit, items.next())
+                        .await
+                        .map_err(|_| Error::Timeout(limit))?,
+                    None => items.next().await,
+                };
+                let Some(item) = next else { break };
+                println!("{}", item?);
+            }
             client.close().await;
             Ok(())
         }
@@ -327,18 +420,51 @@ async fn run(command: Command) -> Result<(), Failure> {
             params,
             connect,
         } => {
-            let connector = read_connector(&target.connector)?;
+            let endpoint = read_endpoint(&target.connector)?;
             let params = parse_params(params)?;
-            let client = connect.connect(&connector).await?;
+            let client = connect.connect(&endpoint).await?;
             client.throw(&target.route, &params).await?;
             client.close().await;
             Ok(())
         }
         Command::Inspect { connector, json } => {
-            inspect(&read_connector(&connector)?, json);
+            let connector = match read_endpoint(&connector)? {
+                Endpoint::Connector(connector) => connector,
+                Endpoint::Name(name) => Lookup::default().resolve(&name)?,
+            };
+            inspect(&connector, json);
             Ok(())
         }
         Command::Completions { .. } => unreachable!("handled before the runtime starts"),
+    }
+}
+
+/// Where a CONNECTOR argument points: a connector, or a name looked up when
+/// connecting (and again on every reconnect).
+pub(crate) enum Endpoint {
+    Connector(Connector),
+    Name(String),
+}
+
+impl Endpoint {
+    /// How to show it in a line of output: `@NAME`, or the address.
+    pub(crate) fn label(&self) -> String {
+        match self {
+            Endpoint::Connector(connector) => connector.address().to_string(),
+            Endpoint::Name(name) => format!("@{name}"),
+        }
+    }
+}
+
+/// Reads a CONNECTOR argument: `@NAME`, or a connector (see
+/// `read_connector`).
+fn read_endpoint(argument: &str) -> Result<Endpoint, Failure> {
+    match argument.strip_prefix('@') {
+        Some("") => Err(usage(
+            "CONNECTOR \"@\" names no service: write @NAME (see `switchboard ls`)",
+        )),
+        Some(name) => Ok(Endpoint::Name(name.to_owned())),
+        None => read_connector(argument).map(Endpoint::Connector),
     }
 }
 
@@ -402,30 +528,46 @@ fn read_connector(argument: &str) -> Result<Connector, Failure> {
 }
 
 impl ConnectArgs {
-    async fn connect(&self, connector: &Connector) -> Result<Client, Failure> {
+    pub(crate) fn builder(&self, endpoint: &Endpoint) -> ClientBuilder {
+        let builder = match endpoint {
+            Endpoint::Connector(connector) => Client::builder(connector),
+            Endpoint::Name(name) => Client::builder_named(name),
+        };
+        builder.connect_timeout(Duration::from_millis(self.connect_timeout))
+    }
+
+    pub(crate) async fn connect(&self, endpoint: &Endpoint) -> Result<Client, Failure> {
+        self.connect_with(self.builder(endpoint)).await
+    }
+
+    pub(crate) async fn connect_with(&self, builder: ClientBuilder) -> Result<Client, Failure> {
         let waited = Duration::from_millis(self.connect_timeout);
-        Client::builder(connector)
-            .connect_timeout(waited)
-            .connect()
-            .await
-            .map_err(|error| match error {
-                Error::Connect {
-                    address, source, ..
-                } => Failure {
-                    code: 3,
-                    message: format!(
-                        "could not connect to {address}: nothing answered in {} of trying \
+        builder.connect().await.map_err(|error| match error {
+            Error::Connect {
+                address, source, ..
+            } => Failure {
+                code: 3,
+                message: format!(
+                    "could not connect to {address}: nothing answered in {} of trying \
                          ({source}); is the server running? --connect-timeout MS waits longer",
-                        human(waited)
-                    ),
-                },
-                other => other.into(),
-            })
+                    human(waited)
+                ),
+            },
+            Error::NameNotFound { name, looked_in } => Failure {
+                code: 3,
+                message: format!(
+                    "no service named {name:?} appeared in {} of waiting (looked in \
+                         {looked_in}); is it running? `switchboard ls` lists the registered ones",
+                    human(waited)
+                ),
+            },
+            other => other.into(),
+        })
     }
 }
 
 /// `200 ms`, `2 s`, `2.5 s`.
-fn human(duration: Duration) -> String {
+pub(crate) fn human(duration: Duration) -> String {
     let ms = duration.as_millis();
     if ms < 1000 {
         format!("{ms} ms")
@@ -436,7 +578,7 @@ fn human(duration: Duration) -> String {
     }
 }
 
-fn parse_params(params: Option<String>) -> Result<Value, Failure> {
+pub(crate) fn parse_params(params: Option<String>) -> Result<Value, Failure> {
     match params {
         None => Ok(Value::Null),
         Some(text) => {
@@ -445,7 +587,11 @@ fn parse_params(params: Option<String>) -> Result<Value, Failure> {
     }
 }
 
-async fn echo_server(tcp: Option<String>, amqp: Option<(String, String)>) -> Result<(), Failure> {
+async fn echo_server(
+    tcp: Option<String>,
+    amqp: Option<(String, String)>,
+    name: Option<String>,
+) -> Result<(), Failure> {
     let connector = match tcp {
         None => match amqp {
             Some((url, service)) => Connector::amqp(url, service)?,
@@ -476,11 +622,18 @@ async fn echo_server(tcp: Option<String>, amqp: Option<(String, String)>) -> Res
                 other => other.to_string(),
             };
             Err::<Value, _>(HandlerError::new(message))
+        })
+        .route("count", |to: u64| async move {
+            switchboard::Stream::iter(1..=to)
         });
     // Listen for signals before the connector is printed: whoever reads it
     // may signal at once.
     let stop = stop_requested();
-    let server = Server::bind(&connector, router).await?;
+    let builder = match name {
+        Some(name) => Server::builder(router).name(name),
+        None => Server::builder(router),
+    };
+    let server = builder.bind(&connector).await?;
     {
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "{}", server.connector().dump_state());
@@ -498,7 +651,7 @@ async fn echo_server(tcp: Option<String>, amqp: Option<(String, String)>) -> Res
 /// On Unix the signal handlers are installed when this is called, not when
 /// the future is first polled, so a signal sent as soon as the connector is
 /// printed is not lost.
-fn stop_requested() -> impl Future<Output = ()> {
+pub(crate) fn stop_requested() -> impl Future<Output = ()> {
     let signals = signals();
     let stdin = stdin_is_pipe().then(stdin_closed);
     async move {
@@ -513,7 +666,7 @@ fn stop_requested() -> impl Future<Output = ()> {
 }
 
 #[cfg(unix)]
-fn signals() -> impl Future<Output = ()> {
+pub(crate) fn signals() -> impl Future<Output = ()> {
     use tokio::signal::unix::{Signal, SignalKind, signal};
     // A signal that cannot be watched (never on Linux) simply never fires.
     async fn received(signal: std::io::Result<Signal>) {
@@ -537,14 +690,14 @@ fn signals() -> impl Future<Output = ()> {
 }
 
 #[cfg(windows)]
-async fn signals() {
+pub(crate) async fn signals() {
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
     }
 }
 
 #[cfg(not(any(unix, windows)))]
-fn signals() -> impl Future<Output = ()> {
+pub(crate) fn signals() -> impl Future<Output = ()> {
     std::future::pending()
 }
 

@@ -170,6 +170,17 @@ fn call_throw_and_exit_codes() {
     let out = cli(&["call", c, "sleep", "10", "--timeout", "5000"]);
     assert_eq!((out.code, out.stdout.trim()), (0, "10"));
 
+    // A streamed answer: one JSON line per item.
+    let out = cli(&["call", c, "count", "3"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "1\n2\n3\n"),
+        "{}",
+        out.stderr
+    );
+    let out = cli(&["call", c, "count", "0"]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "an empty stream");
+
     // 2: bad input of every kind.
     for malformed in ["nonsense", "sb1:@@@", "sb9:abc", "\"sb1:abc\""] {
         let out = cli(&["call", malformed, "echo"]);
@@ -456,6 +467,10 @@ fn every_help_shows_examples_and_exit_codes() {
         &["throw"][..],
         &["inspect"][..],
         &["completions"][..],
+        &["ls"][..],
+        &["ping"][..],
+        &["describe"][..],
+        &["serve"][..],
     ] {
         for flag in ["--help", "-h"] {
             let args: Vec<&str> = command.iter().copied().chain([flag]).collect();

@@ -61,8 +61,9 @@ pub fn generate(service: &Service) -> TokenStream {
                 Self { caller: self.caller.with_timeout(timeout) }
             }
 
-            /// The connection this client calls over.
-            #vis fn peer(&self) -> &::switchboard::Peer {
+            /// The connection this client calls over (for a client that
+            /// reconnects, the current one).
+            #vis fn peer(&self) -> ::switchboard::Peer {
                 self.caller.peer()
             }
 

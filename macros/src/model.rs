@@ -14,7 +14,14 @@ use syn::{
 
 /// Method names the generated client uses for itself (and `clone`, which
 /// would hide `Clone::clone` on it).
-const RESERVED: &[&str] = &["new", "connect", "from_peer", "with_timeout", "peer", "clone"];
+const RESERVED: &[&str] = &[
+    "new",
+    "connect",
+    "from_peer",
+    "with_timeout",
+    "peer",
+    "clone",
+];
 
 /// A checked service trait.
 pub struct Service {

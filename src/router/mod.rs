@@ -44,6 +44,11 @@ pub use handler_error::{HandlerError, IntoFailure};
 /// takes the name.
 pub const DESCRIBE_ROUTE: &str = "switchboard.describe";
 
+/// The built-in route that answers `null` at once (unless a handler of
+/// its own takes the name): `switchboard ping` measures round trips with
+/// it.
+pub const PING_ROUTE: &str = "switchboard.ping";
+
 /// A handler with its types erased.
 type Erased<S> = Arc<dyn Fn(Call, Context, &S) -> BoxFuture<Outcome<Answer>> + Send + Sync>;
 
@@ -230,10 +235,12 @@ impl<S: Send + Sync + 'static> Router<S> {
     fn dispatch(&self, call: Call) -> (BoxFuture<Outcome<Answer>>, Order, Arc<str>) {
         let Some((route, handler, order)) = self.find(call.route()) else {
             let route: Arc<str> = call.route().into();
-            let answer = if &*route == DESCRIBE_ROUTE {
-                self.describe(call)
-            } else {
-                Err(no_such_route(&route))
+            let answer = match &*route {
+                DESCRIBE_ROUTE => self.describe(call),
+                PING_ROUTE => call
+                    .open()
+                    .and_then(|(serde::de::IgnoredAny, responder)| responder.value(&())),
+                _ => Err(no_such_route(&route)),
             };
             return (Box::pin(std::future::ready(answer)), Order::InOrder, route);
         };

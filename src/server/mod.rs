@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::connector::{BindGuard, Connector, Listener};
 use crate::error::{Error, Result};
 use crate::peer::{Connection, ErrorHook, Inbound, Peer};
+use crate::registry::{self, Registration, Registry};
 use crate::router::Router;
 
 mod admission;
@@ -41,6 +42,7 @@ pub struct ServerBuilder {
     config: Config,
     limits: Limits,
     access: Access,
+    name: Option<(String, Option<Registry>)>,
 }
 
 impl ServerBuilder {
@@ -120,8 +122,45 @@ impl ServerBuilder {
         self
     }
 
-    /// Binds the connector's address and starts accepting clients.
+    /// Publishes the server under `name` in this user's registry once it
+    /// is bound (see [`Server::bind_named`]).
+    pub fn name(mut self, name: impl Into<String>) -> ServerBuilder {
+        let registry = self.name.take().and_then(|(_, registry)| registry);
+        self.name = Some((name.into(), registry));
+        self
+    }
+
+    /// Publishes the name given to [`ServerBuilder::name`] in `registry`
+    /// instead of this user's.
+    pub fn registry(mut self, registry: Registry) -> ServerBuilder {
+        let name = self.name.take().map(|(name, _)| name).unwrap_or_default();
+        self.name = Some((name, Some(registry)));
+        self
+    }
+
+    /// Binds the connector's address and starts accepting clients (and,
+    /// with [`ServerBuilder::name`], publishes it under that name).
     pub async fn bind(self, connector: &Connector) -> Result<Server> {
+        let registry = match &self.name {
+            Some((name, _)) if name.is_empty() => {
+                return Err(Error::InvalidArgument {
+                    what: "service name",
+                    reason: "ServerBuilder::registry was given, but no name to publish \
+                             (ServerBuilder::name)"
+                        .into(),
+                });
+            }
+            Some((name, registry)) => {
+                registry::check_name(name)?;
+                // Checked before binding: a registry that cannot be used
+                // fails the bind without touching the address.
+                Some(match registry {
+                    Some(registry) => registry.clone(),
+                    None => Registry::user()?,
+                })
+            }
+            None => None,
+        };
         let mut listener = Listener::bind(connector, self.access.open_to_others()).await?;
         let cleanup = listener.take_cleanup();
         let shared = Arc::new(Shared {
@@ -140,11 +179,17 @@ impl ServerBuilder {
             client_count: watch::Sender::new(0),
         });
         let accept = tokio::spawn(admission::accept_loop(listener, Arc::clone(&shared)));
-        Ok(Server {
+        let mut server = Server {
             shared,
             accept,
             _cleanup: cleanup,
-        })
+            registration: None,
+        };
+        if let (Some(registry), Some((name, _))) = (registry, &self.name) {
+            // On failure the server is dropped, and its address freed.
+            server.registration = Some(registry.publish(name, server.connector()).await?);
+        }
+        Ok(server)
     }
 }
 
@@ -200,6 +245,8 @@ pub struct Server {
     shared: Arc<Shared>,
     accept: JoinHandle<()>,
     _cleanup: Option<BindGuard>,
+    /// Removes the registry entry when dropped.
+    registration: Option<Registration>,
 }
 
 impl std::fmt::Debug for Server {
@@ -220,6 +267,46 @@ impl Server {
         Server::builder(router).bind(connector).await
     }
 
+    /// Binds `connector`, serves `router`, and publishes the server under
+    /// `name` in this user's registry, so clients find it with
+    /// [`Client::connect_named`](crate::Client::connect_named) and
+    /// `switchboard ls` lists it. The entry is removed when the server
+    /// shuts down or is dropped; one left by a server that died is
+    /// replaced. Fails with [`Error::NameInUse`] (naming its pid) when a
+    /// live server holds the name, and with [`Error::Registry`] when the
+    /// registry directory is not private to this user.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> switchboard::Result<()> {
+    /// use switchboard::registry::{Lookup, Registry};
+    /// use switchboard::{Client, Connector, Router, Server};
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let registry = Registry::at(dir.path().join("registry"))?;
+    /// let router = Router::new().route("add", |(a, b): (i64, i64)| async move { Ok::<_, String>(a + b) });
+    /// // Server::bind_named("calc", &Connector::local(), router) publishes in the
+    /// // user's registry; here, in a registry of its own:
+    /// let server = Server::builder(router).name("calc").registry(registry.clone())
+    ///     .bind(&Connector::local()).await?;
+    /// let client = Client::builder_named("calc").lookup(Lookup::default().registry(registry))
+    ///     .connect().await?;
+    /// assert_eq!(client.request::<_, i64>("add", &(1, 2)).await?, 3);
+    /// # Ok(()) }
+    /// ```
+    pub async fn bind_named<S: Send + Sync + 'static>(
+        name: &str,
+        connector: &Connector,
+        router: Router<S>,
+    ) -> Result<Server> {
+        Server::builder(router).name(name).bind(connector).await
+    }
+
+    /// The name the server is published under, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.registration.as_ref().map(Registration::name)
+    }
+
     /// A builder, for limits, budgets, access and an error hook.
     pub fn builder<S: Send + Sync + 'static>(router: Router<S>) -> ServerBuilder {
         ServerBuilder {
@@ -233,6 +320,7 @@ impl Server {
                 max_handshakes: DEFAULT_MAX_HANDSHAKES,
             },
             access: Access::default(),
+            name: None,
         }
     }
 
@@ -339,6 +427,8 @@ impl Server {
     /// Like [`Server::shutdown`], but closes connections whose handlers are
     /// still running after `grace`.
     pub async fn shutdown_timeout(mut self, grace: Duration) {
+        // Unpublished first: nobody should look up a server that is leaving.
+        self.registration = None;
         self.accept.abort();
         // Waiting for the aborted task drops the listener: no new client can
         // reach this server once shutdown returns.
@@ -363,6 +453,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.registration = None;
         self.accept.abort();
         lock(&self.shared.holders).clear();
         for (_, connection) in lock(&self.shared.connections).drain() {

@@ -13,31 +13,37 @@ pub use serde_json;
 
 use crate::{Client, Connector, Error, Peer, Result, Stream, code};
 
-/// The generated clients' connection: a peer, what keeps it open, and the
-/// timeout for its requests.
+/// The generated clients' connection: a client (whose calls follow its
+/// reconnects, and which stays open while a clone of this lives) or a bare
+/// peer, and the timeout for its requests.
 #[derive(Clone)]
 pub struct Caller {
-    peer: Peer,
-    /// The connection closes when the last clone of its `Client` drops.
-    _owner: Option<Arc<Client>>,
+    target: Target,
     timeout: Option<Duration>,
+}
+
+#[derive(Clone)]
+enum Target {
+    Client(Arc<Client>),
+    Peer(Peer),
 }
 
 impl std::fmt::Debug for Caller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Caller")
-            .field("peer", &self.peer)
-            .field("timeout", &self.timeout)
-            .finish()
+        let mut out = f.debug_struct("Caller");
+        match &self.target {
+            Target::Client(client) => out.field("client", client),
+            Target::Peer(peer) => out.field("peer", peer),
+        };
+        out.field("timeout", &self.timeout).finish()
     }
 }
 
 impl Caller {
-    /// Calls over `client`'s connection, keeping it open.
+    /// Calls through `client`, keeping it open.
     pub fn from_client(client: Client) -> Caller {
         Caller {
-            peer: client.peer().clone(),
-            _owner: Some(Arc::new(client)),
+            target: Target::Client(Arc::new(client)),
             timeout: None,
         }
     }
@@ -45,8 +51,7 @@ impl Caller {
     /// Calls over a connection someone else keeps open.
     pub fn from_peer(peer: Peer) -> Caller {
         Caller {
-            peer,
-            _owner: None,
+            target: Target::Peer(peer),
             timeout: None,
         }
     }
@@ -64,9 +69,12 @@ impl Caller {
         }
     }
 
-    /// The connection.
-    pub fn peer(&self) -> &Peer {
-        &self.peer
+    /// The current connection.
+    pub fn peer(&self) -> Peer {
+        match &self.target {
+            Target::Client(client) => client.peer(),
+            Target::Peer(peer) => peer.clone(),
+        }
     }
 
     /// A request to a method returning a plain value.
@@ -75,9 +83,15 @@ impl Caller {
         P: Serialize,
         R: DeserializeOwned,
     {
-        match self.timeout {
-            Some(timeout) => self.peer.request_timeout(route, params, timeout).await,
-            None => self.peer.request(route, params).await,
+        match (&self.target, self.timeout) {
+            (Target::Client(client), Some(timeout)) => {
+                client.request_timeout(route, params, timeout).await
+            }
+            (Target::Client(client), None) => client.request(route, params).await,
+            (Target::Peer(peer), Some(timeout)) => {
+                peer.request_timeout(route, params, timeout).await
+            }
+            (Target::Peer(peer), None) => peer.request(route, params).await,
         }
     }
 
@@ -106,12 +120,18 @@ impl Caller {
         P: Serialize,
         T: DeserializeOwned,
     {
-        self.peer.request_stream(route, params).await
+        match &self.target {
+            Target::Client(client) => client.request_stream(route, params).await,
+            Target::Peer(peer) => peer.request_stream(route, params).await,
+        }
     }
 
     /// A notification.
     pub async fn notify<P: Serialize>(&self, route: &str, params: &P) -> Result<()> {
-        self.peer.throw(route, params).await
+        match &self.target {
+            Target::Client(client) => client.throw(route, params).await,
+            Target::Peer(peer) => peer.throw(route, params).await,
+        }
     }
 }
 

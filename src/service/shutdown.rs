@@ -30,7 +30,7 @@ const ROUTE: &str = "switchboard.shutdown";
 /// let client = Client::connect(server.connector()).await?;
 /// let serving = tokio::spawn(server.run_until(async move { shutdown.requested().await }));
 ///
-/// Shutdown::request(client.peer()).await?;
+/// Shutdown::request(&client.peer()).await?;
 /// serving.await.expect("the server stopped");
 /// # Ok(()) }
 /// ```

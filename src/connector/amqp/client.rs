@@ -25,33 +25,49 @@ const IDLE_KEEP: Duration = Duration::from_secs(2);
 /// The broker connection of the last attempt that found no instance:
 /// `Client::connect` retries every few milliseconds while no server is up,
 /// and each retry then costs a passive declare instead of a new connection.
-static IDLE: Mutex<Option<(AmqpUrl, Arc<Connection>, Instant)>> = Mutex::new(None);
+static IDLE: Mutex<Option<Idle>> = Mutex::new(None);
+
+struct Idle {
+    url: AmqpUrl,
+    /// The runtime that opened the connection. lapin runs a connection's
+    /// heartbeat and its channel bookkeeping as tasks on that runtime, so
+    /// the connection stops working when the runtime ends (at once, or a
+    /// heartbeat timeout later when the broker drops it): only an attempt
+    /// on the same runtime may reuse it.
+    runtime: tokio::runtime::Id,
+    connection: Arc<Connection>,
+    since: Instant,
+}
 
 fn take_idle(url: &AmqpUrl) -> Option<Arc<Connection>> {
+    let runtime = tokio::runtime::Handle::current().id();
     let mut idle = IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    match idle.take() {
-        Some((idle_url, connection, since))
-            if idle_url == *url
-                && since.elapsed() < IDLE_KEEP
-                && connection.status().connected() =>
-        {
-            Some(connection)
-        }
-        _ => None,
-    }
+    // Whatever is there goes: reused now, or stale.
+    idle.take()
+        .filter(|idle| {
+            idle.url == *url
+                && idle.runtime == runtime
+                && idle.since.elapsed() < IDLE_KEEP
+                && idle.connection.status().connected()
+        })
+        .map(|idle| idle.connection)
 }
 
 fn put_idle(url: &AmqpUrl, connection: Arc<Connection>) {
     let kept = Arc::clone(&connection);
-    *IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
-        Some((url.clone(), connection, Instant::now()));
+    *IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Idle {
+        url: url.clone(),
+        runtime: tokio::runtime::Handle::current().id(),
+        connection,
+        since: Instant::now(),
+    });
     // Closed if no attempt takes it soon.
     tokio::spawn(async move {
         tokio::time::sleep(IDLE_KEEP).await;
         let mut idle = IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if idle
             .as_ref()
-            .is_some_and(|(_, connection, _)| Arc::ptr_eq(connection, &kept))
+            .is_some_and(|idle| Arc::ptr_eq(&idle.connection, &kept))
         {
             *idle = None;
         }
@@ -61,7 +77,8 @@ fn put_idle(url: &AmqpUrl, connection: Arc<Connection>) {
 /// One connection attempt. "No instance serves the service" is
 /// `NotFound`, the broker unreachable `ConnectionRefused` (both retried by
 /// `Client::connect` until its deadline); a server that fails to prove the
-/// secret is `PermissionDenied`, carrying `Error::AuthFailed`.
+/// secret is `PermissionDenied`, carrying the `Error::AuthFailed` that
+/// `Client::connect` returns.
 pub(crate) async fn connect(connector: &Connector) -> io::Result<Link> {
     let Address::Amqp { url, service } = connector.address() else {
         return Err(io::Error::new(
@@ -69,8 +86,8 @@ pub(crate) async fn connect(connector: &Connector) -> io::Result<Link> {
             "not an AMQP connector",
         ));
     };
-    // A kept connection may have died with the runtime that made it: then
-    // a fresh one.
+    // A kept connection may have been closed by the broker: then a fresh
+    // one.
     let kept = take_idle(url);
     let kept_count = match &kept {
         Some(connection) => instance_count(connection, service).await.ok(),

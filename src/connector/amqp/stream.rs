@@ -32,6 +32,8 @@ pub(super) const CHUNK: usize = 1024 * 1024;
 /// Bytes published but not yet written to the broker socket before
 /// writers wait.
 const MAX_IN_FLIGHT: usize = 8 * 1024 * 1024;
+/// How long a renewal waits for its new presence token.
+const RENEWAL_WAIT: Duration = Duration::from_secs(30);
 
 type Publish = Pin<Box<dyn Future<Output = lapin::Result<()>> + Send>>;
 
@@ -73,6 +75,13 @@ impl Drop for Shared {
 /// channel or connection goes), renewing it every [`PRESENCE_RENEWAL`] so
 /// no delivery stays unacknowledged long enough for the broker's
 /// `consumer_timeout` to close the channel.
+///
+/// The link's channel sets no prefetch limit, so the new token arrives
+/// while the old one is still held; the old one is acknowledged only
+/// then, so this side never holds no token. If a renewal fails the link
+/// is no longer watched reliably: its channel is closed, which ends the
+/// link on both sides (the peer gets the token) rather than leaving it to
+/// the broker's `consumer_timeout` half an hour later.
 pub(super) async fn keep_presence(
     channel: Channel,
     queue: ShortString,
@@ -81,26 +90,47 @@ pub(super) async fn keep_presence(
 ) {
     loop {
         tokio::time::sleep(PRESENCE_RENEWAL).await;
-        let published = channel
-            .basic_publish(
-                "".into(),
-                queue.clone(),
-                BasicPublishOptions::default(),
-                &[],
-                BasicProperties::default(),
-            )
-            .await;
-        if published.is_err() {
-            return;
+        match renew(&channel, &queue, &mut consumer).await {
+            Ok(token) => {
+                let _ = held.acker.ack(BasicAckOptions::default()).await;
+                held = token;
+            }
+            Err(e) => {
+                tracing::warn!(queue = %queue, "closing the AMQP link: {e}");
+                let _ = channel
+                    .close(200, "the presence token could not be renewed".into())
+                    .await;
+                return;
+            }
         }
-        let next = tokio::time::timeout(
-            Duration::from_secs(30),
-            std::future::poll_fn(|cx| Pin::new(&mut consumer).poll_next(cx)),
+    }
+}
+
+/// Publishes a new presence token and takes it from the queue.
+async fn renew(
+    channel: &Channel,
+    queue: &ShortString,
+    consumer: &mut Consumer,
+) -> io::Result<Delivery> {
+    channel
+        .basic_publish(
+            "".into(),
+            queue.clone(),
+            BasicPublishOptions::default(),
+            &[],
+            BasicProperties::default(),
         )
-        .await;
-        let Ok(Some(Ok(token))) = next else { return };
-        let _ = held.acker.ack(BasicAckOptions::default()).await;
-        held = token;
+        .await
+        .map_err(|e| lapin_error(e, "publishing a new presence token"))?;
+    let next = std::future::poll_fn(|cx| Pin::new(&mut *consumer).poll_next(cx));
+    match tokio::time::timeout(RENEWAL_WAIT, next).await {
+        Ok(Some(Ok(token))) => Ok(token),
+        Ok(Some(Err(e))) => Err(lapin_error(e, "taking the new presence token")),
+        Ok(None) => Err(super::cancelled("this side's presence queue")),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the new presence token did not arrive within {RENEWAL_WAIT:?}"),
+        )),
     }
 }
 

@@ -1,0 +1,241 @@
+//! Reaching a server: resolving the target (a connector, or a name looked
+//! up again on every attempt), connecting the link with retries while the
+//! server is not up yet, and the handshake.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Resumption;
+use crate::config::Config;
+use crate::connector::{self, Connector, Link, random_bytes};
+use crate::error::{Error, Result};
+use crate::peer::{Connection, Inbound, Settings};
+use crate::protocol::handshake;
+use crate::registry::Lookup;
+use crate::transport::{FrameReader, FrameWriter};
+
+/// What a client connects to.
+#[derive(Clone, Debug)]
+pub(crate) enum Target {
+    Connector(Connector),
+    Name { name: String, lookup: Lookup },
+}
+
+impl Target {
+    fn resolve(&self) -> Result<Connector> {
+        match self {
+            Target::Connector(connector) => Ok(connector.clone()),
+            Target::Name { name, lookup } => lookup.resolve(name),
+        }
+    }
+}
+
+/// Everything needed to open a connection as one client, again and again.
+pub(super) struct Dialer {
+    pub(super) target: Target,
+    pub(super) id: String,
+    pub(super) router: Arc<dyn Inbound>,
+    pub(super) config: Config,
+}
+
+impl Dialer {
+    /// Connects, retrying while the server is not up yet (nothing listens,
+    /// the name is not registered) until `deadline`, then authenticates.
+    pub(super) async fn dial_until(
+        &self,
+        token: Option<&[u8]>,
+        deadline: Instant,
+        waited: Duration,
+    ) -> Result<(Connection, Resumption)> {
+        let mut delay = Duration::from_millis(2);
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let error = match self.target.resolve() {
+                Ok(connector) => match connect_or_refused(&connector, remaining).await {
+                    Ok(Ok(link)) => return self.start(link, &connector, token).await,
+                    Ok(Err(refused)) => return Err(refused),
+                    Err(error) if retryable(&error) && Instant::now() + delay < deadline => None,
+                    Err(error) => {
+                        let source = if retryable(&error) {
+                            io::Error::new(
+                                error.kind(),
+                                format!("{error} (kept trying for {waited:?}: no server answered)"),
+                            )
+                        } else {
+                            error
+                        };
+                        return Err(Error::Connect {
+                            address: connector.address().to_string(),
+                            source,
+                        });
+                    }
+                },
+                // Not registered yet: a server started alongside may
+                // register in a moment.
+                Err(error @ Error::NameNotFound { .. }) => Some(error),
+                Err(error) => return Err(error),
+            };
+            if let Some(error) = error {
+                if Instant::now() + delay >= deadline {
+                    return Err(error);
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// One attempt: resolve, connect within `limit`, authenticate.
+    pub(super) async fn dial_once(
+        &self,
+        token: Option<&[u8]>,
+        limit: Duration,
+    ) -> Result<(Connection, Resumption)> {
+        let connector = self.target.resolve()?;
+        let link = connect_or_refused(&connector, limit)
+            .await
+            .map_err(|source| Error::Connect {
+                address: connector.address().to_string(),
+                source,
+            })??;
+        self.start(link, &connector, token).await
+    }
+
+    async fn start(
+        &self,
+        link: Link,
+        connector: &Connector,
+        token: Option<&[u8]>,
+    ) -> Result<(Connection, Resumption)> {
+        let (peer_pid, peer_uid) = (link.peer_pid, link.peer_uid);
+        let (reader, writer, settled) =
+            authenticate(link, connector, &self.id, &self.config, token).await?;
+        let connection = Connection::start(
+            reader,
+            writer,
+            Settings {
+                transport: connector.address().kind(),
+                client_id: self.id.clone(),
+                peer_pid,
+                peer_uid,
+                format: settled.format,
+                max_frame: connector.max_frame(),
+                config: self.config.clone(),
+                peer_window: settled.peer_window,
+                report: None,
+            },
+            Arc::clone(&self.router),
+        );
+        let resumption = Resumption {
+            id: self.id.clone(),
+            token: settled.token,
+        };
+        Ok((connection, resumption))
+    }
+}
+
+async fn authenticate(
+    link: Link,
+    connector: &Connector,
+    id: &str,
+    config: &Config,
+    token: Option<&[u8]>,
+) -> Result<(FrameReader, FrameWriter, handshake::Settled)> {
+    let mut reader = FrameReader::new(link.reader, connector.max_frame());
+    let mut writer = FrameWriter::new(link.writer);
+    let limit = config.handshake_timeout;
+    let handshake = handshake::client(
+        &mut reader,
+        &mut writer,
+        connector,
+        id,
+        config.window(),
+        token,
+    );
+    let settled = tokio::time::timeout(limit, handshake).await.map_err(|_| {
+        Error::Protocol(format!(
+            "the server did not finish the handshake within {limit:?}"
+        ))
+    })??;
+    Ok((reader, writer, settled))
+}
+
+/// Completes a handshake on `link` as a throwaway client and hangs up, so
+/// a registry probe looks to the server like any short-lived client.
+pub(crate) async fn probe_handshake(link: Link, connector: &Connector) {
+    let config = Config {
+        handshake_timeout: Duration::from_secs(2),
+        ..Config::default()
+    };
+    let id = format!("probe-{}", hex(&random_bytes::<8>()));
+    if let Err(e) = authenticate(link, connector, &id, &config, None).await {
+        tracing::debug!(error = %e, "registry probe: the handshake failed");
+    }
+}
+
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn connect_link(connector: &Connector, limit: Duration) -> io::Result<Link> {
+    match tokio::time::timeout(
+        limit.max(Duration::from_millis(1)),
+        connector::connect(connector),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+    }
+}
+
+/// A link that authenticates its own connect step (AMQP) reports a
+/// refusal as an I/O error carrying [`Error::AuthFailed`]: that error, as
+/// on every other transport. Anything else comes back unchanged.
+fn auth_failure(error: io::Error) -> std::result::Result<Error, io::Error> {
+    let carries_auth_failure = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<Error>())
+        .is_some_and(|inner| matches!(inner, Error::AuthFailed(_)));
+    if !carries_auth_failure {
+        return Err(error);
+    }
+    let kind = error.kind();
+    match error.into_inner().map(|inner| inner.downcast::<Error>()) {
+        Some(Ok(inner)) => Ok(*inner),
+        Some(Err(other)) => Err(io::Error::new(kind, other)),
+        None => Err(io::Error::from(kind)),
+    }
+}
+
+/// Connects within `limit`; a refusal by an authenticating link is
+/// [`Error::AuthFailed`] (`Ok(Err(..))`), any other failure an I/O error
+/// for the caller to judge.
+async fn connect_or_refused(
+    connector: &Connector,
+    limit: Duration,
+) -> std::result::Result<Result<Link>, io::Error> {
+    match connect_link(connector, limit).await {
+        Ok(link) => Ok(Ok(link)),
+        Err(error) => auth_failure(error).map(Err),
+    }
+}
+
+/// Errors that mean "not up yet" or "busy right now", worth another try
+/// before the deadline.
+fn retryable(error: &io::Error) -> bool {
+    // Every instance of the pipe is taken for the moment: ERROR_PIPE_BUSY,
+    // which interprocess reports as TimedOut when told not to wait.
+    const ERROR_PIPE_BUSY: i32 = 231;
+    let busy_pipe = cfg!(windows)
+        && (error.raw_os_error() == Some(ERROR_PIPE_BUSY)
+            || error.kind() == io::ErrorKind::TimedOut);
+    busy_pipe
+        || matches!(
+            error.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused | io::ErrorKind::WouldBlock
+        )
+}
