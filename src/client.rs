@@ -471,14 +471,20 @@ impl Client {
         let _ = state.wait_for(|state| *state == LinkState::Closed).await;
     }
 
-    /// Closes the connection after writing what is queued (waiting up to
-    /// five seconds for that), and stops reconnecting.
-    pub async fn close(self) {
+    /// Like [`Client::close`], for owners that share the client (the
+    /// blocking client's clones).
+    pub(crate) async fn close_shared(&self) {
         self.shared.closing.send_replace(true);
         self.shared
             .connection()
             .close_and_flush(Duration::from_secs(5))
             .await;
+    }
+
+    /// Closes the connection after writing what is queued (waiting up to
+    /// five seconds for that), and stops reconnecting.
+    pub async fn close(self) {
+        self.close_shared().await;
     }
 }
 

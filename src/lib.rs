@@ -36,6 +36,7 @@
 
 #![warn(missing_docs)]
 
+pub mod blocking;
 mod client;
 mod config;
 pub mod connector;

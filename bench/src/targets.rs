@@ -22,7 +22,7 @@ enum Bound {
     Times(f64, &'static str),
 }
 
-const TARGETS: [Target; 11] = [
+const TARGETS: [Target; 12] = [
     Target {
         key: RTT_P50,
         system: "switchboard_local_json",
@@ -37,6 +37,11 @@ const TARGETS: [Target; 11] = [
         key: RTT_P50,
         system: "switchboard_local_json",
         rule: Rule::Below(Bound::Times(1.0, "ipc_channel")),
+    },
+    Target {
+        key: RTT_P50,
+        system: "switchboard_blocking",
+        rule: Rule::AtMost(Bound::Times(1.2, "raw_blocking_uds")),
     },
     Target {
         key: PIPELINED,

@@ -5,13 +5,14 @@
 //! this module sees only those halves.
 
 use std::io;
-use std::pin::Pin;
+#[cfg(unix)]
+use std::os::fd::OwnedFd;
+#[cfg(not(unix))]
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use interprocess::local_socket::tokio::Stream as LocalStream;
 use interprocess::local_socket::traits::StreamCommon;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{Address, Connector};
@@ -48,7 +49,7 @@ impl Link {
     /// (interprocess's recommended replacement for splitting).
     // The pid is an i32 on Unix and already a u32 on Windows.
     #[allow(clippy::useless_conversion)]
-    pub(super) fn local(stream: LocalStream) -> Link {
+    pub(super) fn local(stream: LocalStream) -> io::Result<Link> {
         let creds = stream.peer_creds().ok();
         let peer_pid = creds
             .as_ref()
@@ -58,51 +59,81 @@ impl Link {
         let peer_uid = creds.as_ref().and_then(|creds| creds.euid());
         #[cfg(not(unix))]
         let peer_uid = None;
-        let stream = Arc::new(stream);
-        Link {
-            reader: Box::new(Shared(Arc::clone(&stream))),
-            writer: Box::new(Shared(stream)),
+        #[cfg(unix)]
+        let (reader, writer) = {
+            let LocalStream::UdSocket(socket) = stream;
+            let (reader, writer) = super::unix_halves::split(OwnedFd::try_from(socket)?)?;
+            (
+                Box::new(reader) as Box<dyn AsyncRead + Send + Unpin>,
+                Box::new(writer) as Box<dyn AsyncWrite + Send + Unpin>,
+            )
+        };
+        #[cfg(not(unix))]
+        let (reader, writer) = {
+            let stream = Arc::new(stream);
+            (
+                Box::new(Shared(Arc::clone(&stream))) as Box<dyn AsyncRead + Send + Unpin>,
+                Box::new(Shared(stream)) as Box<dyn AsyncWrite + Send + Unpin>,
+            )
+        };
+        Ok(Link {
+            reader,
+            writer,
             peer_pid,
             peer_uid,
+        })
+    }
+}
+
+/// Both halves of a named pipe, sharing it (Unix sockets use `unix_halves`
+/// instead).
+#[cfg(not(unix))]
+mod shared {
+    use std::io;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+    pub(super) struct Shared<S>(pub(super) Arc<S>);
+
+    impl<S> AsyncRead for Shared<S>
+    where
+        for<'a> &'a S: AsyncRead,
+    {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut &*self.0).poll_read(cx, buf)
+        }
+    }
+
+    impl<S> AsyncWrite for Shared<S>
+    where
+        for<'a> &'a S: AsyncWrite,
+    {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut &*self.0).poll_write(cx, buf)
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut &*self.0).poll_flush(cx)
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut &*self.0).poll_shutdown(cx)
         }
     }
 }
-
-struct Shared<S>(Arc<S>);
-
-impl<S> AsyncRead for Shared<S>
-where
-    for<'a> &'a S: AsyncRead,
-{
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut &*self.0).poll_read(cx, buf)
-    }
-}
-
-impl<S> AsyncWrite for Shared<S>
-where
-    for<'a> &'a S: AsyncWrite,
-{
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &*self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &*self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &*self.0).poll_shutdown(cx)
-    }
-}
+#[cfg(not(unix))]
+use shared::Shared;
 
 #[cfg(unix)]
 use super::local_unix as local;

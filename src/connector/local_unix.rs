@@ -109,7 +109,7 @@ impl LocalListener {
     }
 
     pub(crate) async fn accept(&self) -> io::Result<Link> {
-        Ok(Link::local(self.listener.accept().await?))
+        Link::local(self.listener.accept().await?)
     }
 }
 
@@ -151,5 +151,5 @@ pub(crate) async fn connect(address: &Address) -> io::Result<Link> {
         ));
     };
     let name = path.as_path().to_fs_name::<GenericFilePath>()?;
-    Ok(Link::local(Stream::connect(name).await?))
+    Link::local(Stream::connect(name).await?)
 }

@@ -85,7 +85,7 @@ impl LocalListener {
     }
 
     pub(crate) async fn accept(&self) -> io::Result<Link> {
-        Ok(Link::local(self.listener.accept().await?))
+        Link::local(self.listener.accept().await?)
     }
 }
 
@@ -101,7 +101,7 @@ pub(crate) async fn connect(address: &Address) -> io::Result<Link> {
         .wait_mode(ConnectWaitMode::Timeout(Duration::ZERO))
         .connect_tokio()
         .await?;
-    Ok(Link::local(stream))
+    Link::local(stream)
 }
 
 /// A protected DACL (no inherited entries) that allows the current user

@@ -17,6 +17,8 @@ mod local_unix;
 mod local_windows;
 mod secret;
 mod state;
+#[cfg(unix)]
+mod unix_halves;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -15,6 +15,7 @@ mod raw_amqp;
 mod raw_blocking;
 mod raw_tokio;
 mod switchboard;
+mod switchboard_blocking;
 mod tarpc;
 
 use std::fmt;
@@ -27,12 +28,13 @@ use clap::ValueEnum;
 pub use communica::{describe_python, prepare_venv};
 
 /// Every system, in the order of the report's columns.
-pub const SYSTEMS: [&str; 11] = [
+pub const SYSTEMS: [&str; 12] = [
     "raw_blocking_uds",
     "raw_tokio_local",
     "switchboard_local_json",
     "switchboard_local_msgpack",
     "switchboard_tcp_json",
+    "switchboard_blocking",
     "tarpc_uds",
     "ipc_channel",
     "communica",
@@ -211,6 +213,7 @@ pub fn open(system: &str, options: &Options) -> Result<Box<dyn Session>> {
             switchboard::Variant::TcpJson,
             options.flavor,
         )?),
+        "switchboard_blocking" => Box::new(switchboard_blocking::Client::open()?),
         "tarpc_uds" => Box::new(tarpc::Client::open(options.flavor)?),
         "ipc_channel" => Box::new(ipc::Client::open()?),
         "communica" => Box::new(communica::Client::open(&options.venv, None)?),
@@ -235,6 +238,7 @@ pub fn serve(system: &str, flavor: Flavor) -> Result<()> {
             switchboard::serve(switchboard::Variant::LocalJson, flavor)
         }
         "switchboard_tcp_json" => switchboard::serve(switchboard::Variant::TcpJson, flavor),
+        "switchboard_blocking" => switchboard_blocking::serve(),
         "tarpc_uds" => tarpc::serve(flavor),
         "raw_amqp" => raw_amqp::serve(flavor),
         "switchboard_amqp" => switchboard::serve(switchboard::Variant::AmqpJson, flavor),

@@ -1,0 +1,138 @@
+//! A Unix socket's two halves, registered with the event loop for what
+//! each needs: the reader for readability only, the writer for writability
+//! only while a write is blocked.
+//!
+//! Why: a socket registered for both (as tokio's own streams are) gets an
+//! `EPOLLOUT` edge every time the peer reads, since that frees room in
+//! this side's send buffer. In request/response traffic that wakes each
+//! process once more per message for nothing, which on a small VM cost
+//! about as much as the round trip itself (BENCHMARKS.md, "The blocking
+//! API").
+
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+
+/// The receiving half: the socket, registered for readability.
+pub(super) struct Reader(Arc<AsyncFd<UnixStream>>);
+
+/// The sending half: writes go straight to the socket; only a write that
+/// would block registers (a second descriptor of the same socket) for
+/// writability, until it went through.
+pub(super) struct Writer {
+    socket: Arc<AsyncFd<UnixStream>>,
+    blocked: Option<AsyncFd<UnixStream>>,
+}
+
+/// Splits a connected, non-blocking socket into its halves.
+pub(super) fn split(fd: OwnedFd) -> io::Result<(Reader, Writer)> {
+    let stream = UnixStream::from(fd);
+    stream.set_nonblocking(true)?;
+    let socket = Arc::new(register(stream, Interest::READABLE)?);
+    Ok((
+        Reader(Arc::clone(&socket)),
+        Writer {
+            socket,
+            blocked: None,
+        },
+    ))
+}
+
+/// Registers `socket` with the current runtime for `interest`.
+// Deprecated in recent tokio for types that do not own their descriptor
+// (one could be closed while registered); a UnixStream owns it, and the
+// replacement does not exist in the oldest tokio this crate accepts.
+#[allow(deprecated)]
+fn register(socket: UnixStream, interest: Interest) -> io::Result<AsyncFd<UnixStream>> {
+    AsyncFd::with_interest(socket, interest)
+}
+
+impl AsyncRead for Reader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            let mut ready = ready!(self.0.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match ready.try_io(|socket| (&*socket.get_ref()).read(unfilled)) {
+                Ok(Ok(read)) => {
+                    buf.advance(read);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                // Not readable after all: readiness was cleared, wait again.
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl Writer {
+    fn poll_io<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut io: impl FnMut(&UnixStream) -> io::Result<T>,
+    ) -> Poll<io::Result<T>> {
+        loop {
+            if let Some(blocked) = &self.blocked {
+                let mut ready = ready!(blocked.poll_write_ready(cx))?;
+                match ready.try_io(|socket| io(socket.get_ref())) {
+                    Ok(result) => {
+                        // Through: stop watching writability.
+                        self.blocked = None;
+                        return Poll::Ready(result);
+                    }
+                    Err(_would_block) => continue,
+                }
+            }
+            match io(self.socket.get_ref()) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let second = self.socket.get_ref().try_clone()?;
+                    self.blocked = Some(register(second, Interest::WRITABLE)?);
+                }
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Writer {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_io(cx, |mut socket| socket.write(buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_io(cx, |mut socket| socket.write_vectored(bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    // Like the interprocess stream this replaces: the socket closes when
+    // both halves are dropped.
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
