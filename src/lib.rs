@@ -50,6 +50,7 @@ mod protocol;
 pub mod registry;
 mod router;
 mod server;
+mod service;
 mod stream;
 mod transport;
 
@@ -67,6 +68,13 @@ pub use router::{
     IntoAnswer, IntoFailure, PING_ROUTE, Router, State,
 };
 pub use server::{Access, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, Server, ServerBuilder};
+pub use service::{Service, Shutdown};
+#[doc = include_str!("service/macro.md")]
+pub use switchboard_macros::service;
+
+// What the code `#[switchboard::service]` writes calls. Not public API.
+#[doc(hidden)]
+pub use service::private as __private;
 pub use stream::{Sender, Stream, StreamClosed};
 
 // The README's examples are compiled as doctests so they cannot rot.
