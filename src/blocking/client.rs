@@ -13,6 +13,7 @@ use crate::client::{Client as AsyncClient, ClientBuilder as AsyncBuilder, Reconn
 use crate::config::Config;
 use crate::connector::Connector;
 use crate::error::Result;
+use crate::peer::Peer;
 use crate::registry::Lookup;
 use crate::router::Router;
 
@@ -264,6 +265,11 @@ impl Client {
     #[track_caller]
     pub fn throw<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
         run(self.inner.throw(route, params))
+    }
+
+    /// The handle of the current connection (see [`crate::Client::peer`]).
+    pub fn peer(&self) -> Peer {
+        self.inner.peer()
     }
 
     /// True once the current connection has ended, from either side (with
