@@ -1058,3 +1058,59 @@ async fn streams_flow_over_the_broker_and_stop_when_dropped() {
     client.close().await;
     server.shutdown().await;
 }
+
+#[switchboard::service]
+pub trait Adder {
+    async fn add(&self, a: i64, b: i64) -> i64;
+    async fn count(&self, to: u32) -> switchboard::Stream<u32>;
+}
+
+struct AdderImpl;
+
+impl Adder for AdderImpl {
+    async fn add(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+    async fn count(&self, to: u32) -> switchboard::Stream<u32> {
+        switchboard::Stream::iter(1..=to)
+    }
+}
+
+#[tokio::test]
+async fn typed_services_work_over_the_broker() {
+    require_broker();
+    let connector = connector("typed");
+    let server = Server::bind(
+        &connector,
+        Router::new().service(AdderServer::new(AdderImpl)),
+    )
+    .await
+    .unwrap();
+    let adder = AdderClient::new(Client::connect(&connector).await.unwrap());
+    assert_eq!(adder.add(40, 2).await.unwrap(), 42);
+    let counted = adder.count(4).await.unwrap().collect().await.unwrap();
+    assert_eq!(counted, [1, 2, 3, 4]);
+    server.shutdown().await;
+}
+
+#[test]
+fn the_blocking_client_works_over_the_broker() {
+    require_broker();
+    let connector = connector("blocking");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime
+        .block_on(Server::bind(&connector, router("a")))
+        .unwrap();
+    // A plain thread with no runtime of its own, as in a program without
+    // async.
+    let answer = std::thread::spawn(move || {
+        let client = switchboard::blocking::Client::connect(&connector).unwrap();
+        client
+            .request::<_, Value>("echo", &json!({"n": 1}))
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(answer, json!({"n": 1}));
+    runtime.block_on(server.shutdown());
+}
