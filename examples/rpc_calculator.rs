@@ -4,7 +4,9 @@
 //!
 //! - `cargo run --example rpc_calculator`: the parent serves, spawns this
 //!   program again as its child, which calls every method and checks the
-//!   answers; exits 0 when all were right.
+//!   answers, then as a second child that makes the same calls through the
+//!   blocking client (`CalculatorBlockingClient`, no async runtime); exits
+//!   0 when all were right.
 //! - `cargo run --example rpc_calculator -- serve`: prints its connector as
 //!   the first line on stdout and serves until stdin closes (if stdin is a
 //!   pipe), it is killed, or a client calls `switchboard.shutdown`. Try
@@ -81,8 +83,7 @@ impl Calculator for Calc {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The library logs through `tracing`; this shows its warnings (or more,
     // with RUST_LOG=debug) on stderr.
     tracing_subscriber::fmt()
@@ -92,30 +93,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .with_writer(std::io::stderr)
         .init();
+    let runtime = || tokio::runtime::Runtime::new();
     match std::env::args().nth(1).as_deref() {
-        None => parent().await,
-        Some("child") => child().await,
-        Some("serve") => serve().await,
+        None => runtime()?.block_on(parent()),
+        Some("child") => runtime()?.block_on(child()),
+        // A plain program: no async runtime of its own.
+        Some("blocking-child") => blocking_child(),
+        Some("serve") => runtime()?.block_on(serve()),
         Some(other) => {
             Err(format!("unknown mode {other:?}: expected no argument or `serve`").into())
         }
     }
 }
 
-/// Serves `Calculator`, runs the child, and reports how it went.
+/// Serves `Calculator`, runs the children (one async, one blocking), and
+/// reports how it went.
 async fn parent() -> Result<(), Box<dyn std::error::Error>> {
     let calc = Arc::new(Calc::default());
     let router = Router::new().service(CalculatorServer::from_arc(Arc::clone(&calc)));
     let server = Server::bind(&Connector::local(), router).await?;
-    let mut child = tokio::process::Command::new(std::env::current_exe()?);
-    child.arg("child").connector_env(server.connector());
-    let status = child.status().await?;
-    server.shutdown().await;
-    if !status.success() {
-        return Err(format!("the child failed: {status}").into());
+    for mode in ["child", "blocking-child"] {
+        let mut child = tokio::process::Command::new(std::env::current_exe()?);
+        child.arg(mode).connector_env(server.connector());
+        let status = child.status().await?;
+        if !status.success() {
+            server.shutdown().await;
+            return Err(format!("the {mode} failed: {status}").into());
+        }
     }
+    server.shutdown().await;
     println!(
-        "the child called every method; {} line(s) logged",
+        "the children called every method; {} line(s) logged",
         calc.logged.load(Ordering::SeqCst)
     );
     Ok(())
@@ -128,6 +136,7 @@ async fn child() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(calc.div(7, 2).await?, Ok(3));
     assert_eq!(calc.div(1, 0).await?, Err(DivError::DivideByZero));
     assert_eq!(calc.div(i64::MIN, -1).await?, Err(DivError::Overflow));
+    let logged = calc.logged().await?;
     calc.log("hello from the child".to_owned()).await?;
     // A clone with a deadline of its own.
     let quick = calc.with_timeout(Duration::from_secs(5));
@@ -139,10 +148,29 @@ async fn child() -> Result<(), Box<dyn std::error::Error>> {
     }
     assert_eq!(items, [1, 2, 3]);
     // Notifications are not answered, so ask until the line has arrived.
-    while calc.logged().await? < 1 {
+    while calc.logged().await? == logged {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     println!("child: add, div, log, whoami, logged and count all answered as expected");
+    Ok(())
+}
+
+/// The same calls from a plain program, through the blocking client: no
+/// async runtime, no `.await`.
+fn blocking_child() -> Result<(), Box<dyn std::error::Error>> {
+    let calc = CalculatorBlockingClient::connect(&Connector::from_env()?)?;
+    assert_eq!(calc.add(1, 2)?, 3);
+    assert_eq!(calc.div(1, 0)?, Err(DivError::DivideByZero));
+    let logged = calc.logged()?;
+    calc.log("hello from the blocking child".to_owned())?;
+    assert_eq!(calc.whoami()?, calc.peer().client_id());
+    // A stream is an iterator.
+    let items = calc.count(3)?.collect::<switchboard::Result<Vec<_>>>()?;
+    assert_eq!(items, [1, 2, 3]);
+    while calc.logged()? == logged {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!("blocking child: the same calls, answered the same");
     Ok(())
 }
 

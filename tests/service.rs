@@ -229,6 +229,55 @@ async fn a_timed_out_or_dropped_call_is_cancelled_on_the_server() {
     assert_eq!(calc.add(2, 3).await.unwrap(), 5);
 }
 
+#[test]
+fn a_blocking_client_calls_every_kind_of_method_from_many_threads() {
+    let (service, mut fixture) = calc();
+    let router = Router::new().service(CalculatorServer::new(service));
+    let server = switchboard::blocking::Server::bind(&Connector::local(), router).unwrap();
+    let client = switchboard::blocking::Client::builder(server.connector())
+        .id("plain")
+        .connect()
+        .unwrap();
+    let calc = CalculatorBlockingClient::new(client);
+
+    assert_eq!(calc.add(1, 2).unwrap(), 3);
+    assert_eq!(calc.div(7, 2).unwrap(), Ok(3));
+    assert_eq!(calc.div(1, 0).unwrap(), Err(DivError::DivideByZero));
+    calc.log("blocking".to_owned()).unwrap();
+    assert_eq!(fixture.logs.blocking_recv().unwrap(), "blocking");
+    assert_eq!(calc.whoami().unwrap(), "plain");
+    let items = calc
+        .count(3)
+        .unwrap()
+        .collect::<switchboard::Result<Vec<_>>>();
+    assert_eq!(items.unwrap(), [1, 2, 3]);
+
+    // A timeout cancels on the server; so does dropping a stream early.
+    let quick = calc.with_timeout(Duration::from_millis(50));
+    assert!(matches!(quick.hang(), Err(Error::Timeout(_))));
+    fixture
+        .dropped
+        .blocking_recv()
+        .expect("the handler was cancelled");
+    let first = calc
+        .endless()
+        .unwrap()
+        .take(5)
+        .collect::<switchboard::Result<Vec<_>>>();
+    assert_eq!(first.unwrap(), [0, 1, 2, 3, 4]);
+    fixture
+        .dropped
+        .blocking_recv()
+        .expect("the producer stopped");
+
+    std::thread::scope(|threads| {
+        for n in 0..4_i64 {
+            let calc = calc.clone();
+            threads.spawn(move || assert_eq!(calc.add(n, 1).unwrap(), n + 1));
+        }
+    });
+}
+
 #[switchboard::service]
 pub trait Echo {
     async fn echo(&self, text: String) -> String;
@@ -549,7 +598,11 @@ fn the_rpc_calculator_example_calls_every_method_in_a_child() {
         stdout.contains("child: add, div, log, whoami, logged and count all answered as expected"),
         "{stdout}"
     );
-    assert!(stdout.contains("1 line(s) logged"), "{stdout}");
+    assert!(
+        stdout.contains("blocking child: the same calls, answered the same"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 line(s) logged"), "{stdout}");
 }
 
 /// `rpc_calculator serve`, with its connector.

@@ -91,17 +91,7 @@ fn method_tokens(service: &Service, method: &Method) -> TokenStream {
     let route = method.route(service.name());
     let arg_names: Vec<_> = method.args.iter().map(|arg| &arg.name).collect();
     let arg_types: Vec<_> = method.args.iter().map(|arg| &arg.ty).collect();
-    let arg_serde: Vec<_> = method.args.iter().map(|arg| &arg.serde).collect();
-    let lifetime = (!method.args.is_empty()).then(|| quote!(<'__p>));
-    // Named so that it cannot shadow a type of the user's in the body.
-    let params = quote! {
-        #[derive(::switchboard::__private::serde::Serialize)]
-        #[serde(crate = "::switchboard::__private::serde")]
-        struct __SwitchboardParams #lifetime {
-            #( #(#arg_serde)* #arg_names: &'__p #arg_types, )*
-        }
-        let params = __SwitchboardParams { #( #arg_names: &#arg_names, )* };
-    };
+    let params = params(method);
     let (output, call) = match (&method.kind, &method.output) {
         (Kind::Notification, _) => (quote!(()), quote!(notify)),
         (_, Output::Stream(item)) => (quote!(::switchboard::Stream<#item>), quote!(request_stream)),
@@ -117,5 +107,23 @@ fn method_tokens(service: &Service, method: &Method) -> TokenStream {
             #params
             self.caller.#call(#route, &params).await
         }
+    }
+}
+
+/// The statements that put a method's arguments, by reference, into
+/// `params`: a struct serialized as an object of the named arguments
+/// (named so that it cannot shadow a type of the user's).
+pub fn params(method: &Method) -> TokenStream {
+    let arg_names: Vec<_> = method.args.iter().map(|arg| &arg.name).collect();
+    let arg_types: Vec<_> = method.args.iter().map(|arg| &arg.ty).collect();
+    let arg_serde: Vec<_> = method.args.iter().map(|arg| &arg.serde).collect();
+    let lifetime = (!method.args.is_empty()).then(|| quote!(<'__p>));
+    quote! {
+        #[derive(::switchboard::__private::serde::Serialize)]
+        #[serde(crate = "::switchboard::__private::serde")]
+        struct __SwitchboardParams #lifetime {
+            #( #(#arg_serde)* #arg_names: &'__p #arg_types, )*
+        }
+        let params = __SwitchboardParams { #( #arg_names: &#arg_names, )* };
     }
 }

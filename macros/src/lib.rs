@@ -2,22 +2,24 @@
 //! crate, whose documentation of `switchboard::service` has the examples:
 //! the code this macro writes names only `::switchboard::...` paths.
 //!
-//! The work is in three steps, a module each: `model` reads the trait
-//! (and refuses what cannot be a service, pointing at the offending
-//! tokens), `client` writes the typed client, `server` writes the
-//! routes and the description.
+//! The work is in steps, a module each: `model` reads the trait (and
+//! refuses what cannot be a service, pointing at the offending tokens),
+//! `client` writes the typed client, `blocking` the blocking one,
+//! `server` the routes and the description.
 
 use proc_macro::TokenStream;
 use syn::parse_macro_input;
 
+mod blocking;
 mod client;
 mod model;
 mod server;
 
 /// Turns a trait of async methods into a switchboard service: the trait
 /// itself (its methods' futures made `Send`), a typed client
-/// `<Trait>Client` and a server `<Trait>Server<T>` that adds routes
-/// `<Trait>.<method>` to a `switchboard::Router`.
+/// `<Trait>Client`, a blocking one `<Trait>BlockingClient`, and a server
+/// `<Trait>Server<T>` that adds routes `<Trait>.<method>` to a
+/// `switchboard::Router`.
 ///
 /// See `switchboard::service` for the full documentation.
 #[proc_macro_attribute]
@@ -36,6 +38,7 @@ pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
             let mut out = checks(&service);
             out.extend(service.trait_tokens());
             out.extend(client::generate(&service));
+            out.extend(blocking::generate(&service));
             out.extend(server::generate(&service));
             out.into()
         }

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 pub use serde;
 pub use serde_json;
 
-use crate::{Client, Connector, Error, Peer, Result, Stream, code};
+use crate::{Client, Connector, Error, Peer, Result, Stream, blocking, code};
 
 /// The generated clients' connection: a client (whose calls follow its
 /// reconnects, and which stays open while a clone of this lives) or a bare
@@ -132,6 +132,90 @@ impl Caller {
             Target::Client(client) => client.throw(route, params).await,
             Target::Peer(peer) => peer.throw(route, params).await,
         }
+    }
+}
+
+/// The generated blocking clients' connection: a blocking client and the
+/// timeout for its requests.
+#[derive(Clone, Debug)]
+pub struct BlockingCaller {
+    client: blocking::Client,
+    timeout: Option<Duration>,
+}
+
+impl BlockingCaller {
+    /// Calls through `client`.
+    pub fn new(client: blocking::Client) -> BlockingCaller {
+        BlockingCaller {
+            client,
+            timeout: None,
+        }
+    }
+
+    /// Connects with the default settings.
+    #[track_caller]
+    pub fn connect(connector: &Connector) -> Result<BlockingCaller> {
+        blocking::Client::connect(connector).map(BlockingCaller::new)
+    }
+
+    /// A clone whose requests wait at most `timeout`.
+    pub fn with_timeout(&self, timeout: Duration) -> BlockingCaller {
+        BlockingCaller {
+            timeout: Some(timeout),
+            ..self.clone()
+        }
+    }
+
+    /// The current connection.
+    pub fn peer(&self) -> Peer {
+        self.client.as_async().peer()
+    }
+
+    /// A request to a method returning a plain value.
+    #[track_caller]
+    pub fn request<P, R>(&self, route: &str, params: &P) -> Result<R>
+    where
+        P: Serialize,
+        R: DeserializeOwned,
+    {
+        match self.timeout {
+            Some(timeout) => self.client.request_timeout(route, params, timeout),
+            None => self.client.request(route, params),
+        }
+    }
+
+    /// A request to a method returning `Result<T, E>`.
+    #[track_caller]
+    pub fn request_fallible<P, T, E>(
+        &self,
+        route: &str,
+        params: &P,
+    ) -> Result<std::result::Result<T, E>>
+    where
+        P: Serialize,
+        T: DeserializeOwned,
+        E: DeserializeOwned,
+    {
+        match self.request(route, params) {
+            Ok(value) => Ok(Ok(value)),
+            Err(error) => typed_error_of(error).map(Err),
+        }
+    }
+
+    /// A request to a method answering a stream, read as an iterator.
+    #[track_caller]
+    pub fn request_stream<P, T>(&self, route: &str, params: &P) -> Result<blocking::Items<T>>
+    where
+        P: Serialize,
+        T: DeserializeOwned,
+    {
+        self.client.request_stream(route, params)
+    }
+
+    /// A notification.
+    #[track_caller]
+    pub fn notify<P: Serialize>(&self, route: &str, params: &P) -> Result<()> {
+        self.client.throw(route, params)
     }
 }
 
