@@ -124,7 +124,7 @@ case "${1:-all}" in
         export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$SCRIPT run"
         cd "$ROOT"
         log "cargo test --target $TARGET (tests, examples, doctests under Wine)"
-        cargo test --target "$TARGET"
+        cargo test --no-fail-fast --target "$TARGET"
         log "the main demo under Wine"
         "$SCRIPT" run "${CARGO_TARGET_DIR:-$ROOT/target}/$TARGET/debug/examples/parent_child.exe"
         log "Windows checks passed in $((SECONDS - started)) s"
