@@ -237,23 +237,11 @@ impl Peer {
     {
         let deadline = timeout.map(|limit| (Instant::now() + limit, limit));
         let shared = &self.shared;
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = message::request(
-            self.buffer(),
-            id,
-            route,
-            shared.format,
-            params,
-            shared.max_frame,
-        )?;
-        let cost = self.take_credit(&frame, deadline).await?;
-        let answer = shared.pending.insert(id, cost);
-        // Checked after inserting: a concurrent end either fails our entry
-        // or we see it here.
-        if let Err(e) = self.check_open().and_then(|()| self.push(frame)) {
-            shared.pending.remove(id);
-            return Err(e);
-        }
+        let (id, answer) = self
+            .send_request(route, params, deadline, |id, cost| {
+                shared.pending.insert(id, cost)
+            })
+            .await?;
         let mut guard = PendingGuard {
             shared,
             id,
@@ -300,6 +288,34 @@ impl Peer {
         let deadline = shared
             .default_timeout
             .map(|limit| (Instant::now() + limit, limit));
+        let (id, events) = self
+            .send_request(route, params, deadline, |id, cost| {
+                shared.pending.insert_stream(id, cost)
+            })
+            .await?;
+        Ok(crate::Stream::remote(Incoming::new(
+            self.clone(),
+            id,
+            route,
+            events,
+        )))
+    }
+
+    /// Encodes a request, waits for the peer's credit for it (until
+    /// `deadline`), registers it in the pending table with `register` and
+    /// sends it. Returns its id and what `register` returned (the
+    /// requester's end of the answer).
+    async fn send_request<T, W>(
+        &self,
+        route: &str,
+        params: &T,
+        deadline: Option<(Instant, Duration)>,
+        register: impl FnOnce(RequestId, Cost) -> W,
+    ) -> Result<(RequestId, W)>
+    where
+        T: Serialize + ?Sized,
+    {
+        let shared = &self.shared;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = message::request(
             self.buffer(),
@@ -310,17 +326,14 @@ impl Peer {
             shared.max_frame,
         )?;
         let cost = self.take_credit(&frame, deadline).await?;
-        let events = shared.pending.insert_stream(id, cost);
+        let waiter = register(id, cost);
+        // Checked after registering: a concurrent end either fails our
+        // entry or we see it here.
         if let Err(e) = self.check_open().and_then(|()| self.push(frame)) {
             shared.pending.remove(id);
             return Err(e);
         }
-        Ok(crate::Stream::remote(Incoming::new(
-            self.clone(),
-            id,
-            route,
-            events,
-        )))
+        Ok((id, waiter))
     }
 
     /// Sends a notification: no response. Waits only while the peer has no
