@@ -336,17 +336,18 @@ impl Client {
     /// The current connection's peer, per the reconnect policy when the
     /// link is down: the (failing) old one without reconnect or with
     /// [`WhileDown::FailFast`], else the next one, waiting at most `limit`.
-    /// Returns the peer and whether it had to wait.
-    async fn current(&self, limit: Option<Duration>) -> Result<(Peer, bool)> {
+    /// Returns the peer and how long it had to wait for it, if it did.
+    async fn current(&self, limit: Option<Duration>) -> Result<(Peer, Option<Duration>)> {
         let peer = self.shared.peer();
         if !peer.is_closed() {
-            return Ok((peer, false));
+            return Ok((peer, None));
         }
         match self.while_down {
-            None => return Ok((peer, false)),
+            None => return Ok((peer, None)),
             Some(WhileDown::FailFast) => return Err(Error::Disconnected),
             Some(WhileDown::Wait) => {}
         }
+        let started = Instant::now();
         let mut state = self.shared.state.subscribe();
         let wait = async {
             loop {
@@ -368,7 +369,7 @@ impl Client {
                 .map_err(|_| Error::Timeout(limit))?,
             None => wait.await,
         };
-        Ok((peer, true))
+        Ok((peer, Some(started.elapsed())))
     }
 
     /// Sends a request and waits for the response.
@@ -377,13 +378,12 @@ impl Client {
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let started = Instant::now();
         match self.current(self.request_timeout).await? {
-            (peer, false) => peer.request(route, params).await,
+            (peer, None) => peer.request(route, params).await,
             // The wait counts against the request's timeout.
-            (peer, true) => match self.request_timeout {
+            (peer, Some(waited)) => match self.request_timeout {
                 Some(limit) => {
-                    let left = limit.saturating_sub(started.elapsed());
+                    let left = limit.saturating_sub(waited);
                     let result = peer.request_timeout(route, params, left).await;
                     result.map_err(|e| match e {
                         Error::Timeout(_) => Error::Timeout(limit),
@@ -408,11 +408,10 @@ impl Client {
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let started = Instant::now();
         match self.current(Some(timeout)).await? {
-            (peer, false) => peer.request_timeout(route, params, timeout).await,
-            (peer, true) => {
-                let left = timeout.saturating_sub(started.elapsed());
+            (peer, None) => peer.request_timeout(route, params, timeout).await,
+            (peer, Some(waited)) => {
+                let left = timeout.saturating_sub(waited);
                 let result = peer.request_timeout(route, params, left).await;
                 // The caller's timeout is what ran out, not what was left.
                 result.map_err(|e| match e {

@@ -172,9 +172,25 @@ const SMALL_SLACK: usize = 64;
 /// it, and the allocator tends to hand such memory back to the OS.
 pub const RECYCLE_MIN: usize = 64 * 1024;
 
-/// One spare large buffer, passed between the code that frees frames and
-/// the code that needs the next one. Connections that never move a large
-/// frame never hold one.
+/// Small buffers are kept for reuse up to this capacity...
+const SMALL_MAX: usize = 2048;
+/// ...and this many of them per connection (64 KiB at most).
+const SMALL_KEEP: usize = 32;
+/// Room a fresh small buffer starts with, so encoding a typical small
+/// message never reallocates.
+const SMALL_START: usize = 256;
+
+/// Frame memory kept for reuse by one connection, passed between the code
+/// that frees frames and the code that needs the next one: one spare large
+/// buffer, and a few small ones. Connections that never move a large frame
+/// never hold one; idle connections hold as many small ones as they had
+/// messages in flight at once.
+///
+/// Why small ones too: a frame is often freed on another thread than the
+/// one that allocated it (a response read by the connection's reader on a
+/// runtime worker, decoded by a caller on the main thread), which costs the
+/// allocator a lock shared with the allocating thread; a reused buffer
+/// costs an uncontended one.
 #[derive(Clone, Default, Debug)]
 pub struct Spare(Arc<SpareSlot>);
 
@@ -184,14 +200,12 @@ struct SpareSlot {
     /// of small messages) never locks.
     full: AtomicBool,
     buffer: Mutex<Option<Vec<u8>>>,
+    small: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Spare {
     fn slot(&self) -> MutexGuard<'_, Option<Vec<u8>>> {
-        self.0
-            .buffer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.0.buffer)
     }
 
     /// The spare buffer, emptied, if there is one with at least `capacity`
@@ -210,19 +224,47 @@ impl Spare {
         Some(buffer)
     }
 
-    /// Keeps `buffer` for reuse if it is large and the slot is free.
+    /// An empty small buffer with room for `capacity` bytes: a kept one if
+    /// there is one, else a fresh one.
+    pub fn take_small(&self, capacity: usize) -> Vec<u8> {
+        let kept = lock(&self.0.small).pop();
+        match kept {
+            Some(mut buffer) => {
+                buffer.clear();
+                buffer.reserve(capacity);
+                buffer
+            }
+            None => Vec::with_capacity(capacity.max(SMALL_START)),
+        }
+    }
+
+    /// Keeps `buffer` for reuse: a large one if the slot is free, a small
+    /// one if fewer than a few are kept.
     pub fn put(&self, buffer: Vec<u8>) {
-        if buffer.capacity() >= RECYCLE_MIN {
+        let capacity = buffer.capacity();
+        if capacity >= RECYCLE_MIN {
             let mut slot = self.slot();
             if slot.is_none() {
                 *slot = Some(buffer);
                 self.0.full.store(true, Ordering::Relaxed);
             }
+        } else if (SMALL_START..=SMALL_MAX).contains(&capacity) {
+            let mut small = lock(&self.0.small);
+            if small.len() < SMALL_KEEP {
+                small.push(buffer);
+            }
         }
     }
 }
 
-/// A received frame's bytes (without the length prefix). A large one goes
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Buffers only; a panic elsewhere leaves them usable.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A received frame's bytes (without the length prefix). Its memory goes
 /// back to its reader's [`Spare`] when the last reference to it is dropped.
 #[derive(Debug)]
 pub struct Frame(Memory);
@@ -361,6 +403,12 @@ impl FrameReader {
         }
     }
 
+    /// Takes frame memory from, and returns it to, `spare` (the
+    /// connection's, shared with its outbox) instead of a spare of its own.
+    pub fn share_spare(&mut self, spare: Spare) {
+        self.spare = spare;
+    }
+
     /// Changes the frame size limit (the handshake runs with a small one).
     pub fn set_max(&mut self, max: u32) {
         self.max = max;
@@ -391,10 +439,13 @@ impl FrameReader {
             if let Some(body) = buffered[HEADER_LEN..].get(..len) {
                 // The whole frame is already here, as it usually is for a
                 // small one: one copy, no more reads.
-                let mut bytes = Vec::with_capacity(len + SMALL_SLACK);
+                let mut bytes = self.spare.take_small(len + SMALL_SLACK);
                 bytes.extend_from_slice(body);
                 Pin::new(&mut self.inner).consume(HEADER_LEN + len);
-                return Ok(Some(Frame::from(bytes)));
+                return Ok(Some(Frame(Memory::Owned(Recyclable {
+                    bytes,
+                    spare: Some(self.spare.clone()),
+                }))));
             }
         }
         let mut header = [0u8; HEADER_LEN];
@@ -408,7 +459,10 @@ impl FrameReader {
             true => self.spare.take(len),
             false => None,
         }
-        .unwrap_or_else(|| Vec::with_capacity(len + SMALL_SLACK));
+        .unwrap_or_else(|| match recycle {
+            true => Vec::with_capacity(len + SMALL_SLACK),
+            false => self.spare.take_small(len + SMALL_SLACK),
+        });
         let read = (&mut self.inner)
             .take(len as u64)
             .read_to_end(&mut body)
@@ -418,7 +472,7 @@ impl FrameReader {
         }
         Ok(Some(Frame(Memory::Owned(Recyclable {
             bytes: body,
-            spare: recycle.then(|| self.spare.clone()),
+            spare: Some(self.spare.clone()),
         }))))
     }
 

@@ -324,9 +324,10 @@ async fn both_directions_server_calls_clients() {
     ));
 }
 
-#[tokio::test]
-async fn timeout_cancels_the_handler_and_keeps_the_connection() {
-    let (tx, mut dropped) = mpsc::unbounded_channel::<()>();
+/// The test routes and `forever`, which never answers; the receiver hears
+/// of every `forever` handler that was stopped.
+fn with_forever() -> (Router, mpsc::UnboundedReceiver<()>) {
+    let (tx, dropped) = mpsc::unbounded_channel::<()>();
     struct OnDrop(mpsc::UnboundedSender<()>);
     impl Drop for OnDrop {
         fn drop(&mut self) {
@@ -341,6 +342,12 @@ async fn timeout_cancels_the_handler_and_keeps_the_connection() {
             Ok::<(), HandlerError>(())
         }
     });
+    (router, dropped)
+}
+
+#[tokio::test]
+async fn timeout_cancels_the_handler_and_keeps_the_connection() {
+    let (router, mut dropped) = with_forever();
     let server = Server::bind(&Connector::local(), router).await.unwrap();
     let client = Client::connect(server.connector()).await.unwrap();
     let result = client
@@ -353,6 +360,90 @@ async fn timeout_cancels_the_handler_and_keeps_the_connection() {
     tokio::time::timeout(Duration::from_secs(5), dropped.recv())
         .await
         .expect("the cancel reached the server and stopped the handler");
+    assert_eq!(client.request::<_, i64>("add", &(1, 1)).await.unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_timeouts_expire_on_time_many_at_once_and_stop_their_handlers() {
+    // Requests with the connection's default timeout are timed out by one
+    // sweep per connection, not a timer each: they must still end on time,
+    // not early, each one cancelled on the server, and a shorter or longer
+    // timeout of a call's own must keep working next to them.
+    let (router, mut dropped) = with_forever();
+    let server = Server::bind(&Connector::local(), router).await.unwrap();
+    let limit = Duration::from_millis(300);
+    let mut config = switchboard::Config::default();
+    config.request_timeout = Some(limit);
+    let client = Client::builder(server.connector())
+        .config(config)
+        .connect()
+        .await
+        .unwrap();
+    let client = Arc::new(client);
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..40u64 {
+        let client = Arc::clone(&client);
+        calls.spawn(async move {
+            // Staggered, so deadlines are spread over the sweep's horizon.
+            tokio::time::sleep(Duration::from_millis(5 * i)).await;
+            let started = Instant::now();
+            let outcome = client.request::<_, ()>("forever", &()).await;
+            (started.elapsed(), outcome)
+        });
+    }
+    let short = {
+        let client = Arc::clone(&client);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let outcome = client
+                .request_timeout::<_, ()>("forever", &(), Duration::from_millis(50))
+                .await;
+            (started.elapsed(), outcome)
+        })
+    };
+    let long = {
+        let client = Arc::clone(&client);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let outcome = client
+                .request_timeout::<_, ()>("forever", &(), Duration::from_millis(700))
+                .await;
+            (started.elapsed(), outcome)
+        })
+    };
+    while let Some(call) = tokio::time::timeout(Duration::from_secs(10), calls.join_next())
+        .await
+        .expect("a timeout never fired")
+    {
+        let (took, outcome) = call.unwrap();
+        assert!(
+            matches!(outcome, Err(Error::Timeout(d)) if d == limit),
+            "{outcome:?}"
+        );
+        assert!(took >= limit, "timed out early: after {took:?}");
+        assert!(
+            took < Duration::from_secs(3),
+            "timed out late: after {took:?}"
+        );
+    }
+    for (call, limit) in [(short, 50), (long, 700)] {
+        let (took, outcome) = call.await.unwrap();
+        let limit = Duration::from_millis(limit);
+        assert!(
+            matches!(outcome, Err(Error::Timeout(d)) if d == limit),
+            "{outcome:?}"
+        );
+        assert!(
+            took >= limit && took < limit + Duration::from_secs(3),
+            "{took:?} for {limit:?}"
+        );
+    }
+    // Every one of the 42 was cancelled on the server.
+    for _ in 0..42 {
+        tokio::time::timeout(Duration::from_secs(5), dropped.recv())
+            .await
+            .expect("a timed-out request's handler was not stopped");
+    }
     assert_eq!(client.request::<_, i64>("add", &(1, 1)).await.unwrap(), 2);
 }
 

@@ -235,6 +235,56 @@ async fn notification_handlers_stop_when_their_connection_ends() {
     );
 }
 
+/// Quick exchanges make both sides poll for the next message before they
+/// sleep (`Config::busy_poll`); once the traffic stops, that must stop too.
+/// The exchanges run in a child process (server and client in it, on a
+/// runtime of `flavor`), so its CPU time is theirs alone.
+#[cfg(target_os = "linux")]
+fn idle_after_quick_exchanges_costs_no_cpu(flavor: &str) {
+    let mut child = Reaper(child(&format!("quick-then-idle-{flavor}")).spawn().unwrap());
+    assert_eq!(first_line(&mut child.0), "ready");
+    let before = cpu_time(child.0.id());
+    std::thread::sleep(Duration::from_millis(500));
+    let used = cpu_time(child.0.id()) - before;
+    // Polling that did not stop would use most of the half second.
+    assert!(
+        used < Duration::from_millis(60),
+        "{used:?} of CPU while idle for 500 ms"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn busy_polling_stops_when_the_traffic_does_current_thread() {
+    idle_after_quick_exchanges_costs_no_cpu("current");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn busy_polling_stops_when_the_traffic_does_multi_thread() {
+    idle_after_quick_exchanges_costs_no_cpu("multi");
+}
+
+#[tokio::test]
+async fn busy_polling_can_be_turned_off() {
+    let mut config = Config::default();
+    config.busy_poll = None;
+    let server = Server::builder(echo_router())
+        .config(config.clone())
+        .bind(&Connector::local())
+        .await
+        .unwrap();
+    let client = Client::builder(server.connector())
+        .config(config)
+        .connect()
+        .await
+        .unwrap();
+    for i in 0..100u64 {
+        let answer: Bytes = client.request("echo", &tagged(i, 16)).await.unwrap();
+        assert_eq!(tag_of(&answer), i);
+    }
+}
+
 #[tokio::test]
 async fn a_callback_to_a_client_that_never_answers_times_out() {
     let mut config = Config::default();
@@ -461,6 +511,10 @@ fn child_process_entry() {
     let Ok(role) = std::env::var(CHILD_ROLE) else {
         return;
     };
+    if let Some(flavor) = role.strip_prefix("quick-then-idle-") {
+        quick_then_idle(flavor);
+        return;
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         match role.as_str() {
@@ -525,6 +579,35 @@ fn child_process_entry() {
             }
             other => panic!("unknown child role {other}"),
         }
+    });
+}
+
+/// The child of the busy-polling tests: a server and a client on one
+/// runtime of `flavor` ("current" or "multi") exchange 2,000 quick
+/// messages, then idle until stdin closes.
+fn quick_then_idle(flavor: &str) {
+    let runtime = match flavor {
+        "current" => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build()
+    .unwrap();
+    runtime.block_on(async {
+        let server = Server::bind(&Connector::local(), echo_router())
+            .await
+            .unwrap();
+        let client = Client::connect(server.connector()).await.unwrap();
+        for i in 0..2_000u64 {
+            let answer: Bytes = client.request("echo", &tagged(i, 16)).await.unwrap();
+            assert_eq!(tag_of(&answer), i);
+        }
+        println!("SB:ready");
+        tokio::task::spawn_blocking(|| {
+            let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        })
+        .await
+        .unwrap();
     });
 }
 

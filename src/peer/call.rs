@@ -11,6 +11,7 @@ use std::future::Future;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::outbox::When;
 use super::{Failure, Outcome, Peer};
 use crate::protocol::{Body, RequestId, code, message, serializer};
 use crate::transport::OutFrame;
@@ -124,7 +125,7 @@ impl Responder {
             };
             let gone = |e: crate::Error| Failure::new(code::INTERNAL_ERROR, e.to_string());
             peer.take_credit(&frame, None).await.map_err(gone)?;
-            peer.push(frame).map_err(gone)
+            peer.push(frame, When::Now).map_err(gone).map(drop)
         }
     }
 

@@ -13,6 +13,7 @@ use std::task::Poll;
 
 use super::catch::CatchUnwind;
 use super::credit::Cost;
+use super::outbox::When;
 use super::{Outcome, Peer, lock};
 
 /// One notification's handler, not yet finished, and its credit.
@@ -49,7 +50,7 @@ impl InOrder {
         // cannot overtake anything.
         match job.work.poll_once().await {
             Poll::Ready(outcome) => {
-                super::notification_done(peer, outcome, job.cost);
+                super::notification_done(peer, outcome, job.cost, When::Later);
                 lock(&self.state).busy = false;
             }
             Poll::Pending => {
@@ -71,7 +72,7 @@ async fn work_through(peer: Peer, first: Job) {
     let mut job = first;
     loop {
         let outcome = (&mut job.work).await;
-        super::notification_done(&peer, outcome, job.cost);
+        super::notification_done(&peer, outcome, job.cost, When::Now);
         let next = {
             let mut queue = lock(&peer.shared.in_order.state);
             match queue.jobs.pop_front() {

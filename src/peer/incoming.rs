@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
+use super::outbox::When;
 use super::pending::{Event, Reply};
 use super::{Peer, remote_error};
 use crate::error::Result;
@@ -67,7 +68,7 @@ impl<R: DeserializeOwned> Incoming<R> {
         let format = self.peer.format();
         let next = match event {
             Event::Item(mut body, cost) => {
-                self.peer.shared.give_back(cost);
+                self.peer.shared.give_back(cost, When::Now);
                 serializer::decode_body(format, &mut body)
             }
             Event::Reply(Reply::Ok(mut body)) => {
@@ -99,12 +100,12 @@ impl<R> Drop for Incoming<R> {
     fn drop(&mut self) {
         let shared = &self.peer.shared;
         if !self.done && shared.pending.abandon(self.id) {
-            let _ = shared.outbox.push(message::cancel(self.id));
+            let _ = shared.outbox.push(message::cancel(self.id), When::Now);
         }
         // Abandoning dropped the sender: what is queued is all there is.
         while let Ok(event) = self.events.try_recv() {
             if let Event::Item(_, cost) = event {
-                shared.give_back(cost);
+                shared.give_back(cost, When::Now);
             }
         }
     }

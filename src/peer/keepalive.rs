@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::Peer;
 use super::lifecycle::End;
-use super::outbox::Control;
+use super::outbox::{Control, When};
 use crate::error::Error;
 
 /// Runs until the connection ends.
@@ -43,10 +43,11 @@ pub(super) async fn watch(peer: Peer, activity: Arc<AtomicBool>, interval: Durat
             );
             return;
         }
-        shared.outbox.signal(Control {
+        let ping = Control {
             ping: true,
             ..Control::default()
-        });
+        };
+        shared.outbox.signal(ping, When::Now);
         pinged = true;
     }
 }

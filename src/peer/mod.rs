@@ -6,10 +6,13 @@
 //! - [`incoming`]: a streamed answer arriving for one of our requests;
 //! - [`outbox`]: the shared write side, which never makes a sender wait;
 //! - [`credit`]: flow control, what we may send and what we admitted;
-//! - [`pending`]: our requests awaiting answers;
+//! - [`pending`]: our requests awaiting answers, and [`deadlines`]: the
+//!   sweep that times them out;
 //! - [`running`] and [`in_order`]: handlers in tasks of their own, and
 //!   notifications handled in arrival order;
 //! - [`keepalive`]: pings on a silent connection, and dropping a dead peer;
+//! - [`busy_poll`]: polling for a moment before sleeping, where an answer
+//!   is likely to come within microseconds;
 //! - [`lifecycle`]: open, draining, closed, and why.
 //!
 //! When the connection ends (the peer left, broke the protocol or fell
@@ -35,9 +38,11 @@ use crate::error::{Error, Result};
 use crate::protocol::{RequestId, code, message, serializer};
 use crate::transport::{FrameReader, FrameWriter, HEADER_LEN, OutFrame, Spare};
 
+mod busy_poll;
 mod call;
 mod catch;
 mod credit;
+mod deadlines;
 mod in_order;
 mod incoming;
 mod keepalive;
@@ -47,13 +52,14 @@ mod pending;
 mod reader;
 mod running;
 
+use busy_poll::BusyPoll;
 pub use call::{Answer, Call, Responder};
 use credit::{Admitted, Cost, SendCredit};
 use in_order::InOrder;
 pub use incoming::Incoming;
 use lifecycle::{End, Lifecycle};
-use outbox::{Control, Outbox};
-use pending::{Pending, Reply};
+use outbox::{Control, Outbox, Owed, When};
+use pending::{Deadline, Pending, Registered, Reply};
 use running::Running;
 
 /// A boxed, sendable future.
@@ -116,8 +122,8 @@ struct Shared {
     max_frame: u32,
     default_timeout: Option<Duration>,
     report: Option<ErrorHook>,
-    /// Large frames the outbox has finished writing, for reuse.
-    sent: Spare,
+    /// Frame memory for reuse, both ways (see [`Spare`]).
+    spare: Spare,
     outbox: Outbox,
     next_id: AtomicU64,
     lifecycle: Lifecycle,
@@ -126,6 +132,13 @@ struct Shared {
     admitted: Arc<Admitted>,
     running: Running,
     in_order: InOrder,
+    /// The reader's polling before it sleeps (current-thread runtimes).
+    read_poll: BusyPoll,
+    /// A caller's polling for answers (multi-thread runtimes).
+    answer_poll: BusyPoll,
+    /// Bursts of answers the reader has handed over, for a polling caller
+    /// to see that its thread has work again.
+    answered: AtomicU64,
 }
 
 /// A handle to the other side of one connection: send it requests and
@@ -183,9 +196,10 @@ impl Peer {
     }
 
     /// Memory to build the next outgoing frame in: the spare large buffer
-    /// if an earlier large frame has been written, else a fresh one.
+    /// if an earlier large frame has been written, else a small one.
     pub(crate) fn buffer(&self) -> Vec<u8> {
-        self.shared.sent.take(0).unwrap_or_default()
+        let spare = &self.shared.spare;
+        spare.take(0).unwrap_or_else(|| spare.take_small(0))
     }
 
     /// True once the connection is closed, from either side.
@@ -235,24 +249,50 @@ impl Peer {
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let deadline = timeout.map(|limit| (Instant::now() + limit, limit));
+        let deadline = timeout.map(|limit| Deadline {
+            at: Instant::now() + limit,
+            limit,
+        });
         let shared = &self.shared;
-        let (id, answer) = self
+        let (id, registered) = self
             .send_request(route, params, deadline, |id, cost| {
-                shared.pending.insert(id, cost)
+                shared.pending.insert(id, cost, deadline)
             })
             .await?;
+        let Registered {
+            waiter: mut answer,
+            in_flight: _,
+            swept,
+        } = registered;
         let mut guard = PendingGuard {
             shared,
             id,
             armed: true,
         };
-        let outcome = match deadline {
-            None => answer.await,
-            Some((at, limit)) => match tokio::time::timeout_at(at, answer).await {
-                Ok(outcome) => outcome,
-                Err(_) => return Err(Error::Timeout(limit)),
-            },
+        // On a multi-thread runtime the reader runs on another thread: a
+        // caller outside the workers polls until answers arrive rather than
+        // sleep until that thread wakes it (see `busy_poll` for who polls
+        // where).
+        let early = match busy_poll::caller_should_poll() {
+            true => {
+                let answered = shared.answered.load(Ordering::Relaxed);
+                let progress = || shared.answered.load(Ordering::Relaxed) != answered;
+                let answer = Pin::new(&mut answer);
+                shared.answer_poll.poll_until(answer, progress).await
+            }
+            false => None,
+        };
+        // The connection's sweep keeps the deadline unless it is sooner
+        // than the next sweep; then this request keeps it itself.
+        let outcome = match (early, deadline) {
+            (Some(outcome), _) => outcome,
+            (None, Some(Deadline { at, limit })) if !swept => {
+                match tokio::time::timeout_at(at, answer).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => return Err(Error::Timeout(limit)),
+                }
+            }
+            (None, _) => answer.await,
         };
         guard.armed = false;
         let reply = outcome.map_err(|_| self.closed_error())??;
@@ -285,10 +325,11 @@ impl Peer {
         R: DeserializeOwned,
     {
         let shared = &self.shared;
-        let deadline = shared
-            .default_timeout
-            .map(|limit| (Instant::now() + limit, limit));
-        let (id, events) = self
+        let deadline = shared.default_timeout.map(|limit| Deadline {
+            at: Instant::now() + limit,
+            limit,
+        });
+        let (id, registered) = self
             .send_request(route, params, deadline, |id, cost| {
                 shared.pending.insert_stream(id, cost)
             })
@@ -297,21 +338,25 @@ impl Peer {
             self.clone(),
             id,
             route,
-            events,
+            registered.waiter,
         )))
     }
 
     /// Encodes a request, waits for the peer's credit for it (until
     /// `deadline`), registers it in the pending table with `register` and
-    /// sends it. Returns its id and what `register` returned (the
-    /// requester's end of the answer).
+    /// sends it. Returns its id and what `register` returned.
+    ///
+    /// A lone request is written at once. One of several is likely one of
+    /// a burst (many callers, or one caller pipelining): it is queued, and
+    /// after one yield, in which the others queue theirs, they all leave
+    /// with one write.
     async fn send_request<T, W>(
         &self,
         route: &str,
         params: &T,
-        deadline: Option<(Instant, Duration)>,
-        register: impl FnOnce(RequestId, Cost) -> W,
-    ) -> Result<(RequestId, W)>
+        deadline: Option<Deadline>,
+        register: impl FnOnce(RequestId, Cost) -> Registered<W>,
+    ) -> Result<(RequestId, Registered<W>)>
     where
         T: Serialize + ?Sized,
     {
@@ -326,14 +371,30 @@ impl Peer {
             shared.max_frame,
         )?;
         let cost = self.take_credit(&frame, deadline).await?;
-        let waiter = register(id, cost);
+        let registered = register(id, cost);
+        let when = match registered.in_flight {
+            1 => When::Now,
+            _ => When::Later,
+        };
         // Checked after registering: a concurrent end either fails our
         // entry or we see it here.
-        if let Err(e) = self.check_open().and_then(|()| self.push(frame)) {
-            shared.pending.remove(id);
-            return Err(e);
+        match self.check_open().and_then(|()| self.push(frame, when)) {
+            Ok(Owed::Nothing) => {}
+            Ok(Owed::Flush) => {
+                let mut sending = Sending {
+                    shared,
+                    id,
+                    sent: false,
+                };
+                tokio::task::yield_now().await;
+                sending.sent = true;
+            }
+            Err(e) => {
+                shared.pending.remove(id);
+                return Err(e);
+            }
         }
-        Ok((id, waiter))
+        Ok((id, registered))
     }
 
     /// Sends a notification: no response. Waits only while the peer has no
@@ -347,20 +408,20 @@ impl Peer {
             params,
             self.shared.max_frame,
         )?;
-        let deadline = self
-            .shared
-            .default_timeout
-            .map(|limit| (Instant::now() + limit, limit));
+        let deadline = self.shared.default_timeout.map(|limit| Deadline {
+            at: Instant::now() + limit,
+            limit,
+        });
         self.take_credit(&frame, deadline).await?;
-        self.push(frame)
+        // Rides along with a flush someone already owes, else leaves now.
+        if self.push(frame, When::Later)? == Owed::Flush {
+            self.shared.outbox.flush();
+        }
+        Ok(())
     }
 
     /// Waits for the peer's credit for `frame`, until `deadline`.
-    async fn take_credit(
-        &self,
-        frame: &OutFrame,
-        deadline: Option<(Instant, Duration)>,
-    ) -> Result<Cost> {
+    async fn take_credit(&self, frame: &OutFrame, deadline: Option<Deadline>) -> Result<Cost> {
         let credit = &self.shared.credit;
         let cost = credit.cost(frame.len() - HEADER_LEN);
         if credit.try_acquire(cost) {
@@ -368,7 +429,7 @@ impl Peer {
         }
         let taken = match deadline {
             None => credit.acquire(cost).await,
-            Some((at, limit)) => tokio::time::timeout_at(at, credit.acquire(cost))
+            Some(Deadline { at, limit }) => tokio::time::timeout_at(at, credit.acquire(cost))
                 .await
                 .map_err(|_| Error::Timeout(limit))?,
         };
@@ -376,10 +437,10 @@ impl Peer {
         Ok(cost)
     }
 
-    fn push(&self, frame: OutFrame) -> Result<()> {
+    fn push(&self, frame: OutFrame, when: When) -> Result<Owed> {
         self.shared
             .outbox
-            .push(frame)
+            .push(frame, when)
             .map_err(|_| self.closed_error())
     }
 
@@ -430,6 +491,27 @@ pub(crate) fn failure_to_error(failure: Failure) -> Error {
     remote_error("", failure.code, failure.message, data, Format::Json)
 }
 
+/// A request queued for a flush its requester owes after one yield. The
+/// flush happens when this is dropped, also if the requester is dropped
+/// during the yield: then the request is abandoned and cancelled too, as
+/// [`PendingGuard`] does for one already sent.
+struct Sending<'a> {
+    shared: &'a Shared,
+    id: RequestId,
+    sent: bool,
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        let outbox = &self.shared.outbox;
+        if !self.sent && self.shared.pending.abandon(self.id) {
+            // Leaves at once, with the request queued ahead of it.
+            let _ = outbox.push(message::cancel(self.id), When::Now);
+        }
+        outbox.flush();
+    }
+}
+
 /// Tells the other side to stop working on a request its requester
 /// abandoned (timeout, or the caller dropped the future). The pending entry
 /// stays until the answer comes, which returns the credit.
@@ -442,7 +524,7 @@ struct PendingGuard<'a> {
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         if self.armed && self.shared.pending.abandon(self.id) {
-            let _ = self.shared.outbox.push(message::cancel(self.id));
+            let _ = self.shared.outbox.push(message::cancel(self.id), When::Now);
         }
     }
 }
@@ -469,13 +551,16 @@ impl Shared {
     /// We are done with a message the peer sent on its credit (a
     /// notification handled, a stream item consumed or unwanted): the peer
     /// may send that much more.
-    fn give_back(&self, cost: Cost) {
+    fn give_back(&self, cost: Cost, when: When) {
         self.admitted.release(1, u64::from(cost.0));
-        self.outbox.signal(Control {
-            credit_messages: 1,
-            credit_bytes: u64::from(cost.0),
-            ..Control::default()
-        });
+        self.outbox.signal(
+            Control {
+                credit_messages: 1,
+                credit_bytes: u64::from(cost.0),
+                ..Control::default()
+            },
+            when,
+        );
     }
 
     /// Reports a failure that has no caller to return to.
@@ -487,11 +572,17 @@ impl Shared {
     }
 }
 
-/// A notification's handler finished: its credit goes back to the peer,
-/// and a failure is reported (nobody else would hear of it).
-fn notification_done(peer: &Peer, outcome: std::result::Result<Outcome<()>, String>, cost: Cost) {
+/// A notification's handler finished: its credit goes back to the peer
+/// (`when`: the reader sends it with the rest of its burst), and a failure
+/// is reported (nobody else would hear of it).
+fn notification_done(
+    peer: &Peer,
+    outcome: std::result::Result<Outcome<()>, String>,
+    cost: Cost,
+    when: When,
+) {
     let shared = &peer.shared;
-    shared.give_back(cost);
+    shared.give_back(cost, when);
     let failure = match outcome {
         Ok(Ok(())) => return,
         Ok(Err(failure)) => failure,
@@ -542,14 +633,16 @@ impl Connection {
         settings: Settings,
         inbound: Arc<dyn Inbound>,
     ) -> Connection {
-        let sent = Spare::default();
+        // One connection's frames, read or written, share their memory.
+        let spare = Spare::default();
+        reader.share_spare(spare.clone());
         let ours = settings.config.window();
         let activity = Arc::new(AtomicBool::new(false));
         reader.watch_activity(Arc::clone(&activity));
         let admitted = Arc::new(Admitted::new(ours));
         let shared = Arc::new(Shared {
-            outbox: Outbox::new(writer.into_inner(), sent.clone(), Arc::clone(&admitted)),
-            sent,
+            outbox: Outbox::new(writer.into_inner(), spare.clone(), Arc::clone(&admitted)),
+            spare,
             client_id: settings.client_id,
             peer_pid: settings.peer_pid,
             peer_uid: settings.peer_uid,
@@ -565,6 +658,9 @@ impl Connection {
             admitted,
             running: Running::default(),
             in_order: InOrder::default(),
+            read_poll: BusyPoll::new(settings.config.busy_poll),
+            answer_poll: BusyPoll::new(settings.config.busy_poll),
+            answered: AtomicU64::new(0),
         });
         // Everything the connection's tasks log says which connection.
         let span = tracing::info_span!(
@@ -578,6 +674,12 @@ impl Connection {
         let writer = tokio::spawn(write_task(peer.clone()).instrument(span.clone())).abort_handle();
         let read = reader::read_loop(reader, peer.clone(), inbound).instrument(span.clone());
         let mut tasks = vec![tokio::spawn(read).abort_handle()];
+        if let Some(horizon) = peer.shared.default_timeout.filter(|t| !t.is_zero()) {
+            let first = Instant::now() + horizon;
+            peer.shared.pending.sweep_from(first);
+            let sweep = deadlines::sweep(peer.clone(), first, horizon).instrument(span.clone());
+            tasks.push(tokio::spawn(sweep).abort_handle());
+        }
         // A zero interval would make the timer panic; it means "off".
         if let Some(interval) = settings.config.keepalive.filter(|i| !i.is_zero()) {
             let watch = keepalive::watch(peer.clone(), activity, interval).instrument(span);

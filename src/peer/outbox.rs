@@ -10,13 +10,17 @@
 //! queued at all but kept as counters and flags, so a flood of pings cannot
 //! grow memory either.
 //!
-//! A frame is written straight from the sender's own task when nothing is
-//! queued ahead of it: the common, latency-bound case costs no task hop.
-//! Otherwise it joins a queue that the writer task drains, gathering small
-//! frames into one write, so a burst of many small messages costs few system
-//! calls; a long burst leaves in batches so the peer can start on the first
-//! while the rest are prepared. The writer task also finishes frames the
-//! socket took only part of.
+//! Who writes: the sender itself, from its own task, never a task woken for
+//! it (waking one costs a thread hop on a multi-thread runtime). A lone
+//! frame is written at once ([`When::Now`]). A frame that is one of a burst
+//! is queued ([`When::Later`]) and its sender flushes the queue a moment
+//! later: the reader once it has dispatched everything it read, a requester
+//! after yielding once, so the frames its neighbours queue in the meantime
+//! leave with one write. Whoever queues into a non-empty queue rides along
+//! with the flush already owed. A long burst still leaves in batches of
+//! [`BATCH`]. The writer task only steps in when the socket is full (it
+//! waits for room) and when the connection closes (it writes what is left
+//! and shuts the stream down).
 //!
 //! The socket is touched only under the lock and never across an `.await`,
 //! so nothing can leave half a frame on the wire.
@@ -25,6 +29,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -33,6 +38,7 @@ use tokio::io::AsyncWrite;
 use super::credit::{Admitted, Cost};
 use crate::protocol::message;
 use crate::transport::{OutFrame, Spare};
+
 /// A burst's frames leave in batches of this many rather than all at its
 /// end. Holding a whole burst back makes the two sides take turns: the peer
 /// idles until the last frame is ready, then this side idles while the peer
@@ -53,9 +59,34 @@ pub enum Closed {
     Broken,
 }
 
+/// When a pushed frame should reach the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// Now, from the caller's thread, with everything queued ahead of it.
+    Now,
+    /// With the next flush: more frames are coming, and the caller (or
+    /// whoever queued ahead of it) flushes once they are queued.
+    Later,
+}
+
+/// What the sender of a [`When::Later`] frame still owes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Owed {
+    /// Nothing: the frame is written, or rides along with a flush that
+    /// somebody else owes (or the writer task, if the socket is full).
+    Nothing,
+    /// A call to [`Outbox::flush`] soon: this frame started the queue.
+    Flush,
+}
+
 /// The shared write side of one connection.
 pub struct Outbox {
     state: Mutex<State>,
+    /// Something is queued or owed (a frame, a control frame), readable
+    /// without the lock: a flush with nothing to do (the common case for a
+    /// reader that only received answers) does not contend for it.
+    busy: AtomicBool,
 }
 
 struct State {
@@ -63,12 +94,9 @@ struct State {
     queue: VecDeque<Queued>,
     /// How much of `queue.front()` the socket has taken.
     written: usize,
-    /// Senders queue instead of writing directly while a burst is expected
-    /// (many requesters woken at once); every [`BATCH`] frames the sender
-    /// writes the queue, and the writer task writes what is left in one go.
-    hold: bool,
-    /// The socket took no more at the last attempt; the writer task waits
-    /// for it, and senders do not retry in vain.
+    /// The socket took no more at the last attempt: only the writer task
+    /// writes until it has room again (a sender's attempt would replace the
+    /// writer's registration for writability with its own no-op one).
     stalled: bool,
     closing: bool,
     broken: bool,
@@ -170,7 +198,6 @@ impl Outbox {
                 sink,
                 queue: VecDeque::new(),
                 written: 0,
-                hold: false,
                 stalled: false,
                 closing: false,
                 broken: false,
@@ -181,43 +208,80 @@ impl Outbox {
                 spare,
                 admitted,
             }),
+            busy: AtomicBool::new(false),
         }
     }
 
-    /// Sends a sealed frame: written now if nothing is queued, else queued
-    /// for the writer task. Never waits.
-    pub fn push(&self, frame: OutFrame) -> Result<(), Closed> {
-        self.enqueue(Queued::plain(frame))
+    /// Sends a sealed frame, now or with the next flush. Never waits.
+    pub fn push(&self, frame: OutFrame, when: When) -> Result<Owed, Closed> {
+        self.enqueue(Queued::plain(frame), when)
     }
 
     /// Sends the answer to a request admitted at `cost`; the cost is
     /// released once the answer is written.
-    pub fn push_answer(&self, frame: OutFrame, cost: Cost) -> Result<(), Closed> {
-        self.enqueue(Queued {
-            frame,
-            answers: 1,
-            answered_bytes: u64::from(cost.0),
-        })
+    pub fn push_answer(&self, frame: OutFrame, cost: Cost, when: When) -> Result<Owed, Closed> {
+        self.enqueue(
+            Queued {
+                frame,
+                answers: 1,
+                answered_bytes: u64::from(cost.0),
+            },
+            when,
+        )
     }
 
-    fn enqueue(&self, queued: Queued) -> Result<(), Closed> {
+    fn enqueue(&self, queued: Queued, when: When) -> Result<Owed, Closed> {
         let mut state = lock(&self.state);
         if let Some(closed) = state.closed() {
             return Err(closed);
         }
+        let first = state.queue.is_empty();
         state.queued_bytes += queued.frame.len();
         state.queue.push_back(queued);
-        state.kick()
+        let due = when == When::Now || state.queue.len() >= BATCH;
+        let written = if due { state.write_now() } else { Ok(()) };
+        self.publish(&state);
+        written?;
+        Ok(if first && !due && !state.stalled {
+            Owed::Flush
+        } else {
+            Owed::Nothing
+        })
     }
 
-    /// Owes the peer control frames; they leave with the next write, which
-    /// happens now unless a burst is being gathered. Never waits; dropped
-    /// silently once the connection is closed.
-    pub fn signal(&self, control: Control) {
+    /// Writes everything queued now (unless the socket is full: then the
+    /// writer task does, as soon as it has room).
+    pub fn flush(&self) {
+        // What this thread queued itself is seen here; what others queue
+        // meanwhile, they flush.
+        if !self.busy.load(Ordering::Acquire) {
+            return;
+        }
+        let mut state = lock(&self.state);
+        if state.closed().is_none() {
+            let _ = state.write_now();
+            self.publish(&state);
+        }
+    }
+
+    /// Updates the hint [`Outbox::flush`] reads without the lock.
+    fn publish(&self, state: &State) {
+        let busy = !state.queue.is_empty() || !state.control.is_empty();
+        self.busy.store(busy, Ordering::Release);
+    }
+
+    /// Owes the peer control frames. With [`When::Now`] they leave at once,
+    /// unless frames are queued (then with their flush); with
+    /// [`When::Later`] the caller flushes. Never waits; dropped silently
+    /// once the connection is closed.
+    pub fn signal(&self, control: Control, when: When) {
         let mut state = lock(&self.state);
         if state.closed().is_none() {
             state.control.merge(control);
-            let _ = state.kick();
+            if when == When::Now && state.queue.is_empty() {
+                let _ = state.write_now();
+            }
+            self.publish(&state);
         }
     }
 
@@ -227,37 +291,24 @@ impl Outbox {
         lock(&self.state).queued_bytes
     }
 
-    /// Expect a burst of sends: queue them, to leave in batches of
-    /// [`BATCH`] and the rest in one write by the writer task. The writer is
-    /// not woken here: it would find nothing queued yet and end the burst
-    /// before it began.
-    pub fn hold(&self) {
-        lock(&self.state).hold = true;
-    }
-
     /// Stops taking frames; the writer task writes what is queued, then
     /// shuts the stream down.
     pub fn close(&self) {
         let mut state = lock(&self.state);
         state.closing = true;
-        state.wake_all();
+        state.wake_writer();
     }
 
-    /// The writer task: writes whatever is queued until the outbox is closed
-    /// and empty, then shuts the stream down. Returns the error that broke
-    /// the connection, if writing failed.
+    /// The writer task: writes when the socket had no room for a sender,
+    /// until the outbox is closed and empty, then shuts the stream down.
+    /// Returns the error that broke the connection, if writing failed.
     pub async fn run_writer(&self) -> io::Result<()> {
         let written = poll_fn(|cx| {
             let mut state = lock(&self.state);
-            let had_work = !state.queue.is_empty() || !state.control.is_empty();
-            let outcome = state.write_queued(cx);
-            match outcome {
+            let written = state.write_queued(cx);
+            self.publish(&state);
+            match written {
                 Poll::Ready(Ok(())) => {
-                    // Everything the burst queued is out: the burst is over.
-                    // (Woken with nothing to write, it has not begun.)
-                    if had_work {
-                        state.hold = false;
-                    }
                     if state.closing || state.broken {
                         return Poll::Ready(Ok(()));
                     }
@@ -266,7 +317,6 @@ impl Outbox {
                 }
                 Poll::Ready(Err(e)) => {
                     state.broken = true;
-                    state.wake_all();
                     Poll::Ready(Err(e))
                 }
                 Poll::Pending => Poll::Pending,
@@ -298,32 +348,26 @@ impl State {
         }
     }
 
-    fn wake_all(&mut self) {
-        self.wake_writer();
-    }
-
-    /// Writes now if this is the only thing to write and no burst is being
-    /// gathered, or if a burst has gathered a batch; otherwise leaves it to
-    /// the writer task. Writing here uses a no-op waker: if the socket is
-    /// full, the writer task is woken and waits for it with its own.
-    fn kick(&mut self) -> Result<(), Closed> {
-        let owed = !self.control.is_empty() && !self.control_queued;
-        let len = self.queue.len() + usize::from(owed);
-        if (len == 1 && !self.hold) || (len >= BATCH && !self.stalled) {
-            let mut cx = Context::from_waker(Waker::noop());
-            match self.write_queued(&mut cx) {
-                Poll::Ready(Ok(())) => return Ok(()),
-                Poll::Ready(Err(_)) => {
-                    self.broken = true;
-                    self.wake_all();
-                    return Err(Closed::Broken);
-                }
-                // The socket is full; the writer task finishes the frame.
-                Poll::Pending => {}
+    /// Writes the queue from the caller's thread, unless the writer task is
+    /// waiting for room. Uses a no-op waker: if the socket fills up, the
+    /// writer task is woken to wait for room with its own.
+    fn write_now(&mut self) -> Result<(), Closed> {
+        if self.stalled {
+            return Ok(());
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.write_queued(&mut cx) {
+            Poll::Ready(Ok(())) => Ok(()),
+            Poll::Ready(Err(_)) => {
+                self.broken = true;
+                self.wake_writer();
+                Err(Closed::Broken)
+            }
+            Poll::Pending => {
+                self.wake_writer();
+                Ok(())
             }
         }
-        self.wake_writer();
-        Ok(())
     }
 
     /// Writes the queue in order until it is empty (`Ready(Ok)`) or the
@@ -409,6 +453,7 @@ impl State {
             bytes.extend_from_slice(queued.frame.first());
             answers += queued.answers;
             answered_bytes += queued.answered_bytes;
+            self.spare.put(queued.frame.into_buffer());
         }
         self.queue.push_front(Queued {
             frame: OutFrame::from_sealed(bytes),
@@ -456,7 +501,7 @@ mod tests {
         let (near, _far) = tokio::io::duplex(1024);
         let outbox = Outbox::new(Box::new(near), Spare::default(), admitted());
         for i in 0..1000u32 {
-            outbox.push(frame(i as u8, 100)).unwrap();
+            let _ = outbox.push(frame(i as u8, 100), When::Now).unwrap();
         }
         // Everything the socket did not take is queued, none of it lost.
         assert!(outbox.queued_bytes() >= 1000 * 104 - 1024);
@@ -470,13 +515,13 @@ mod tests {
             let outbox = std::sync::Arc::clone(&outbox);
             tokio::spawn(async move { outbox.run_writer().await })
         };
-        outbox.hold();
         for i in 0..200u32 {
             // Sizes around the pipe's, so frames are split across writes.
-            outbox
-                .push(frame(i as u8, (i as usize * 37) % 900))
+            let _ = outbox
+                .push(frame(i as u8, (i as usize * 37) % 900), When::Later)
                 .unwrap();
         }
+        outbox.flush();
         let frames = read_frames(&mut far, 200).await;
         for (i, body) in frames.iter().enumerate() {
             assert_eq!(body.len(), (i * 37) % 900);
@@ -492,14 +537,17 @@ mod tests {
         let (near, mut far) = tokio::io::duplex(64);
         let outbox = Outbox::new(Box::new(near), Spare::default(), admitted());
         // Fill the pipe so nothing more can be written for now.
-        outbox.push(frame(1, 60)).unwrap();
+        let _ = outbox.push(frame(1, 60), When::Now).unwrap();
         for _ in 0..10_000 {
-            outbox.signal(Control {
-                credit_messages: 1,
-                credit_bytes: 10,
-                pong: true,
-                ..Control::default()
-            });
+            outbox.signal(
+                Control {
+                    credit_messages: 1,
+                    credit_bytes: 10,
+                    pong: true,
+                    ..Control::default()
+                },
+                When::Now,
+            );
         }
         // Ten thousand signals cost one small frame's worth of state.
         assert!(outbox.queued_bytes() < 64, "{}", outbox.queued_bytes());
@@ -534,9 +582,12 @@ mod tests {
     async fn after_close_pushes_fail_and_queued_frames_still_go_out() {
         let (near, mut far) = tokio::io::duplex(16);
         let outbox = std::sync::Arc::new(Outbox::new(Box::new(near), Spare::default(), admitted()));
-        outbox.push(frame(7, 100)).unwrap();
+        let _ = outbox.push(frame(7, 100), When::Now).unwrap();
         outbox.close();
-        assert!(matches!(outbox.push(frame(8, 1)), Err(Closed::Locally)));
+        assert!(matches!(
+            outbox.push(frame(8, 1), When::Now),
+            Err(Closed::Locally)
+        ));
         let writer = {
             let outbox = std::sync::Arc::clone(&outbox);
             tokio::spawn(async move { outbox.run_writer().await })
@@ -557,7 +608,7 @@ mod tests {
         // The pipe takes the first answer whole; the second is the one being
         // written; the third waits in the queue, still counted.
         for cost in costs {
-            outbox.push_answer(frame(1, 60), cost).unwrap();
+            let _ = outbox.push_answer(frame(1, 60), cost, When::Now).unwrap();
         }
         assert_eq!(
             admitted.in_flight(),
@@ -580,8 +631,152 @@ mod tests {
         let (near, far) = tokio::io::duplex(16);
         drop(far);
         let outbox = Outbox::new(Box::new(near), Spare::default(), admitted());
-        let first = outbox.push(frame(1, 8));
+        let first = outbox.push(frame(1, 8), When::Now);
         assert!(matches!(first, Err(Closed::Broken)), "{first:?}");
-        assert!(matches!(outbox.push(frame(1, 8)), Err(Closed::Broken)));
+        assert!(matches!(
+            outbox.push(frame(1, 8), When::Now),
+            Err(Closed::Broken)
+        ));
+    }
+
+    /// A pipe end that counts the writes made to it.
+    struct Counting {
+        inner: tokio::io::DuplexStream,
+        writes: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    fn counting(
+        capacity: usize,
+    ) -> (
+        Outbox,
+        tokio::io::DuplexStream,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        let (near, far) = tokio::io::duplex(capacity);
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let sink = Counting {
+            inner: near,
+            writes: Arc::clone(&writes),
+        };
+        (
+            Outbox::new(Box::new(sink), Spare::default(), admitted()),
+            far,
+            writes,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_burst_leaves_with_one_write_when_its_first_sender_flushes() {
+        let (outbox, mut far, writes) = counting(64 * 1024);
+        let writes_now = || writes.load(std::sync::atomic::Ordering::Relaxed);
+        // The first frame of a burst makes its sender owe the flush; the
+        // others ride along.
+        assert_eq!(outbox.push(frame(0, 10), When::Later).unwrap(), Owed::Flush);
+        for i in 1..20u8 {
+            assert_eq!(
+                outbox.push(frame(i, 10), When::Later).unwrap(),
+                Owed::Nothing
+            );
+        }
+        assert_eq!(writes_now(), 0, "nothing written before the flush");
+        outbox.flush();
+        assert_eq!(writes_now(), 1, "the burst in one write");
+        let frames = read_frames(&mut far, 20).await;
+        assert!(
+            frames
+                .iter()
+                .enumerate()
+                .all(|(i, f)| f == &vec![i as u8; 10])
+        );
+        // A frame sent now takes the queue ahead of it along.
+        let _ = outbox.push(frame(1, 10), When::Later).unwrap();
+        let _ = outbox.push(frame(2, 10), When::Now).unwrap();
+        assert_eq!(writes_now(), 2);
+        assert_eq!(
+            read_frames(&mut far, 2).await,
+            vec![vec![1; 10], vec![2; 10]]
+        );
+    }
+
+    #[tokio::test]
+    async fn control_owed_for_later_leaves_with_the_flush() {
+        let (outbox, mut far, writes) = counting(1024);
+        let pong = Control {
+            pong: true,
+            ..Control::default()
+        };
+        outbox.signal(pong, When::Later);
+        assert_eq!(writes.load(std::sync::atomic::Ordering::Relaxed), 0);
+        // Nothing but control is owed: the flush still writes it.
+        outbox.flush();
+        assert_eq!(read_frames(&mut far, 1).await, vec![vec![8]]);
+    }
+
+    #[tokio::test]
+    async fn a_long_burst_leaves_in_batches_without_waiting_for_the_flush() {
+        let (outbox, mut far, writes) = counting(64 * 1024);
+        for i in 0..(BATCH * 2 + 5) {
+            let _ = outbox.push(frame(i as u8, 10), When::Later).unwrap();
+        }
+        assert_eq!(writes.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(
+            outbox.queued_bytes(),
+            5 * 14,
+            "the tail waits for the flush"
+        );
+        outbox.flush();
+        assert_eq!(
+            read_frames(&mut far, BATCH * 2 + 5).await.len(),
+            BATCH * 2 + 5
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_is_left_to_the_writer_task() {
+        // Room for about one frame: the first write fills it.
+        let (outbox, mut far, writes) = counting(120);
+        let outbox = Arc::new(outbox);
+        let writer = {
+            let outbox = Arc::clone(&outbox);
+            tokio::spawn(async move { outbox.run_writer().await })
+        };
+        tokio::task::yield_now().await;
+        for i in 0..10u8 {
+            let _ = outbox.push(frame(i, 100), When::Now).unwrap();
+        }
+        // Senders stopped trying once the socket was full: a handful of
+        // writes, not one per frame per attempt.
+        let before = writes.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(before <= 3, "{before} writes");
+        // The writer task finishes the job as the reader makes room.
+        let frames = read_frames(&mut far, 10).await;
+        assert!(
+            frames
+                .iter()
+                .enumerate()
+                .all(|(i, f)| f == &vec![i as u8; 100])
+        );
+        outbox.close();
+        writer.await.unwrap().unwrap();
     }
 }

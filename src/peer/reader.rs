@@ -7,50 +7,113 @@
 //! The reader never waits for the writer: answers are pushed to the outbox,
 //! which never blocks. That is what keeps two peers flooding each other with
 //! requests from waiting on each other forever.
+//!
+//! A read brings a burst of frames at times. Their effects leave together
+//! once all of them are dispatched: what they make this side send (answers,
+//! credit, pongs) in one write, the answers to our own requests handed to
+//! their requesters at once (one wake-up for a requester on another
+//! thread). On a current-thread runtime the reader then polls the socket
+//! for a moment before letting the thread sleep (see [`super::busy_poll`]).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::Poll;
 
+use super::busy_poll::{self, BusyPoll};
 use super::call::{Answer, Call};
 use super::catch::CatchUnwind;
 use super::credit::Cost;
 use super::in_order::Job;
 use super::lifecycle::End;
-use super::outbox::Control;
-use super::pending::{Delivery, Reply};
+use super::outbox::{Control, When};
+use super::pending::{Delivery, Fate, Reply};
 use super::{Failure, Inbound, Order, Outcome, Peer};
 use crate::error::{Error, Result};
 use crate::protocol::{Body, Message, RequestId, code, message, serializer};
-use crate::transport::FrameReader;
+use crate::transport::{Frame, FrameReader};
 
 pub(super) async fn read_loop(mut reader: FrameReader, peer: Peer, inbound: Arc<dyn Inbound>) {
+    let shared = &peer.shared;
+    let current_thread = busy_poll::on_current_thread();
+    // Where the reader has a thread of its own (multi-thread runtimes), a
+    // polling reader would compete for CPUs with a polling requester.
+    let busy = current_thread.then_some(&shared.read_poll);
+    // Answers to our requests, handed over once the burst is dispatched.
+    let mut answers = Answers::default();
     let why = loop {
         if reader.is_drained() {
-            // About to ask the OS for more, likely in vain. Let the tasks
-            // this reader just woke (a requester whose response came in) run
-            // and send first: they are on the critical path, this read is not.
-            tokio::task::yield_now().await;
+            if let Err(e) = answers.settle(&peer) {
+                break Some(e);
+            }
+            // Everything read is dispatched: what it made us send leaves now,
+            // in one write.
+            shared.outbox.flush();
+            if current_thread {
+                // About to ask the OS for more, likely in vain. Let the tasks
+                // this reader just woke (a requester whose answer came in) run
+                // and send first: they are on the critical path, this read is
+                // not. (On a multi-thread runtime they run on other threads,
+                // and a yield would only make this worker wake another to look
+                // for work that is not there.)
+                tokio::task::yield_now().await;
+            }
         }
-        let frame = match reader.read().await {
+        let frame = match next_frame(&mut reader, busy).await {
             Ok(Some(frame)) => frame,
             Ok(None) => break None,
             Err(e) => break Some(e),
         };
-        if !reader.is_drained() {
-            // More frames already arrived with this one: a burst. Whatever it
-            // makes us send goes out together in one write.
-            peer.shared.outbox.hold();
-        }
         let len = frame.len();
         let dispatched = match Message::parse(frame) {
-            Ok(message) => dispatch(&peer, &inbound, message, len).await,
+            Ok(message) => dispatch(&peer, &inbound, message, len, &mut answers).await,
             Err(e) => Err(e),
         };
         if let Err(e) = dispatched {
             break Some(e);
         }
     };
-    peer.shared.end_with(End::Disconnected, why);
+    // Answers already read still reach their requesters.
+    let settled = answers.settle(&peer);
+    shared.end_with(End::Disconnected, why.or(settled.err()));
+}
+
+/// The answers to our requests in one burst, taken from the pending table
+/// and handed to their requesters together, their credit returned in one
+/// go.
+#[derive(Default)]
+struct Answers {
+    read: Vec<(RequestId, Reply)>,
+    deliveries: Vec<Delivery>,
+}
+
+impl Answers {
+    fn settle(&mut self, peer: &Peer) -> Result<()> {
+        if self.read.is_empty() {
+            return Ok(());
+        }
+        let shared = &peer.shared;
+        let (messages, bytes) = shared
+            .pending
+            .complete_all(self.read.drain(..), &mut self.deliveries);
+        // Checked before anything is handed over, but the answers are
+        // genuine either way.
+        let released = shared.credit.release(messages, bytes);
+        self.deliveries.drain(..).for_each(Delivery::deliver);
+        shared.answered.fetch_add(1, Ordering::Relaxed);
+        released.map_err(Error::Protocol)
+    }
+}
+
+/// The next frame, polling for it busily first when `busy` says so.
+async fn next_frame(reader: &mut FrameReader, busy: Option<&BusyPoll>) -> Result<Option<Frame>> {
+    let drained = reader.is_drained();
+    let mut next = std::pin::pin!(reader.read());
+    if let Some(busy) = busy.filter(|_| drained) {
+        if let Some(frame) = busy.poll(next.as_mut()).await {
+            return frame;
+        }
+    }
+    next.await
 }
 
 async fn dispatch(
@@ -58,31 +121,35 @@ async fn dispatch(
     inbound: &Arc<dyn Inbound>,
     message: Message,
     len: usize,
+    answers: &mut Answers,
 ) -> Result<()> {
     let shared = &peer.shared;
     match message {
-        Message::Response { id, body } => answered(peer, id, Reply::Ok(body)),
+        Message::Response { id, body } => {
+            answers.read.push((id, Reply::Ok(body)));
+            Ok(())
+        }
         Message::Error {
             id,
             code,
             message,
             data,
-        } => answered(
-            peer,
-            id,
-            Reply::Err {
+        } => {
+            let reply = Reply::Err {
                 code,
                 message,
                 data,
-            },
-        ),
+            };
+            answers.read.push((id, reply));
+            Ok(())
+        }
         Message::Item { id, body } => {
             // An item travels on our credit like a notification.
             let cost = shared.admitted.admit(len).map_err(Error::Protocol)?;
-            if let Delivery::Unwanted { cancel } = shared.pending.item(id, body, cost) {
-                shared.give_back(cost);
+            if let Fate::Unwanted { cancel } = shared.pending.item(id, body, cost) {
+                shared.give_back(cost, When::Later);
                 if cancel {
-                    let _ = shared.outbox.push(message::cancel(id));
+                    let _ = shared.outbox.push(message::cancel(id), When::Later);
                 }
             }
             Ok(())
@@ -113,7 +180,7 @@ async fn dispatch(
                     let task_peer = peer.clone();
                     shared.running.spawn(peer, async move {
                         let outcome = job.work.await;
-                        super::notification_done(&task_peer, outcome, job.cost);
+                        super::notification_done(&task_peer, outcome, job.cost, When::Now);
                     });
                 }
             }
@@ -123,7 +190,7 @@ async fn dispatch(
             if let Some((task, cost)) = shared.running.take_request(id) {
                 task.abort();
                 let cancelled = Failure::new(code::CANCELLED, "cancelled by the requester");
-                answer(peer, id, Ok(Err(cancelled)), cost);
+                answer(peer, id, Ok(Err(cancelled)), cost, When::Later);
             }
             Ok(())
         }
@@ -132,26 +199,14 @@ async fn dispatch(
             .release(messages, bytes)
             .map_err(Error::Protocol),
         Message::Ping => {
-            shared.outbox.signal(Control {
+            let pong = Control {
                 pong: true,
                 ..Control::default()
-            });
+            };
+            shared.outbox.signal(pong, When::Later);
             Ok(())
         }
         Message::Pong => Ok(()),
-    }
-}
-
-/// An answer to one of our requests: its requester gets it, and its credit
-/// comes back.
-fn answered(peer: &Peer, id: RequestId, reply: Reply) -> Result<()> {
-    let shared = &peer.shared;
-    match shared.pending.complete(id, reply) {
-        Some(cost) => shared
-            .credit
-            .release(1, u64::from(cost.0))
-            .map_err(Error::Protocol),
-        None => Ok(()),
     }
 }
 
@@ -171,7 +226,7 @@ async fn request(
     }
     if shared.lifecycle.is_draining() {
         let refusal = Failure::new(code::SHUTTING_DOWN, "the server is shutting down");
-        answer(peer, id, Ok(Err(refusal)), cost);
+        answer(peer, id, Ok(Err(refusal)), cost, When::Later);
         return Ok(());
     }
     let call = Call {
@@ -181,21 +236,27 @@ async fn request(
     };
     let mut work = CatchUnwind(inbound.request(call));
     match work.poll_once().await {
-        Poll::Ready(outcome) => answer(peer, id, outcome, cost),
+        Poll::Ready(outcome) => answer(peer, id, outcome, cost, When::Later),
         Poll::Pending => {
             shared
                 .running
                 .spawn_request(peer, id, cost, work, move |peer, outcome, cost| {
-                    answer(peer, id, outcome, cost)
+                    answer(peer, id, outcome, cost, When::Now)
                 })
         }
     }
     Ok(())
 }
 
-/// Sends the one answer a request gets, and stops counting it against the
-/// peer's credit.
-fn answer(peer: &Peer, id: RequestId, outcome: Result<Outcome<Answer>, String>, cost: Cost) {
+/// Sends the one answer a request gets (`when`: the reader sends it with the
+/// rest of its burst), and stops counting it against the peer's credit.
+fn answer(
+    peer: &Peer,
+    id: RequestId,
+    outcome: Result<Outcome<Answer>, String>,
+    cost: Cost,
+    when: When,
+) {
     let frame = match outcome {
         Ok(Ok(Answer(Some(frame)))) => frame,
         Ok(Ok(Answer(None))) => error_frame(
@@ -212,7 +273,7 @@ fn answer(peer: &Peer, id: RequestId, outcome: Result<Outcome<Answer>, String>, 
     };
     // The request stays counted against the peer's credit until the answer
     // is written: a peer that never reads cannot make answers pile up here.
-    let _ = peer.shared.outbox.push_answer(frame, cost);
+    let _ = peer.shared.outbox.push_answer(frame, cost, when);
 }
 
 /// An error answer, with the handler's error value encoded in the

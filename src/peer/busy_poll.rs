@@ -1,0 +1,221 @@
+//! Busy-polling: keeping a thread awake for a moment before it sleeps.
+//!
+//! A thread that sleeps in the kernel until a message arrives pays for
+//! being woken: on a virtual machine whose idle CPUs halt, about 10 to
+//! 20 µs each time, more than the rest of a round trip (BENCHMARKS.md,
+//! "Busy-polling, and senders that flush their own bursts"). Where the next message is likely to come within
+//! microseconds (an answer to a quick request, the next request of a
+//! caller in a loop), it is cheaper to keep polling for a short while,
+//! yielding to the runtime between polls so that everything else on the
+//! thread still runs, and to sleep only if nothing came.
+//!
+//! It adapts per connection: after a few polls in a row that came up empty,
+//! it stops and tries again only now and then, so an idle connection or a
+//! slow peer costs next to nothing. Between polls it also lets the OS run
+//! any other thread waiting for this CPU, so it only ever uses time nobody
+//! else wants. The window is [`Config::busy_poll`]; `None` turns it off.
+//!
+//! Who polls depends on the runtime. On a current-thread runtime the
+//! reader polls the socket: whoever waits for what it reads shares its
+//! thread. On a multi-thread runtime the reader has a worker thread of its
+//! own, and a reader polling there (yielding makes tokio's worker wake
+//! another to look for work, each time) costs more than it saves; instead
+//! a caller outside the runtime's workers (the `block_on` of
+//! `#[tokio::main]`) polls until answers arrive on its connection, one
+//! caller per connection at a time, so the calling thread is not asleep
+//! when the reader hands them over. Callers in worker tasks do not poll.
+//!
+//! [`Config::busy_poll`]: crate::Config::busy_poll
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+/// Empty polls in a row after which polling stops paying off.
+const GIVE_UP_AFTER: u32 = 4;
+/// Once given up, every this many waits tries polling again.
+const RETRY_EVERY: u32 = 16;
+
+/// One waiter's busy-polling policy and its recent luck.
+#[derive(Debug)]
+pub(super) struct BusyPoll {
+    window: Option<Duration>,
+    /// Empty polls in a row.
+    misses: AtomicU32,
+    /// Waits since polling was given up.
+    skipped: AtomicU32,
+    /// Somebody polls now: one poller is enough to keep a thread awake.
+    polling: AtomicBool,
+}
+
+impl BusyPoll {
+    pub(super) fn new(window: Option<Duration>) -> BusyPoll {
+        BusyPoll {
+            window: window.filter(|window| !window.is_zero()),
+            misses: AtomicU32::new(0),
+            skipped: AtomicU32::new(0),
+            polling: AtomicBool::new(false),
+        }
+    }
+
+    /// Polls `future` busily, yielding to the runtime between polls, for up
+    /// to the window when that has been paying off. Returns its output if
+    /// it finished meanwhile; otherwise the caller waits for it as usual.
+    pub(super) async fn poll<F: Future>(&self, future: Pin<&mut F>) -> Option<F::Output> {
+        self.poll_until(future, || false).await
+    }
+
+    /// Like [`BusyPoll::poll`], but stops (a success) as soon as `progress`
+    /// says that what the poller waits for is on its way: for a caller
+    /// among many waiting on one connection, any answer arriving means the
+    /// thread has work again. Only one caller polls at a time.
+    pub(super) async fn poll_until<F: Future>(
+        &self,
+        mut future: Pin<&mut F>,
+        progress: impl Fn() -> bool,
+    ) -> Option<F::Output> {
+        let window = self.window.filter(|_| self.worth_trying())?;
+        if self.polling.swap(true, Ordering::Acquire) {
+            return None;
+        }
+        let _polling = Polling(&self.polling);
+        let start = Instant::now();
+        let mut polls = 0_u32;
+        loop {
+            if let Poll::Ready(output) = poll_once(future.as_mut()).await {
+                // Ready at the first look is no sign either way.
+                if polls > 0 {
+                    self.misses.store(0, Ordering::Relaxed);
+                }
+                return Some(output);
+            }
+            if polls > 0 && progress() {
+                self.misses.store(0, Ordering::Relaxed);
+                return None;
+            }
+            if start.elapsed() >= window {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            polls += 1;
+            // Polling never keeps another thread from a CPU it is waiting
+            // for (returns at once when none is).
+            std::thread::yield_now();
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn worth_trying(&self) -> bool {
+        if self.misses.load(Ordering::Relaxed) < GIVE_UP_AFTER {
+            return true;
+        }
+        let skipped = self.skipped.fetch_add(1, Ordering::Relaxed);
+        if skipped % RETRY_EVERY == RETRY_EVERY - 1 {
+            // One more chance: a success resets the count.
+            self.misses.store(GIVE_UP_AFTER - 1, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+}
+
+/// Clears the "somebody polls" flag when polling ends, however it ends.
+struct Polling<'a>(&'a AtomicBool);
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// True on a current-thread runtime, where whoever waits for a message
+/// shares the thread with the task that reads it.
+pub(super) fn on_current_thread() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+}
+
+/// True where a caller waiting for an answer should poll for it: on a
+/// multi-thread runtime, outside its workers' tasks (see the module doc).
+pub(super) fn caller_should_poll() -> bool {
+    tokio::task::try_id().is_none()
+        && tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread
+        })
+}
+
+/// Polls `future` once, registering the current task's waker.
+async fn poll_once<F: Future>(mut future: Pin<&mut F>) -> Poll<F::Output> {
+    poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waits `busy` out on something that takes 2 ms; returns how often it
+    /// was polled (busy-polling polls it many times, plain waiting twice).
+    async fn polls_of_a_slow_wait(busy: &BusyPoll) -> u32 {
+        let mut polls = 0;
+        let mut slow = std::pin::pin!(tokio::time::sleep(Duration::from_millis(2)));
+        let counted = poll_fn(|cx| {
+            polls += 1;
+            slow.as_mut().poll(cx)
+        });
+        let mut counted = std::pin::pin!(counted);
+        if busy.poll(counted.as_mut()).await.is_none() {
+            counted.await;
+        }
+        polls
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn polling_that_keeps_coming_up_empty_stops_and_retries_now_and_then() {
+        let busy = BusyPoll::new(Some(Duration::from_micros(300)));
+        let mut busy_waits = Vec::new();
+        for wait in 0..(GIVE_UP_AFTER + 2 * RETRY_EVERY) {
+            if polls_of_a_slow_wait(&busy).await > 3 {
+                busy_waits.push(wait);
+            }
+        }
+        // The first few, then one every RETRY_EVERY waits.
+        let first: Vec<u32> = (0..GIVE_UP_AFTER).collect();
+        let retries = [
+            GIVE_UP_AFTER + RETRY_EVERY - 1,
+            GIVE_UP_AFTER + 2 * RETRY_EVERY - 1,
+        ];
+        assert_eq!(busy_waits, [&first[..], &retries[..]].concat());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_answer_caught_while_polling_keeps_polling_on() {
+        let busy = BusyPoll::new(Some(Duration::from_millis(50)));
+        busy.misses.store(GIVE_UP_AFTER - 1, Ordering::Relaxed);
+        // Ready after a few yields: caught by polling.
+        let mut left = 3;
+        let soon = poll_fn(|cx| {
+            if left == 0 {
+                return Poll::Ready(());
+            }
+            left -= 1;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        });
+        assert!(busy.poll(std::pin::pin!(soon)).await.is_some());
+        assert_eq!(busy.misses.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn off_means_plain_waiting() {
+        let busy = BusyPoll::new(None);
+        let ready = std::future::ready(7);
+        assert_eq!(
+            busy.poll(std::pin::pin!(ready)).await,
+            None,
+            "not polled at all"
+        );
+        assert!(BusyPoll::new(Some(Duration::ZERO)).window.is_none());
+    }
+}
