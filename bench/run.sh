@@ -4,12 +4,13 @@
 #   - a TrueType font for the chart (Debian: fonts-dejavu-core),
 #   - python3 with venv, and a venv with communica[msgpack,rabbitmq] in
 #     $CARGO_TARGET_DIR/communica-venv (default target/communica-venv).
-# Then builds and runs the harness in release mode, writing
-#   $CARGO_TARGET_DIR/bench.json, docs/bench.png and the results part of
-#   BENCHMARKS.md.
+# Then builds and runs the harness in release mode, once per tokio runtime
+# (current_thread, then multi_thread), writing $CARGO_TARGET_DIR/bench.json
+# and bench-multi.json, docs/bench.png and bench-multi.png, and the two
+# results parts of BENCHMARKS.md.
 #
-#   bash bench/run.sh --quick     # about 1.5 minutes of running on two cores
-#   bash bench/run.sh             # the full run, about 5 minutes
+#   bash bench/run.sh --quick     # about 3 minutes of running on two cores
+#   bash bench/run.sh             # the full runs, about 10 minutes
 #
 # Extra arguments go to the harness (see `--help`), e.g.
 #   bash bench/run.sh --quick --systems raw_tokio_local,switchboard_local_json
@@ -46,9 +47,16 @@ if command -v python3 >/dev/null; then
 fi
 
 cargo build --release -p switchboard-bench
-exec "$CARGO_TARGET_DIR/release/switchboard-bench" \
-    --venv "$venv" \
-    --json "$CARGO_TARGET_DIR/bench.json" \
-    --chart "$root/docs/bench.png" \
-    --markdown "$root/BENCHMARKS.md" \
-    "$@"
+# Once on each tokio runtime: current_thread (the method's default) and
+# multi_thread (what `#[tokio::main]` gives most programs). Each has its
+# own part of BENCHMARKS.md and its own chart.
+for runtime in current multi; do
+    suffix=$([ "$runtime" = multi ] && echo -multi || true)
+    "$CARGO_TARGET_DIR/release/switchboard-bench" \
+        --venv "$venv" \
+        --runtime "$runtime" \
+        --json "$CARGO_TARGET_DIR/bench$suffix.json" \
+        --chart "$root/docs/bench$suffix.png" \
+        --markdown "$root/BENCHMARKS.md" \
+        "$@"
+done

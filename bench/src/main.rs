@@ -203,7 +203,7 @@ fn run(args: RunArgs) -> Result<()> {
 
     println!("\n== results ==\n{}", report::text(&results));
     println!("== targets ==");
-    for (target, status, detail) in targets::check_all(&results) {
+    for (target, status, detail) in targets::check_all(&results, options.flavor) {
         println!("  {status:<4}  {target:<68} {detail}");
     }
     println!("\nran in {:.0} s ({} mode)", took.as_secs_f64(), plan.name);
@@ -214,8 +214,12 @@ fn run(args: RunArgs) -> Result<()> {
     }
     let mut chart_link = None;
     if let Some(path) = &args.chart {
+        let flavor = match options.flavor {
+            Flavor::Current => "current_thread",
+            Flavor::Multi => "multi_thread",
+        };
         let title = format!(
-            "switchboard-bench, {} run: bars are absolute values; labels: value (value ÷ baseline)",
+            "switchboard-bench, {} run, tokio {flavor}: bars are absolute values; labels: value (value ÷ baseline)",
             plan.name
         );
         match chart::draw(&results, path, &title) {
@@ -232,8 +236,14 @@ fn run(args: RunArgs) -> Result<()> {
             format!("tokio-based systems: {runtime}"),
             format!("the whole run took {:.0} s", took.as_secs_f64()),
         ];
-        let text = report::markdown(&results, &facts, &settings, chart_link.as_deref());
-        report::write_markdown(path, &text)?;
+        let text = report::markdown(
+            &results,
+            options.flavor,
+            &facts,
+            &settings,
+            chart_link.as_deref(),
+        );
+        report::write_markdown(path, &text, options.flavor)?;
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -3,12 +3,15 @@
 
 use crate::report::{number, unit};
 use crate::scenarios::{BANDWIDTH, CONNECT, IDLE, PIPELINED, RTT_P50, Results};
+use crate::systems::Flavor;
 
 /// One of the library's targets.
 struct Target {
     key: &'static str,
     system: &'static str,
     rule: Rule,
+    /// Held on this runtime only; `None`: on both.
+    only: Option<Flavor>,
 }
 
 enum Rule {
@@ -22,67 +25,86 @@ enum Bound {
     Times(f64, &'static str),
 }
 
-const TARGETS: [Target; 12] = [
+const TARGETS: [Target; 13] = [
     Target {
         key: RTT_P50,
         system: "switchboard_local_json",
         rule: Rule::AtMost(Bound::Times(1.25, "raw_tokio_local")),
+        only: None,
     },
     Target {
         key: RTT_P50,
         system: "switchboard_local_json",
         rule: Rule::Below(Bound::Times(1.0, "tarpc_uds")),
+        only: None,
     },
     Target {
         key: RTT_P50,
         system: "switchboard_local_json",
         rule: Rule::Below(Bound::Times(1.0, "ipc_channel")),
+        only: None,
     },
     Target {
         key: RTT_P50,
         system: "switchboard_blocking",
         rule: Rule::AtMost(Bound::Times(1.2, "raw_blocking_uds")),
+        only: None,
     },
     Target {
         key: PIPELINED,
         system: "switchboard_local_json",
         rule: Rule::AtLeast(Bound::Value(300_000.0)),
+        only: None,
     },
     Target {
         key: PIPELINED,
         system: "switchboard_local_json",
         rule: Rule::AtLeast(Bound::Times(3.0, "tarpc_uds")),
+        only: None,
+    },
+    // Most programs run `#[tokio::main]`: the multi-thread runtime.
+    Target {
+        key: PIPELINED,
+        system: "switchboard_local_json",
+        rule: Rule::AtLeast(Bound::Times(0.5, "raw_tokio_local")),
+        only: Some(Flavor::Multi),
     },
     Target {
         key: BANDWIDTH,
         system: "switchboard_local_msgpack",
         rule: Rule::AtLeast(Bound::Times(0.7, "raw_blocking_uds")),
+        only: None,
     },
     Target {
         key: CONNECT,
         system: "switchboard_local_json",
         rule: Rule::AtMost(Bound::Value(2.0)),
+        only: None,
     },
     Target {
         key: IDLE,
         system: "switchboard_local_json",
         rule: Rule::Below(Bound::Value(64.0)),
+        only: None,
     },
     // Over a RabbitMQ broker.
     Target {
         key: RTT_P50,
         system: "switchboard_amqp",
         rule: Rule::AtMost(Bound::Times(1.3, "raw_amqp")),
+        only: None,
     },
     Target {
         key: RTT_P50,
         system: "switchboard_amqp",
         rule: Rule::AtMost(Bound::Times(0.7, "communica_rmq")),
+        only: None,
     },
     Target {
         key: PIPELINED,
         system: "switchboard_amqp",
         rule: Rule::AtLeast(Bound::Times(3.0, "communica_rmq")),
+        only: None,
     },
 ];
 
@@ -124,10 +146,12 @@ impl Target {
     }
 }
 
-/// Every target checked: (description, `PASS`/`MISS`/`N/A`, the numbers).
-pub fn check_all(results: &Results) -> Vec<(String, &'static str, String)> {
+/// Every target for runs on `flavor`, checked: (description,
+/// `PASS`/`MISS`/`N/A`, the numbers).
+pub fn check_all(results: &Results, flavor: Flavor) -> Vec<(String, &'static str, String)> {
     TARGETS
         .iter()
+        .filter(|t| t.only.is_none_or(|only| only == flavor))
         .map(|t| {
             let (status, detail) = t.check(results);
             (t.describe(), status, detail)
@@ -149,11 +173,25 @@ mod tests {
         set(RTT_P50, "raw_tokio_local", 20.0);
         set(RTT_P50, "tarpc_uds", 23.0);
         set(CONNECT, "switchboard_local_json", 1.5);
-        let checks = check_all(&results);
+        set(PIPELINED, "switchboard_local_json", 600_000.0);
+        set(PIPELINED, "raw_tokio_local", 1_000_000.0);
+        let status = |checks: &[(String, &str, String)], what: &str| {
+            let found = checks.iter().find(|c| c.0 == what);
+            found
+                .map(|c| c.1.to_owned())
+                .unwrap_or_else(|| "absent".into())
+        };
+        let checks = check_all(&results, Flavor::Current);
         assert_eq!(checks[0].1, "PASS"); // 24 <= 25
         assert_eq!(checks[1].1, "MISS"); // 24 < 23
         assert_eq!(checks[2].1, "N/A"); // no ipc_channel
-        assert_eq!(checks[6].1, "PASS");
-        assert_eq!(checks[7].1, "N/A");
+        let connect = "connect_ms: switchboard_local_json <= 2.00 ms";
+        assert_eq!(status(&checks, connect), "PASS");
+        let idle = "idle_1000_rss_mib: switchboard_local_json < 64.0 MiB";
+        assert_eq!(status(&checks, idle), "N/A");
+        let half_raw = "pipelined_rps: switchboard_local_json >= 0.5 x raw_tokio_local";
+        assert_eq!(status(&checks, half_raw), "absent", "a multi-thread target");
+        let checks = check_all(&results, Flavor::Multi);
+        assert_eq!(status(&checks, half_raw), "PASS");
     }
 }
