@@ -1,6 +1,11 @@
 //! One live connection after the handshake, in both directions.
 //!
-//! The parts, each in its own module:
+//! This module holds what the parts share (the connection's state behind
+//! every [`Peer`] handle, and the types the router implements). The parts,
+//! each in its own module:
+//! - [`connection`]: starting the connection's tasks, closing and draining;
+//! - [`requester`]: our requests and notifications: sending them, waiting
+//!   for answers;
 //! - [`reader`]: the read loop, where every frame from the peer arrives;
 //! - [`call`]: one incoming call, decoded, and the way back for its answer;
 //! - [`incoming`]: a streamed answer arriving for one of our requests;
@@ -22,25 +27,19 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use tokio::task::AbortHandle;
-use tokio::time::Instant;
-use tracing::Instrument;
-
-use crate::config::{Config, Window};
 use crate::connector::Format;
-use crate::error::{Error, Result};
-use crate::protocol::{RequestId, code, message, serializer};
-use crate::transport::{FrameReader, FrameWriter, HEADER_LEN, OutFrame, Spare};
+use crate::error::Error;
+use crate::protocol::code;
+use crate::transport::Spare;
 
 mod busy_poll;
 mod call;
 mod catch;
+mod connection;
 mod credit;
 mod deadlines;
 mod in_order;
@@ -50,16 +49,20 @@ mod lifecycle;
 mod outbox;
 mod pending;
 mod reader;
+mod requester;
 mod running;
 
 use busy_poll::BusyPoll;
 pub use call::{Answer, Call, Responder};
+pub use connection::{Connection, Settings};
 use credit::{Admitted, Cost, SendCredit};
 use in_order::InOrder;
 pub use incoming::Incoming;
 use lifecycle::{End, Lifecycle};
-use outbox::{Control, Outbox, Owed, When};
-use pending::{Deadline, Pending, Registered, Reply};
+use outbox::{Control, Outbox, When};
+use pending::Pending;
+pub(crate) use requester::failure_to_error;
+use requester::remote_error;
 use running::Running;
 
 /// A boxed, sendable future.
@@ -211,322 +214,6 @@ impl Peer {
     pub async fn closed(&self) {
         self.shared.lifecycle.ended().await;
     }
-
-    /// Sends a request and waits for its response, with the connection's
-    /// default timeout ([`Config::request_timeout`]).
-    pub async fn request<T, R>(&self, route: &str, params: &T) -> Result<R>
-    where
-        T: Serialize + ?Sized,
-        R: DeserializeOwned,
-    {
-        self.request_with(route, params, self.shared.default_timeout)
-            .await
-    }
-
-    /// Sends a request and waits at most `timeout` for its response
-    /// (waiting for the peer to have room included). On timeout the request
-    /// is cancelled on the other side; the connection stays usable.
-    pub async fn request_timeout<T, R>(
-        &self,
-        route: &str,
-        params: &T,
-        timeout: Duration,
-    ) -> Result<R>
-    where
-        T: Serialize + ?Sized,
-        R: DeserializeOwned,
-    {
-        self.request_with(route, params, Some(timeout)).await
-    }
-
-    async fn request_with<T, R>(
-        &self,
-        route: &str,
-        params: &T,
-        timeout: Option<Duration>,
-    ) -> Result<R>
-    where
-        T: Serialize + ?Sized,
-        R: DeserializeOwned,
-    {
-        let deadline = timeout.map(|limit| Deadline {
-            at: Instant::now() + limit,
-            limit,
-        });
-        let shared = &self.shared;
-        let (id, registered) = self
-            .send_request(route, params, deadline, |id, cost| {
-                shared.pending.insert(id, cost, deadline)
-            })
-            .await?;
-        let Registered {
-            waiter: mut answer,
-            in_flight: _,
-            swept,
-        } = registered;
-        let mut guard = PendingGuard {
-            shared,
-            id,
-            armed: true,
-        };
-        // On a multi-thread runtime the reader runs on another thread: a
-        // caller outside the workers polls until answers arrive rather than
-        // sleep until that thread wakes it (see `busy_poll` for who polls
-        // where).
-        let early = match busy_poll::caller_should_poll() {
-            true => {
-                let answered = shared.answered.load(Ordering::Relaxed);
-                let progress = || shared.answered.load(Ordering::Relaxed) != answered;
-                let answer = Pin::new(&mut answer);
-                shared.answer_poll.poll_until(answer, progress).await
-            }
-            false => None,
-        };
-        // The connection's sweep keeps the deadline unless it is sooner
-        // than the next sweep; then this request keeps it itself.
-        let outcome = match (early, deadline) {
-            (Some(outcome), _) => outcome,
-            (None, Some(Deadline { at, limit })) if !swept => {
-                match tokio::time::timeout_at(at, answer).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => return Err(Error::Timeout(limit)),
-                }
-            }
-            (None, _) => answer.await,
-        };
-        guard.armed = false;
-        let reply = outcome.map_err(|_| self.closed_error())??;
-        match reply {
-            Reply::Ok(mut body) => serializer::decode_body(shared.format, &mut body),
-            Reply::Err {
-                code,
-                message,
-                data,
-            } => Err(remote_error(route, code, message, data, shared.format)),
-        }
-    }
-
-    /// Sends a request and waits for it to complete, whatever value it
-    /// answers with: for routes whose result says nothing (a `()` handler),
-    /// with no type to name.
-    pub async fn call<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
-        let serde::de::IgnoredAny = self.request(route, params).await?;
-        Ok(())
-    }
-
-    /// Sends a request whose answer is a stream of items (see
-    /// [`Stream`](crate::Stream)). The peer's credit for the request is
-    /// waited for at most the default request timeout; the items then come
-    /// as fast as the consumer takes them, with no overall time limit.
-    /// Dropping the stream cancels the request on the other side.
-    pub async fn request_stream<T, R>(&self, route: &str, params: &T) -> Result<crate::Stream<R>>
-    where
-        T: Serialize + ?Sized,
-        R: DeserializeOwned,
-    {
-        let shared = &self.shared;
-        let deadline = shared.default_timeout.map(|limit| Deadline {
-            at: Instant::now() + limit,
-            limit,
-        });
-        let (id, registered) = self
-            .send_request(route, params, deadline, |id, cost| {
-                shared.pending.insert_stream(id, cost)
-            })
-            .await?;
-        Ok(crate::Stream::remote(Incoming::new(
-            self.clone(),
-            id,
-            route,
-            registered.waiter,
-        )))
-    }
-
-    /// Encodes a request, waits for the peer's credit for it (until
-    /// `deadline`), registers it in the pending table with `register` and
-    /// sends it. Returns its id and what `register` returned.
-    ///
-    /// A lone request is written at once. One of several is likely one of
-    /// a burst (many callers, or one caller pipelining): it is queued, and
-    /// after one yield, in which the others queue theirs, they all leave
-    /// with one write.
-    async fn send_request<T, W>(
-        &self,
-        route: &str,
-        params: &T,
-        deadline: Option<Deadline>,
-        register: impl FnOnce(RequestId, Cost) -> Registered<W>,
-    ) -> Result<(RequestId, Registered<W>)>
-    where
-        T: Serialize + ?Sized,
-    {
-        let shared = &self.shared;
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = message::request(
-            self.buffer(),
-            id,
-            route,
-            shared.format,
-            params,
-            shared.max_frame,
-        )?;
-        let cost = self.take_credit(&frame, deadline).await?;
-        let registered = register(id, cost);
-        let when = match registered.in_flight {
-            1 => When::Now,
-            _ => When::Later,
-        };
-        // Checked after registering: a concurrent end either fails our
-        // entry or we see it here.
-        match self.check_open().and_then(|()| self.push(frame, when)) {
-            Ok(Owed::Nothing) => {}
-            Ok(Owed::Flush) => {
-                let mut sending = Sending {
-                    shared,
-                    id,
-                    sent: false,
-                };
-                tokio::task::yield_now().await;
-                sending.sent = true;
-            }
-            Err(e) => {
-                shared.pending.remove(id);
-                return Err(e);
-            }
-        }
-        Ok((id, registered))
-    }
-
-    /// Sends a notification: no response. Waits only while the peer has no
-    /// room for it (at most the default request timeout).
-    pub async fn throw<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
-        self.check_open()?;
-        let frame = message::notification(
-            self.buffer(),
-            route,
-            self.shared.format,
-            params,
-            self.shared.max_frame,
-        )?;
-        let deadline = self.shared.default_timeout.map(|limit| Deadline {
-            at: Instant::now() + limit,
-            limit,
-        });
-        self.take_credit(&frame, deadline).await?;
-        // Rides along with a flush someone already owes, else leaves now.
-        if self.push(frame, When::Later)? == Owed::Flush {
-            self.shared.outbox.flush();
-        }
-        Ok(())
-    }
-
-    /// Waits for the peer's credit for `frame`, until `deadline`.
-    async fn take_credit(&self, frame: &OutFrame, deadline: Option<Deadline>) -> Result<Cost> {
-        let credit = &self.shared.credit;
-        let cost = credit.cost(frame.len() - HEADER_LEN);
-        if credit.try_acquire(cost) {
-            return Ok(cost);
-        }
-        let taken = match deadline {
-            None => credit.acquire(cost).await,
-            Some(Deadline { at, limit }) => tokio::time::timeout_at(at, credit.acquire(cost))
-                .await
-                .map_err(|_| Error::Timeout(limit))?,
-        };
-        taken.map_err(|_| self.closed_error())?;
-        Ok(cost)
-    }
-
-    fn push(&self, frame: OutFrame, when: When) -> Result<Owed> {
-        self.shared
-            .outbox
-            .push(frame, when)
-            .map_err(|_| self.closed_error())
-    }
-
-    fn check_open(&self) -> Result<()> {
-        match self.shared.lifecycle.end() {
-            None => Ok(()),
-            Some(end) => Err(end.error()),
-        }
-    }
-
-    fn closed_error(&self) -> Error {
-        self.shared
-            .lifecycle
-            .end()
-            .unwrap_or(End::Disconnected)
-            .error()
-    }
-}
-
-fn remote_error(
-    route: &str,
-    code: i32,
-    message: String,
-    data: Option<Vec<u8>>,
-    format: Format,
-) -> Error {
-    match code {
-        code::METHOD_NOT_FOUND => Error::NoSuchRoute {
-            route: route.to_owned(),
-        },
-        code::INVALID_PARAMS | code::PARSE_ERROR => Error::BadRequest { message },
-        code::SHUTTING_DOWN => Error::ShuttingDown,
-        code => Error::HandlerFailed {
-            code,
-            message,
-            data: data.map(|bytes| crate::error::ErrorData::new(format, bytes)),
-        },
-    }
-}
-
-/// A failure seen in this process (a local stream read in place) as the
-/// error a remote caller would get.
-pub(crate) fn failure_to_error(failure: Failure) -> Error {
-    let data = failure
-        .data
-        .as_ref()
-        .and_then(|data| serde_json::to_vec(data).ok());
-    remote_error("", failure.code, failure.message, data, Format::Json)
-}
-
-/// A request queued for a flush its requester owes after one yield. The
-/// flush happens when this is dropped, also if the requester is dropped
-/// during the yield: then the request is abandoned and cancelled too, as
-/// [`PendingGuard`] does for one already sent.
-struct Sending<'a> {
-    shared: &'a Shared,
-    id: RequestId,
-    sent: bool,
-}
-
-impl Drop for Sending<'_> {
-    fn drop(&mut self) {
-        let outbox = &self.shared.outbox;
-        if !self.sent && self.shared.pending.abandon(self.id) {
-            // Leaves at once, with the request queued ahead of it.
-            let _ = outbox.push(message::cancel(self.id), When::Now);
-        }
-        outbox.flush();
-    }
-}
-
-/// Tells the other side to stop working on a request its requester
-/// abandoned (timeout, or the caller dropped the future). The pending entry
-/// stays until the answer comes, which returns the credit.
-struct PendingGuard<'a> {
-    shared: &'a Shared,
-    id: RequestId,
-    armed: bool,
-}
-
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        if self.armed && self.shared.pending.abandon(self.id) {
-            let _ = self.shared.outbox.push(message::cancel(self.id), When::Now);
-        }
-    }
 }
 
 impl Shared {
@@ -592,171 +279,4 @@ fn notification_done(
         code: failure.code,
         message: failure.message,
     });
-}
-
-/// What a connection is started with, besides its link.
-pub struct Settings {
-    /// What carries the connection (`unix`, `pipe`, `tcp`, `amqp`), for
-    /// the logs.
-    pub transport: &'static str,
-    /// The client's id (ours on the client side, the caller's on the server).
-    pub client_id: String,
-    /// The other side's process id, where the transport tells.
-    pub peer_pid: Option<u32>,
-    /// The other side's user id, where the transport tells.
-    pub peer_uid: Option<u32>,
-    /// The settled body format.
-    pub format: Format,
-    /// Largest frame either side sends.
-    pub max_frame: u32,
-    /// Budgets and timers; its window is what this side announced.
-    pub config: Config,
-    /// What the other side announced it accepts in flight.
-    pub peer_window: Window,
-    /// Where failures without a caller go, besides the log.
-    pub report: Option<ErrorHook>,
-}
-
-/// Owns one connection's tasks; dropping it closes the connection.
-pub struct Connection {
-    peer: Peer,
-    tasks: Vec<AbortHandle>,
-    writer: AbortHandle,
-}
-
-impl Connection {
-    /// Starts the reader, writer and keepalive tasks on an authenticated
-    /// link.
-    pub fn start(
-        mut reader: FrameReader,
-        writer: FrameWriter,
-        settings: Settings,
-        inbound: Arc<dyn Inbound>,
-    ) -> Connection {
-        // One connection's frames, read or written, share their memory.
-        let spare = Spare::default();
-        reader.share_spare(spare.clone());
-        let ours = settings.config.window();
-        let activity = Arc::new(AtomicBool::new(false));
-        reader.watch_activity(Arc::clone(&activity));
-        let admitted = Arc::new(Admitted::new(ours));
-        let shared = Arc::new(Shared {
-            outbox: Outbox::new(writer.into_inner(), spare.clone(), Arc::clone(&admitted)),
-            spare,
-            client_id: settings.client_id,
-            peer_pid: settings.peer_pid,
-            peer_uid: settings.peer_uid,
-            format: settings.format,
-            max_frame: settings.max_frame,
-            default_timeout: settings.config.request_timeout,
-            report: settings.report,
-            next_id: AtomicU64::new(1),
-            lifecycle: Lifecycle::new(),
-            pending: Pending::default(),
-            // Never more than the peer takes, nor more than we would.
-            credit: SendCredit::new(settings.peer_window.min(ours)),
-            admitted,
-            running: Running::default(),
-            in_order: InOrder::default(),
-            read_poll: BusyPoll::new(settings.config.busy_poll),
-            answer_poll: BusyPoll::new(settings.config.busy_poll),
-            answered: AtomicU64::new(0),
-        });
-        // Everything the connection's tasks log says which connection.
-        let span = tracing::info_span!(
-            "connection",
-            transport = settings.transport,
-            client_id = %shared.client_id,
-            peer_pid = ?shared.peer_pid,
-            peer_uid = ?shared.peer_uid,
-        );
-        let peer = Peer { shared };
-        let writer = tokio::spawn(write_task(peer.clone()).instrument(span.clone())).abort_handle();
-        let read = reader::read_loop(reader, peer.clone(), inbound).instrument(span.clone());
-        let mut tasks = vec![tokio::spawn(read).abort_handle()];
-        if let Some(horizon) = peer.shared.default_timeout.filter(|t| !t.is_zero()) {
-            let first = Instant::now() + horizon;
-            peer.shared.pending.sweep_from(first);
-            let sweep = deadlines::sweep(peer.clone(), first, horizon).instrument(span.clone());
-            tasks.push(tokio::spawn(sweep).abort_handle());
-        }
-        // A zero interval would make the timer panic; it means "off".
-        if let Some(interval) = settings.config.keepalive.filter(|i| !i.is_zero()) {
-            let watch = keepalive::watch(peer.clone(), activity, interval).instrument(span);
-            tasks.push(tokio::spawn(watch).abort_handle());
-        }
-        Connection {
-            peer,
-            tasks,
-            writer,
-        }
-    }
-
-    /// The handle for sending to the other side.
-    pub fn peer(&self) -> &Peer {
-        &self.peer
-    }
-
-    /// Waits until the other side has gone (or the connection was closed).
-    pub async fn closed(&self) {
-        self.peer.closed().await;
-    }
-
-    /// Why the connection ended, if it ended badly (a protocol violation, an
-    /// oversized frame, an i/o error, a silent peer). `None` after a clean
-    /// close.
-    pub fn take_error(&self) -> Option<Error> {
-        self.peer.shared.lifecycle.take_error()
-    }
-
-    /// Stops taking new requests (they get a "shutting down" error), waits
-    /// for running handlers to finish and their answers to be queued, then
-    /// closes.
-    pub async fn drain(&self) {
-        let shared = &self.peer.shared;
-        shared.lifecycle.start_draining();
-        shared.running.idle().await;
-        self.close();
-    }
-
-    /// Closes from this side: pending requests fail with [`Error::Closed`],
-    /// queued frames are still written, then the stream is shut down.
-    pub fn close(&self) {
-        self.peer.shared.end_with(End::Closed, None);
-    }
-
-    /// Closes, then waits (at most `limit`) until everything queued has been
-    /// written, so a process can exit right after without losing messages.
-    pub async fn close_and_flush(&self, limit: Duration) {
-        self.close();
-        self.peer.shared.lifecycle.flushed(limit).await;
-    }
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.close();
-        for task in &self.tasks {
-            task.abort();
-        }
-        // The writer finishes flushing on its own after the end; it is
-        // aborted only if the OS never lets it finish.
-        let writer = self.writer.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                writer.abort();
-            });
-        } else {
-            self.writer.abort();
-        }
-    }
-}
-
-async fn write_task(peer: Peer) {
-    let shared = &peer.shared;
-    if let Err(e) = shared.outbox.run_writer().await {
-        shared.end_with(End::Disconnected, Some(Error::Io(e)));
-    }
-    shared.lifecycle.mark_flushed();
 }
