@@ -391,26 +391,18 @@ async fn default_timeouts_expire_on_time_many_at_once_and_stop_their_handlers() 
             (started.elapsed(), outcome)
         });
     }
-    let short = {
+    // A call's own timeout, sooner than the next sweep and later than it.
+    let own = |limit: u64| {
         let client = Arc::clone(&client);
         tokio::spawn(async move {
             let started = Instant::now();
             let outcome = client
-                .request_timeout::<_, ()>("forever", &(), Duration::from_millis(50))
+                .request_timeout::<_, ()>("forever", &(), Duration::from_millis(limit))
                 .await;
             (started.elapsed(), outcome)
         })
     };
-    let long = {
-        let client = Arc::clone(&client);
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let outcome = client
-                .request_timeout::<_, ()>("forever", &(), Duration::from_millis(700))
-                .await;
-            (started.elapsed(), outcome)
-        })
-    };
+    let (short, long) = (own(50), own(700));
     while let Some(call) = tokio::time::timeout(Duration::from_secs(10), calls.join_next())
         .await
         .expect("a timeout never fired")
