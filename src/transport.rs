@@ -442,10 +442,7 @@ impl FrameReader {
                 let mut bytes = self.spare.take_small(len + SMALL_SLACK);
                 bytes.extend_from_slice(body);
                 Pin::new(&mut self.inner).consume(HEADER_LEN + len);
-                return Ok(Some(Frame(Memory::Owned(Recyclable {
-                    bytes,
-                    spare: Some(self.spare.clone()),
-                }))));
+                return Ok(Some(self.frame(bytes)));
             }
         }
         let mut header = [0u8; HEADER_LEN];
@@ -454,15 +451,13 @@ impl FrameReader {
             .await
             .map_err(eof_is_disconnect)?;
         let len = self.check_len(&header)?;
-        let recycle = len >= RECYCLE_MIN;
-        let mut body = match recycle {
-            true => self.spare.take(len),
-            false => None,
-        }
-        .unwrap_or_else(|| match recycle {
-            true => Vec::with_capacity(len + SMALL_SLACK),
+        let mut body = match len >= RECYCLE_MIN {
+            true => self
+                .spare
+                .take(len)
+                .unwrap_or_else(|| Vec::with_capacity(len + SMALL_SLACK)),
             false => self.spare.take_small(len + SMALL_SLACK),
-        });
+        };
         let read = (&mut self.inner)
             .take(len as u64)
             .read_to_end(&mut body)
@@ -470,10 +465,16 @@ impl FrameReader {
         if read < len {
             return Err(Error::Disconnected);
         }
-        Ok(Some(Frame(Memory::Owned(Recyclable {
-            bytes: body,
+        Ok(Some(self.frame(body)))
+    }
+
+    /// A received frame in `bytes`, whose memory returns to this reader's
+    /// spare when the frame is dropped.
+    fn frame(&self, bytes: Vec<u8>) -> Frame {
+        Frame(Memory::Owned(Recyclable {
+            bytes,
             spare: Some(self.spare.clone()),
-        }))))
+        }))
     }
 
     /// The body length from a header, checked against the limit before

@@ -63,6 +63,23 @@ pub(super) struct Deadline {
     pub(super) limit: Duration,
 }
 
+impl Deadline {
+    /// `limit` from now.
+    pub(super) fn after(limit: Duration) -> Deadline {
+        Deadline {
+            at: Instant::now() + limit,
+            limit,
+        }
+    }
+
+    /// `work`'s output, or [`Error::Timeout`] if the deadline comes first.
+    pub(super) async fn bound<F: std::future::Future>(self, work: F) -> Result<F::Output> {
+        tokio::time::timeout_at(self.at, work)
+            .await
+            .map_err(|_| Error::Timeout(self.limit))
+    }
+}
+
 /// A request just registered.
 pub(super) struct Registered<W> {
     /// The requester's end of the answer.

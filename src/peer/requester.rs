@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::time::Instant;
 
 use super::busy_poll;
 use super::credit::Cost;
@@ -68,10 +67,7 @@ impl Peer {
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let deadline = timeout.map(|limit| Deadline {
-            at: Instant::now() + limit,
-            limit,
-        });
+        let deadline = timeout.map(Deadline::after);
         let shared = &self.shared;
         let (id, registered) = self
             .send_request(route, params, deadline, |id, cost| {
@@ -105,12 +101,7 @@ impl Peer {
         // than the next sweep; then this request keeps it itself.
         let outcome = match (early, deadline) {
             (Some(outcome), _) => outcome,
-            (None, Some(Deadline { at, limit })) if !swept => {
-                match tokio::time::timeout_at(at, answer).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => return Err(Error::Timeout(limit)),
-                }
-            }
+            (None, Some(deadline)) if !swept => deadline.bound(answer).await?,
             (None, _) => answer.await,
         };
         guard.armed = false;
@@ -144,10 +135,7 @@ impl Peer {
         R: DeserializeOwned,
     {
         let shared = &self.shared;
-        let deadline = shared.default_timeout.map(|limit| Deadline {
-            at: Instant::now() + limit,
-            limit,
-        });
+        let deadline = shared.default_timeout.map(Deadline::after);
         let (id, registered) = self
             .send_request(route, params, deadline, |id, cost| {
                 shared.pending.insert_stream(id, cost)
@@ -227,10 +215,7 @@ impl Peer {
             params,
             self.shared.max_frame,
         )?;
-        let deadline = self.shared.default_timeout.map(|limit| Deadline {
-            at: Instant::now() + limit,
-            limit,
-        });
+        let deadline = self.shared.default_timeout.map(Deadline::after);
         self.take_credit(&frame, deadline).await?;
         // Rides along with a flush someone already owes, else leaves now.
         if self.push(frame, When::Later)? == Owed::Flush {
@@ -252,9 +237,7 @@ impl Peer {
         }
         let taken = match deadline {
             None => credit.acquire(cost).await,
-            Some(Deadline { at, limit }) => tokio::time::timeout_at(at, credit.acquire(cost))
-                .await
-                .map_err(|_| Error::Timeout(limit))?,
+            Some(deadline) => deadline.bound(credit.acquire(cost)).await?,
         };
         taken.map_err(|_| self.closed_error())?;
         Ok(cost)
