@@ -52,6 +52,7 @@ fn color(system: &str) -> RGBColor {
     match system {
         "raw_blocking_uds" => RGBColor(110, 110, 110),
         "raw_tokio_local" => RGBColor(165, 165, 165),
+        "switchboard_local" => RGBColor(214, 39, 40),
         "switchboard_local_json" => RGBColor(31, 119, 180),
         "switchboard_local_msgpack" => RGBColor(100, 170, 225),
         "switchboard_tcp_json" => RGBColor(20, 60, 120),

@@ -25,7 +25,7 @@ enum Bound {
     Times(f64, &'static str),
 }
 
-const TARGETS: [Target; 13] = [
+const TARGETS: [Target; 14] = [
     Target {
         key: RTT_P50,
         system: "switchboard_local_json",
@@ -72,6 +72,13 @@ const TARGETS: [Target; 13] = [
     Target {
         key: BANDWIDTH,
         system: "switchboard_local_msgpack",
+        rule: Rule::AtLeast(Bound::Times(0.7, "raw_blocking_uds")),
+        only: None,
+    },
+    // The default settings (issue 18): no format chosen.
+    Target {
+        key: BANDWIDTH,
+        system: "switchboard_local",
         rule: Rule::AtLeast(Bound::Times(0.7, "raw_blocking_uds")),
         only: None,
     },

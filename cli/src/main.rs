@@ -13,7 +13,9 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand};
 use serde_json::{Value, json};
 use switchboard::registry::Lookup;
-use switchboard::{Address, Client, ClientBuilder, Connector, Error, HandlerError, Router, Server};
+use switchboard::{
+    Address, Client, ClientBuilder, Connector, Error, Format, HandlerError, Router, Server,
+};
 
 mod describe;
 mod names;
@@ -533,7 +535,11 @@ impl ConnectArgs {
             Endpoint::Connector(connector) => Client::builder(connector),
             Endpoint::Name(name) => Client::builder_named(name),
         };
-        builder.connect_timeout(Duration::from_millis(self.connect_timeout))
+        // JSON, whatever the connector prefers: the CLI reads and prints
+        // JSON, and a byte string would come back as an array either way.
+        builder
+            .connect_timeout(Duration::from_millis(self.connect_timeout))
+            .format(Format::Json)
     }
 
     pub(crate) async fn connect(&self, endpoint: &Endpoint) -> Result<Client, Failure> {
@@ -755,6 +761,12 @@ fn stdin_closed() -> impl Future<Output = ()> {
     }
 }
 
+/// The body format a connector insists on, or `auto` when the handshake
+/// settles the fastest both sides have.
+fn serializer(connector: &Connector) -> &'static str {
+    connector.format().map_or("auto", Format::name)
+}
+
 fn inspect(connector: &Connector, as_json: bool) {
     let (kind, address) = match connector.address() {
         Address::Unix(path) => ("unix", path.display().to_string()),
@@ -771,7 +783,7 @@ fn inspect(connector: &Connector, as_json: bool) {
             "kind": kind,
             "address": address,
             "secret": secret,
-            "serializer": connector.format().name(),
+            "serializer": serializer(connector),
             "max_frame": connector.max_frame(),
             "version": switchboard::connector::STATE_VERSION,
         });
@@ -783,7 +795,7 @@ fn inspect(connector: &Connector, as_json: bool) {
             "secret:     {}",
             secret.unwrap_or("none (no authentication)")
         );
-        println!("serializer: {}", connector.format().name());
+        println!("serializer: {}", serializer(connector));
         println!("max frame:  {} bytes", connector.max_frame());
         println!("version:    {}", switchboard::connector::STATE_VERSION);
     }

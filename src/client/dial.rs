@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::Resumption;
 use crate::config::Config;
-use crate::connector::{self, Connector, Link, random_bytes};
+use crate::connector::{self, Connector, Format, Link, random_bytes};
 use crate::error::{Error, Result};
 use crate::peer::{Connection, Inbound, Settings};
 use crate::protocol::handshake;
@@ -39,9 +39,19 @@ pub(super) struct Dialer {
     pub(super) id: String,
     pub(super) router: Arc<dyn Inbound>,
     pub(super) config: Config,
+    /// Insists on this body format, whatever the connector says.
+    pub(super) format: Option<Format>,
 }
 
 impl Dialer {
+    fn resolve(&self) -> Result<Connector> {
+        let connector = self.target.resolve()?;
+        Ok(match self.format {
+            Some(format) => connector.with_format(format),
+            None => connector,
+        })
+    }
+
     /// Connects, retrying while the server is not up yet (nothing listens,
     /// the name is not registered) until `deadline`, then authenticates.
     pub(super) async fn dial_until(
@@ -53,7 +63,7 @@ impl Dialer {
         let mut delay = Duration::from_millis(2);
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let error = match self.target.resolve() {
+            let error = match self.resolve() {
                 Ok(connector) => match connect_or_refused(&connector, remaining).await {
                     Ok(Ok(link)) => return self.start(link, &connector, token).await,
                     Ok(Err(refused)) => return Err(refused),
@@ -94,7 +104,7 @@ impl Dialer {
         token: Option<&[u8]>,
         limit: Duration,
     ) -> Result<(Connection, Resumption)> {
-        let connector = self.target.resolve()?;
+        let connector = self.resolve()?;
         let link = connect_or_refused(&connector, limit)
             .await
             .map_err(|source| Error::Connect {

@@ -94,8 +94,36 @@ impl fmt::Display for Address {
     }
 }
 
-/// The body serializer a connector asks for. The client proposes it in the
-/// handshake and falls back to JSON when the server does not support it.
+/// A body format: how request parameters, answers and notifications are
+/// encoded on the wire.
+///
+/// A connector whose format was not chosen ([`Connector::format`] is `None`,
+/// the default) lets the handshake settle the fastest format both sides
+/// have: MessagePack when both were built with the `msgpack` feature (on by
+/// default), else JSON. Choose one with [`Connector::with_format`] only to
+/// insist on it (the `switchboard` CLI insists on JSON, and other-language
+/// clients usually speak only JSON).
+///
+/// # Byte payloads
+///
+/// JSON has no byte type: a `Vec<u8>` or [`Bytes`](crate::Bytes) travels as
+/// an array of numbers, about 3.5 bytes of text per byte and a hundred times
+/// slower than a socket can carry. MessagePack carries them as they are,
+/// and a large [`Bytes`](crate::Bytes) is neither copied into the frame nor
+/// out of it. So, to move bytes fast, leave the format unchosen (or choose
+/// MessagePack) and type the payload as [`Bytes`](crate::Bytes), or mark a
+/// `Vec<u8>` field `#[serde(with = "serde_bytes")]` (a plain `Vec<u8>` is a
+/// sequence to serde, an array even in MessagePack).
+///
+/// ```
+/// use switchboard::{Connector, Format};
+///
+/// // No format chosen: MessagePack if the server has it, else JSON.
+/// assert_eq!(Connector::local().format(), None);
+/// // Insisting on JSON (readable, what every client speaks).
+/// let json = Connector::local().with_format(Format::Json);
+/// assert_eq!(json.format(), Some(Format::Json));
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Format {
@@ -157,7 +185,8 @@ impl Format {
 pub struct Connector {
     address: Address,
     secret: Option<Secret>,
-    format: Format,
+    /// `None`: not chosen, the handshake settles the fastest common one.
+    format: Option<Format>,
     max_frame: u32,
 }
 
@@ -264,7 +293,7 @@ impl Connector {
         Connector {
             address,
             secret: Some(Secret::generate()),
-            format: Format::Json,
+            format: None,
             max_frame: DEFAULT_MAX_FRAME,
         }
     }
@@ -283,9 +312,12 @@ impl Connector {
         self
     }
 
-    /// The same connector asking for this body format.
+    /// The same connector insisting on this body format: a client offers
+    /// it first in the handshake (and the others after it, in case the
+    /// server lacks it). Without this, a client offers the fastest first
+    /// (see [`Format`]).
     pub fn with_format(mut self, format: Format) -> Connector {
-        self.format = format;
+        self.format = Some(format);
         self
     }
 
@@ -312,9 +344,25 @@ impl Connector {
         self.secret.as_ref()
     }
 
-    /// The body format this connector asks for.
-    pub fn format(&self) -> Format {
+    /// The body format this connector insists on, or `None` when it was not
+    /// chosen (the handshake then settles MessagePack if both sides have it,
+    /// else JSON; see [`Format`]).
+    pub fn format(&self) -> Option<Format> {
         self.format
+    }
+
+    /// The formats a client with this connector offers, most preferred
+    /// first: the chosen one first, else the fastest this build has.
+    pub(crate) fn offered_formats(&self) -> Vec<Format> {
+        let fastest_first = [Format::MsgPack, Format::Json]
+            .into_iter()
+            .filter(|f| f.is_available());
+        match self.format {
+            Some(chosen) => std::iter::once(chosen)
+                .chain(fastest_first.filter(|f| *f != chosen))
+                .collect(),
+            None => fastest_first.collect(),
+        }
     }
 
     /// The largest frame, in bytes, either side accepts.

@@ -23,7 +23,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::{PROTOCOL_VERSION, serializer};
+use super::PROTOCOL_VERSION;
 use crate::config::Window;
 use crate::connector::{Connector, Format, random_bytes};
 use crate::error::{Error, Result};
@@ -123,12 +123,7 @@ pub async fn client(
     reader.set_max(HANDSHAKE_MAX_FRAME);
     let secret = connector.secret();
     let client_nonce = random_bytes::<NONCE_LEN>();
-    let mut formats = vec![connector.format()];
-    formats.extend(
-        serializer::available()
-            .into_iter()
-            .filter(|f| *f != connector.format()),
-    );
+    let formats = connector.offered_formats();
     let hello = Hello {
         switchboard: PROTOCOL_VERSION,
         client_id: client_id.to_owned(),
@@ -242,7 +237,8 @@ impl ServerHello {
         };
         if hello.switchboard != PROTOCOL_VERSION {
             let message = format!(
-                "the server speaks protocol version {PROTOCOL_VERSION}, the client {}",
+                "the server speaks protocol version {PROTOCOL_VERSION}, the client {}: \
+                 both sides need the same version; upgrade the older one",
                 hello.switchboard
             );
             let mut reply = refusal_reply(VERSION_MISMATCH, &message);

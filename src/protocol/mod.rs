@@ -11,7 +11,7 @@ pub use message::{Body, Message, RequestId};
 pub use payload::Bytes;
 
 /// The protocol version this build speaks, exchanged in the handshake.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Error codes carried by error responses, after JSON-RPC 2.0.
 pub mod code {

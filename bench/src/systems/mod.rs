@@ -28,9 +28,10 @@ use clap::ValueEnum;
 pub use communica::{describe_python, prepare_venv};
 
 /// Every system, in the order of the report's columns.
-pub const SYSTEMS: [&str; 12] = [
+pub const SYSTEMS: [&str; 13] = [
     "raw_blocking_uds",
     "raw_tokio_local",
+    "switchboard_local",
     "switchboard_local_json",
     "switchboard_local_msgpack",
     "switchboard_tcp_json",
@@ -201,6 +202,10 @@ pub fn open(system: &str, options: &Options) -> Result<Box<dyn Session>> {
     Ok(match system {
         "raw_blocking_uds" => Box::new(raw_blocking::Client::open()?),
         "raw_tokio_local" => Box::new(raw_tokio::Client::open(options.flavor)?),
+        "switchboard_local" => Box::new(switchboard::Client::open(
+            switchboard::Variant::Local,
+            options.flavor,
+        )?),
         "switchboard_local_json" => Box::new(switchboard::Client::open(
             switchboard::Variant::LocalJson,
             options.flavor,
@@ -234,8 +239,8 @@ pub fn serve(system: &str, flavor: Flavor) -> Result<()> {
     match system {
         "raw_blocking_uds" => raw_blocking::serve(),
         "raw_tokio_local" => raw_tokio::serve(flavor),
-        "switchboard_local_json" | "switchboard_local_msgpack" => {
-            switchboard::serve(switchboard::Variant::LocalJson, flavor)
+        "switchboard_local" | "switchboard_local_json" | "switchboard_local_msgpack" => {
+            switchboard::serve(switchboard::Variant::Local, flavor)
         }
         "switchboard_tcp_json" => switchboard::serve(switchboard::Variant::TcpJson, flavor),
         "switchboard_blocking" => switchboard_blocking::serve(),

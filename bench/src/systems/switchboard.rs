@@ -1,4 +1,5 @@
-//! `switchboard_local_json`, `switchboard_local_msgpack`,
+//! `switchboard_local` (the default settings: `Connector::local()`, no
+//! format chosen), `switchboard_local_json`, `switchboard_local_msgpack`,
 //! `switchboard_tcp_json`, `switchboard_amqp` (through the RabbitMQ broker
 //! of [`super::amqp_url`]): the library under test, through its public API
 //! only. The server serves `echo` (`String -> String`) and `bulk`
@@ -20,6 +21,9 @@ use crate::procs::{self, ChildProcess};
 /// Which connector and body format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
+    /// `Connector::local()` as it comes: no format chosen (the handshake
+    /// settles MessagePack), every other setting at its default.
+    Local,
     /// `Connector::local()`, JSON bodies.
     LocalJson,
     /// `Connector::local().with_format(Format::MsgPack)`.
@@ -33,6 +37,7 @@ pub enum Variant {
 impl Variant {
     fn system(self) -> &'static str {
         match self {
+            Variant::Local => "switchboard_local",
             Variant::LocalJson => "switchboard_local_json",
             Variant::LocalMsgPack => "switchboard_local_msgpack",
             Variant::TcpJson => "switchboard_tcp_json",
@@ -40,10 +45,12 @@ impl Variant {
         }
     }
 
-    fn format(self) -> Format {
+    /// The format the client insists on (`None`: not chosen).
+    fn format(self) -> Option<Format> {
         match self {
-            Variant::LocalMsgPack => Format::MsgPack,
-            Variant::LocalJson | Variant::TcpJson | Variant::AmqpJson => Format::Json,
+            Variant::Local => None,
+            Variant::LocalMsgPack => Some(Format::MsgPack),
+            Variant::LocalJson | Variant::TcpJson | Variant::AmqpJson => Some(Format::Json),
         }
     }
 }
@@ -77,7 +84,7 @@ pub fn serve(variant: Variant, flavor: Flavor) -> Result<()> {
             Variant::AmqpJson => {
                 Connector::amqp(super::amqp_url(), format!("sbbench-{}", std::process::id()))?
             }
-            Variant::LocalJson | Variant::LocalMsgPack => Connector::local(),
+            Variant::Local | Variant::LocalJson | Variant::LocalMsgPack => Connector::local(),
         };
         let server = Server::builder(router())
             .config(config())
@@ -117,10 +124,14 @@ impl Client {
     /// Starts the server and connects.
     pub fn open(variant: Variant, flavor: Flavor) -> Result<Client> {
         let mut server = ChildProcess::spawn_self(variant.system(), &flavor.serve_args())?;
-        let connector = Connector::load_state(&server.next_line()?)?.with_format(variant.format());
+        let mut connector = Connector::load_state(&server.next_line()?)?;
+        if let Some(format) = variant.format() {
+            connector = connector.with_format(format);
+        }
         let runtime = flavor.runtime()?;
         let client = runtime.block_on(SbClient::builder(&connector).config(config()).connect())?;
-        if client.peer().format() != variant.format() {
+        let expected = variant.format().unwrap_or(Format::MsgPack);
+        if client.peer().format() != expected {
             bail!("the handshake settled {:?}", client.peer().format());
         }
         Ok(Client {
