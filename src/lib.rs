@@ -51,6 +51,7 @@ pub mod registry;
 mod router;
 mod server;
 mod service;
+mod shm;
 mod stream;
 mod transport;
 
