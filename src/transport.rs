@@ -338,6 +338,14 @@ impl Frame {
     }
 }
 
+impl From<::bytes::Bytes> for Frame {
+    /// A frame over memory someone else owns (a body lent from shared
+    /// memory), shared from the start.
+    fn from(bytes: ::bytes::Bytes) -> Frame {
+        Frame(Memory::Shared(bytes))
+    }
+}
+
 impl From<Vec<u8>> for Frame {
     fn from(bytes: Vec<u8>) -> Frame {
         Frame(Memory::Owned(Recyclable { bytes, spare: None }))

@@ -136,6 +136,7 @@ impl Dialer {
                 config: self.config.clone(),
                 peer_window: settled.peer_window,
                 report: None,
+                shm: settled.shm,
             },
             Arc::clone(&self.router),
         );
@@ -154,6 +155,7 @@ async fn authenticate(
     config: &Config,
     token: Option<&[u8]>,
 ) -> Result<(FrameReader, FrameWriter, handshake::Settled)> {
+    let descriptors = link.descriptors;
     let mut reader = FrameReader::new(link.reader, connector.max_frame());
     let mut writer = FrameWriter::new(link.writer);
     let limit = config.handshake_timeout;
@@ -164,6 +166,7 @@ async fn authenticate(
         id,
         config.window(),
         token,
+        handshake::Offer::new(descriptors.as_ref(), config.shared_memory),
     );
     let settled = tokio::time::timeout(limit, handshake).await.map_err(|_| {
         Error::Protocol(format!(
@@ -178,6 +181,8 @@ async fn authenticate(
 pub(crate) async fn probe_handshake(link: Link, connector: &Connector) {
     let config = Config {
         handshake_timeout: Duration::from_secs(2),
+        // A probe hangs up at once: no pool to set up.
+        shared_memory: None,
         ..Config::default()
     };
     let id = format!("probe-{}", hex(&random_bytes::<8>()));

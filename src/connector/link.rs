@@ -30,7 +30,19 @@ pub struct Link {
     pub peer_pid: Option<u32>,
     /// The user of the process at the other end (Unix sockets only).
     pub peer_uid: Option<u32>,
+    /// Passing descriptors over the link: Unix sockets on Linux only.
+    pub descriptors: Option<Descriptors>,
 }
+
+/// Passes descriptors over a link ([`Link::descriptors`]); nothing can be
+/// made of it where the platform has no such thing.
+#[cfg(target_os = "linux")]
+pub use super::descriptors::Descriptors;
+/// Passes descriptors over a link ([`Link::descriptors`]); nothing can be
+/// made of it where the platform has no such thing.
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug, Clone)]
+pub enum Descriptors {}
 
 impl Link {
     fn tcp(stream: TcpStream) -> Link {
@@ -42,6 +54,7 @@ impl Link {
             writer: Box::new(writer),
             peer_pid: None,
             peer_uid: None,
+            descriptors: None,
         }
     }
 
@@ -60,20 +73,30 @@ impl Link {
         #[cfg(not(unix))]
         let peer_uid = None;
         #[cfg(unix)]
-        let (reader, writer) = {
+        let (reader, writer, descriptors) = {
             let LocalStream::UdSocket(socket) = stream;
-            let (reader, writer) = super::unix_halves::split(OwnedFd::try_from(socket)?)?;
+            let (reader, writer, descriptors) =
+                super::unix_halves::split(OwnedFd::try_from(socket)?)?;
+            #[cfg(target_os = "linux")]
+            let descriptors = Some(descriptors);
+            #[cfg(not(target_os = "linux"))]
+            let descriptors: Option<Descriptors> = {
+                let () = descriptors;
+                None
+            };
             (
                 Box::new(reader) as Box<dyn AsyncRead + Send + Unpin>,
                 Box::new(writer) as Box<dyn AsyncWrite + Send + Unpin>,
+                descriptors,
             )
         };
         #[cfg(not(unix))]
-        let (reader, writer) = {
+        let (reader, writer, descriptors) = {
             let stream = Arc::new(stream);
             (
                 Box::new(Shared(Arc::clone(&stream))) as Box<dyn AsyncRead + Send + Unpin>,
                 Box::new(Shared(stream)) as Box<dyn AsyncWrite + Send + Unpin>,
+                None,
             )
         };
         Ok(Link {
@@ -81,6 +104,7 @@ impl Link {
             writer,
             peer_pid,
             peer_uid,
+            descriptors,
         })
     }
 }

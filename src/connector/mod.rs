@@ -10,6 +10,8 @@
 #[cfg(feature = "amqp")]
 mod amqp;
 mod amqp_url;
+#[cfg(target_os = "linux")]
+mod descriptors;
 mod link;
 #[cfg(unix)]
 mod local_unix;
@@ -24,7 +26,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use amqp_url::{AmqpUrl, MAX_SERVICE_LEN};
-pub(crate) use link::{BindGuard, Link, Listener, connect};
+pub(crate) use link::{BindGuard, Descriptors, Link, Listener, connect};
 pub(crate) use secret::random_bytes;
 pub use secret::{MAX_SECRET_LEN, MIN_SECRET_LEN, SECRET_LEN, Secret};
 pub use state::{BodyError, ConnectorError, STATE_PREFIX, STATE_VERSION};

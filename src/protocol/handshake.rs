@@ -24,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::PROTOCOL_VERSION;
+use super::handshake_shm::{CLIENT_FDS, SERVER_FDS, SHM_VERSION};
+pub use super::handshake_shm::{Offer, ShmLink};
 use crate::config::Window;
 use crate::connector::{Connector, Format, random_bytes};
 use crate::error::{Error, Result};
@@ -56,8 +58,10 @@ pub mod refusal {
 use refusal::{AUTH_FAILED, BAD_HELLO, VERSION_MISMATCH};
 
 /// What the handshake settled, on the client's side.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Settled {
+    /// Shared memory, when both sides offered it (PROTOCOL.md §9).
+    pub shm: Option<ShmLink>,
     /// The body format both sides use from now on.
     pub format: Format,
     /// What the server accepts in flight.
@@ -79,10 +83,18 @@ struct Hello {
     nonce: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     window: Option<Window>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shm: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
 struct Reply {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shm: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pool: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fds: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     switchboard: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,6 +131,7 @@ pub async fn client(
     client_id: &str,
     window: Window,
     token: Option<&[u8]>,
+    shm: Option<Offer<'_>>,
 ) -> Result<Settled> {
     reader.set_max(HANDSHAKE_MAX_FRAME);
     let secret = connector.secret();
@@ -130,6 +143,7 @@ pub async fn client(
         formats: formats.iter().map(|f| f.name().to_owned()).collect(),
         nonce: Some(URL_SAFE_NO_PAD.encode(client_nonce)),
         window: Some(window),
+        shm: shm.map(|_| SHM_VERSION),
     };
     send(writer, &hello).await?;
 
@@ -194,9 +208,32 @@ pub async fn client(
         (None, None) => {}
     }
     answer.resume = token.map(|token| mac(token, RESUME_LABEL, &server_nonce, &client_nonce));
-    send(writer, &answer).await?;
+    let shm = shm.filter(|_| challenge.shm == Some(SHM_VERSION));
+    #[cfg(target_os = "linux")]
+    let mut ours = None;
+    match shm {
+        #[cfg(target_os = "linux")]
+        Some(offer) => {
+            let (pool, channel, peer_end) = super::handshake_shm::client_side(&offer.settings)?;
+            answer.pool = Some(pool.len() as u64);
+            answer.fds = Some(CLIENT_FDS.iter().map(|name| (*name).to_owned()).collect());
+            let frame = sealed(&answer)?;
+            offer
+                .descriptors
+                .send(
+                    frame.first(),
+                    &[pool.fd(), std::os::fd::AsFd::as_fd(&peer_end)],
+                )
+                .await?;
+            offer.descriptors.expect();
+            ours = Some((pool, channel));
+        }
+        _ => send(writer, &answer).await?,
+    }
 
     let welcome: Reply = receive(reader).await?;
+    #[cfg(target_os = "linux")]
+    let received = shm.map(|offer| offer.descriptors.take());
     refused(&welcome)?;
     let (Some(true), Some(peer_window)) = (welcome.welcome, welcome.window) else {
         return Err(Error::Protocol(
@@ -204,8 +241,30 @@ pub async fn client(
         ));
     };
     let token = decode_field(welcome.token.as_deref(), "token")?;
+    #[cfg(target_os = "linux")]
+    let shm = match (shm, ours, received) {
+        (Some(offer), Some((ours, channel)), Some(fds)) => {
+            let (theirs, _) = super::handshake_shm::accept_peer(
+                fds,
+                welcome.fds.as_deref(),
+                &SERVER_FDS,
+                welcome.pool,
+            )
+            .map_err(Error::Protocol)?;
+            Some(ShmLink {
+                ours,
+                theirs,
+                channel,
+                settings: offer.settings,
+            })
+        }
+        _ => None,
+    };
+    #[cfg(not(target_os = "linux"))]
+    let shm = None;
     reader.set_max(connector.max_frame());
     Ok(Settled {
+        shm,
         format,
         peer_window,
         token,
@@ -220,6 +279,7 @@ pub struct ServerHello {
     window: Window,
     format: Format,
     client_nonce: Vec<u8>,
+    shm_offered: bool,
 }
 
 impl ServerHello {
@@ -281,6 +341,7 @@ impl ServerHello {
             window,
             format,
             client_nonce,
+            shm_offered: hello.shm == Some(SHM_VERSION),
         })
     }
 
@@ -293,13 +354,16 @@ impl ServerHello {
     }
 
     /// Steps 2 and 3: proves the server holds the secret and checks the
-    /// client's proof.
+    /// client's proof (and, when both offered shared memory, takes the
+    /// client's pool and channel).
     pub async fn challenge(
         self,
         reader: &mut FrameReader,
         writer: &mut FrameWriter,
         connector: &Connector,
+        shm: Option<Offer<'_>>,
     ) -> Result<Proven> {
+        let shm = shm.filter(|_| self.shm_offered);
         let secret = connector.secret();
         let server_nonce = random_bytes::<NONCE_LEN>().to_vec();
         let client_nonce = &self.client_nonce;
@@ -307,6 +371,7 @@ impl ServerHello {
             switchboard: Some(PROTOCOL_VERSION),
             format: Some(self.format.name().to_owned()),
             nonce: Some(URL_SAFE_NO_PAD.encode(&server_nonce)),
+            shm: shm.map(|_| SHM_VERSION),
             ..Reply::default()
         };
         if let Some(secret) = secret {
@@ -317,9 +382,15 @@ impl ServerHello {
                 &server_nonce,
             ));
         }
+        // Before the client can answer: its answer brings descriptors.
+        if let Some(offer) = shm {
+            offer.descriptors.expect();
+        }
         send(writer, &challenge).await?;
 
-        let answer: Reply = receive(reader).await?;
+        let answer = receive::<Reply>(reader).await;
+        let received = shm.map(|offer| offer.descriptors.take());
+        let answer = answer?;
         if let Some(refusal) = answer.error {
             return Err(refusal_error(&refusal, None));
         }
@@ -352,6 +423,32 @@ impl ServerHello {
             Some(resume) => Some(decode_field(Some(resume), "resume")?),
             None => None,
         };
+        #[cfg(target_os = "linux")]
+        let peer_shm = match (shm, received) {
+            (Some(offer), Some(fds)) => {
+                match super::handshake_shm::accept_peer(
+                    fds,
+                    answer.fds.as_deref(),
+                    &CLIENT_FDS,
+                    answer.pool,
+                ) {
+                    Ok((theirs, Some(channel))) => Some(PeerShm {
+                        theirs,
+                        channel,
+                        descriptors: offer.descriptors.clone(),
+                        settings: offer.settings,
+                    }),
+                    Ok((_, None)) => None,
+                    Err(message) => {
+                        let _ = send(writer, &refusal_reply(BAD_HELLO, &message)).await;
+                        return Err(Error::Protocol(message));
+                    }
+                }
+            }
+            _ => None,
+        };
+        #[cfg(not(target_os = "linux"))]
+        let peer_shm = received.map(|_| PeerShm);
         Ok(Proven {
             client_id: self.client_id,
             format: self.format,
@@ -359,6 +456,8 @@ impl ServerHello {
             client_nonce: self.client_nonce,
             server_nonce,
             resume,
+            peer_shm,
+            shm: None,
         })
     }
 }
@@ -375,9 +474,29 @@ pub struct Proven {
     client_nonce: Vec<u8>,
     server_nonce: Vec<u8>,
     resume: Option<Vec<u8>>,
+    /// What the client passed for shared memory, until the welcome.
+    peer_shm: Option<PeerShm>,
+    /// Shared memory settled by the welcome.
+    shm: Option<ShmLink>,
 }
 
+/// The client's half of the shared memory, received with its proof.
+#[cfg(target_os = "linux")]
+struct PeerShm {
+    theirs: crate::shm::SharedRegion,
+    channel: std::os::fd::OwnedFd,
+    descriptors: crate::connector::Descriptors,
+    settings: crate::config::SharedMemory,
+}
+#[cfg(not(target_os = "linux"))]
+struct PeerShm;
+
 impl Proven {
+    /// Shared memory, if the welcome settled it (once).
+    pub fn take_shm(&mut self) -> Option<ShmLink> {
+        self.shm.take()
+    }
+
     /// True if the client proved it holds `token` (the one issued to the
     /// last connection with its id).
     pub fn holds(&self, token: &[u8]) -> bool {
@@ -389,22 +508,40 @@ impl Proven {
     }
 
     /// Step 4: welcomes the client with what the server accepts in flight
-    /// and the token that will prove its id next time.
+    /// and the token that will prove its id next time (and the server's
+    /// pool, when both offered shared memory: then [`Proven::take_shm`]).
     pub async fn welcome(
-        &self,
+        &mut self,
         reader: &mut FrameReader,
         writer: &mut FrameWriter,
         connector: &Connector,
         window: Window,
         token: &[u8],
     ) -> Result<()> {
-        let welcome = Reply {
+        #[allow(unused_mut)]
+        let mut welcome = Reply {
             welcome: Some(true),
             window: Some(window),
             token: Some(URL_SAFE_NO_PAD.encode(token)),
             ..Reply::default()
         };
-        send(writer, &welcome).await?;
+        match self.peer_shm.take() {
+            #[cfg(target_os = "linux")]
+            Some(peer) => {
+                let ours = crate::shm::SharedRegion::create("sb-pool", peer.settings.pool_bytes)?;
+                welcome.pool = Some(ours.len() as u64);
+                welcome.fds = Some(SERVER_FDS.iter().map(|name| (*name).to_owned()).collect());
+                let frame = sealed(&welcome)?;
+                peer.descriptors.send(frame.first(), &[ours.fd()]).await?;
+                self.shm = Some(ShmLink {
+                    ours,
+                    theirs: peer.theirs,
+                    channel: peer.channel,
+                    settings: peer.settings,
+                });
+            }
+            _ => send(writer, &welcome).await?,
+        }
         reader.set_max(connector.max_frame());
         Ok(())
     }
@@ -493,11 +630,13 @@ fn decode_field(value: Option<&str>, field: &str) -> Result<Vec<u8>> {
 }
 
 async fn send<T: Serialize>(writer: &mut FrameWriter, message: &T) -> Result<()> {
+    writer.send(&sealed(message)?.into_vec()).await
+}
+
+fn sealed<T: Serialize>(message: &T) -> Result<OutFrame> {
     let mut buf = OutFrame::with_capacity(256);
     serde_json::to_writer(&mut buf, message).map_err(|e| Error::Encode(e.into()))?;
-    writer
-        .send(&seal(buf, HANDSHAKE_MAX_FRAME)?.into_vec())
-        .await
+    seal(buf, HANDSHAKE_MAX_FRAME)
 }
 
 async fn receive<T: for<'de> Deserialize<'de>>(reader: &mut FrameReader) -> Result<T> {

@@ -18,6 +18,15 @@ const PING: u8 = 7;
 const PONG: u8 = 8;
 const ITEM: u8 = 9;
 const END: u8 = 10;
+const SHARED: u8 = 11;
+const RELEASE: u8 = 12;
+
+/// Bytes before the inner message of a `shared` message: kind, offset, length.
+pub const SHARED_HEADER: usize = 17;
+/// The `offset` of a `shared` message whose body is in a region of its own.
+pub const OWN_REGION: u64 = u64::MAX;
+/// Most offsets one `release` message carries.
+pub const MAX_RELEASES: usize = 4096;
 
 /// Longest route name, in bytes.
 pub const MAX_ROUTE_LEN: usize = 1024;
@@ -34,18 +43,27 @@ pub struct Body {
     frame: Frame,
     route: std::ops::Range<usize>,
     start: usize,
+    /// The body, when it is not in the frame (a `shared` message: it is in
+    /// shared memory).
+    apart: Option<Frame>,
 }
 
 impl Body {
     /// The body's bytes.
     pub fn bytes(&self) -> &[u8] {
-        &self.frame[self.start..]
+        match &self.apart {
+            Some(apart) => apart,
+            None => &self.frame[self.start..],
+        }
     }
 
     /// The frame as shared memory, and where the body starts in it. The
     /// frame stays alive as long as any clone of it.
     pub fn share(&mut self) -> (::bytes::Bytes, usize) {
-        (self.frame.share(), self.start)
+        match &mut self.apart {
+            Some(apart) => (apart.share(), 0),
+            None => (self.frame.share(), self.start),
+        }
     }
 
     /// The frame's memory, emptied, for building another frame in, unless
@@ -126,14 +144,48 @@ pub enum Message {
     Ping,
     /// The answer to a ping.
     Pong,
+    /// A request, notification, response or item whose body is in shared
+    /// memory (PROTOCOL.md §9): resolve it, then [`Message::parse_shared`].
+    Shared {
+        /// Where in the sender's pool ([`OWN_REGION`]: a region of its own).
+        offset: u64,
+        /// The body's length.
+        len: u64,
+        /// The whole frame; the inner message starts at [`SHARED_HEADER`].
+        frame: Frame,
+    },
+    /// The peer is done with these bodies we sent through shared memory.
+    Release {
+        /// Their offsets in our pool.
+        offsets: Vec<u64>,
+    },
 }
 
 impl Message {
     /// Decodes a frame body; anything malformed is a protocol violation.
     pub fn parse(frame: Frame) -> Result<Message> {
+        Message::parse_at(frame, 0, None)
+    }
+
+    /// Decodes the inner message of a `shared` frame, with `body` (from
+    /// shared memory) as its body. Only requests, notifications, responses
+    /// and items travel this way; the inner message's own body is empty.
+    pub fn parse_shared(frame: Frame, body: Frame) -> Result<Message> {
+        match frame.get(SHARED_HEADER) {
+            Some(&(REQUEST | NOTIFICATION | RESPONSE | ITEM)) => {}
+            _ => {
+                return Err(Error::Protocol(
+                    "a shared message must hold a request, notification, response or item".into(),
+                ));
+            }
+        }
+        Message::parse_at(frame, SHARED_HEADER, Some(body))
+    }
+
+    fn parse_at(frame: Frame, start: usize, apart: Option<Frame>) -> Result<Message> {
         let mut cursor = Cursor {
             frame: &frame,
-            pos: 0,
+            pos: start,
         };
         let kind = cursor.u8()?;
         let message = match kind {
@@ -143,22 +195,14 @@ impl Message {
                 let start = cursor.pos;
                 Message::Request {
                     id,
-                    body: Body {
-                        frame,
-                        route,
-                        start,
-                    },
+                    body: body(frame, route, start, apart)?,
                 }
             }
             NOTIFICATION => {
                 let route = cursor.route()?;
                 let start = cursor.pos;
                 Message::Notification {
-                    body: Body {
-                        frame,
-                        route,
-                        start,
-                    },
+                    body: body(frame, route, start, apart)?,
                 }
             }
             RESPONSE => {
@@ -166,11 +210,7 @@ impl Message {
                 let start = cursor.pos;
                 Message::Response {
                     id,
-                    body: Body {
-                        frame,
-                        route: 0..0,
-                        start,
-                    },
+                    body: body(frame, 0..0, start, apart)?,
                 }
             }
             ERROR => {
@@ -192,11 +232,7 @@ impl Message {
                 let start = cursor.pos;
                 Message::Item {
                     id,
-                    body: Body {
-                        frame,
-                        route: 0..0,
-                        start,
-                    },
+                    body: body(frame, 0..0, start, apart)?,
                 }
             }
             END => Message::End { id: cursor.u64()? },
@@ -207,12 +243,89 @@ impl Message {
             },
             PING => Message::Ping,
             PONG => Message::Pong,
+            SHARED => Message::Shared {
+                offset: cursor.u64()?,
+                len: cursor.u64()?,
+                frame,
+            },
+            RELEASE => {
+                let count = cursor.u32()? as usize;
+                if count > MAX_RELEASES {
+                    return Err(Error::Protocol(format!(
+                        "a release message names {count} offsets, more than {MAX_RELEASES}"
+                    )));
+                }
+                let offsets = (0..count)
+                    .map(|_| cursor.u64())
+                    .collect::<Result<Vec<u64>>>()?;
+                Message::Release { offsets }
+            }
             other => {
                 return Err(Error::Protocol(format!("unknown message kind {other}")));
             }
         };
         Ok(message)
     }
+}
+
+/// A body inside `frame` from `start`, or apart from it; a message whose
+/// body is apart has nothing after its header.
+fn body(
+    frame: Frame,
+    route: std::ops::Range<usize>,
+    start: usize,
+    apart: Option<Frame>,
+) -> Result<Body> {
+    if apart.is_some() && start != frame.len() {
+        return Err(Error::Protocol(
+            "a shared message carries body bytes in its frame too".into(),
+        ));
+    }
+    Ok(Body {
+        frame,
+        route,
+        start,
+        apart,
+    })
+}
+
+/// Where the body of the message in `frame` (without the length prefix)
+/// starts, for the kinds that may travel through shared memory; `None`
+/// for the others.
+pub fn body_start(frame: &[u8]) -> Option<usize> {
+    let route = |at: usize| -> Option<usize> {
+        let len = u16::from_le_bytes(frame.get(at..at + 2)?.try_into().ok()?);
+        Some(at + 2 + usize::from(len))
+    };
+    let start = match *frame.first()? {
+        REQUEST => route(9)?,
+        NOTIFICATION => route(1)?,
+        RESPONSE | ITEM => 9,
+        _ => return None,
+    };
+    (start <= frame.len()).then_some(start)
+}
+
+/// A sealed `shared` frame: the message whose header is `header` (the
+/// message up to its body), with its `len`-byte body at `offset`.
+pub fn shared(offset: u64, len: u64, header: &[u8]) -> OutFrame {
+    let mut buf = OutFrame::with_capacity(SHARED_HEADER + header.len());
+    buf.push(SHARED);
+    buf.extend_from_slice(&offset.to_le_bytes());
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(header);
+    seal(buf, u32::MAX).expect("a shared frame is small")
+}
+
+/// A sealed `release` frame for `offsets` (at most [`MAX_RELEASES`]).
+pub fn release(offsets: &[u64]) -> OutFrame {
+    let mut buf = OutFrame::with_capacity(5 + 8 * offsets.len());
+    buf.push(RELEASE);
+    buf.extend_from_slice(&(offsets.len() as u32).to_le_bytes());
+    for offset in offsets {
+        buf.extend_from_slice(&offset.to_le_bytes());
+    }
+    seal(buf, u32::MAX).expect("a release frame is small")
 }
 
 struct Cursor<'a> {

@@ -3,6 +3,7 @@
 //! this module is its implementation.
 
 pub mod handshake;
+mod handshake_shm;
 pub mod message;
 mod payload;
 pub mod serializer;

@@ -21,7 +21,7 @@ use super::{Shared, lock};
 use crate::connector::{Link, Listener, random_bytes};
 use crate::error::{Error, Result};
 use crate::peer::{Connection, Peer, Settings};
-use crate::protocol::handshake::{Proven, ServerHello, TOKEN_LEN, refusal};
+use crate::protocol::handshake::{Offer, Proven, ServerHello, TOKEN_LEN, refusal};
 use crate::transport::{FrameReader, FrameWriter};
 
 /// Who may connect to a server over a Unix socket, by the peer process's
@@ -131,11 +131,13 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
 async fn admit(link: Link, shared: &Arc<Shared>) -> Option<(u64, Arc<Connection>, String)> {
     let number = shared.next_connection.fetch_add(1, Ordering::Relaxed);
     let (peer_pid, peer_uid) = (link.peer_pid, link.peer_uid);
+    let descriptors = link.descriptors;
     let mut reader = FrameReader::new(link.reader, shared.connector.max_frame());
     let mut writer = FrameWriter::new(link.writer);
     let limit = shared.config.handshake_timeout;
-    let handshake = handshake(shared, &mut reader, &mut writer, number, peer_uid);
-    let (proven, token) = match tokio::time::timeout(limit, handshake).await {
+    let shm = Offer::new(descriptors.as_ref(), shared.config.shared_memory);
+    let handshake = handshake(shared, &mut reader, &mut writer, number, peer_uid, shm);
+    let (mut proven, token) = match tokio::time::timeout(limit, handshake).await {
         Ok(Ok(admitted)) => admitted,
         Ok(Err(e)) => {
             refused(shared, &e, peer_pid, peer_uid);
@@ -162,6 +164,7 @@ async fn admit(link: Link, shared: &Arc<Shared>) -> Option<(u64, Arc<Connection>
             config: shared.config.clone(),
             peer_window: proven.peer_window,
             report: Some(Arc::clone(&shared.on_error)),
+            shm: proven.take_shm(),
         },
         Arc::clone(&shared.router),
     ));
@@ -203,6 +206,7 @@ async fn handshake(
     writer: &mut FrameWriter,
     number: u64,
     peer_uid: Option<u32>,
+    shm: Option<Offer<'_>>,
 ) -> Result<(Proven, Arc<[u8]>)> {
     let hello = ServerHello::read(reader, writer).await?;
     if !shared.access.allows(peer_uid, own_uid()) {
@@ -218,7 +222,9 @@ async fn handshake(
         );
         return Err(hello.refuse(writer, refusal::BUSY, &message).await);
     }
-    let proven = hello.challenge(reader, writer, &shared.connector).await?;
+    let mut proven = hello
+        .challenge(reader, writer, &shared.connector, shm)
+        .await?;
     let token = {
         let mut holders = lock(&shared.holders);
         match holders.get(&proven.client_id) {
