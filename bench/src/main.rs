@@ -138,6 +138,7 @@ fn run(args: RunArgs) -> Result<()> {
             Scenario::Bandwidth,
             Scenario::Connect,
             Scenario::Idle,
+            Scenario::Sizes,
         ]
     } else {
         args.scenarios.clone()

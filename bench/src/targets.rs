@@ -25,7 +25,7 @@ enum Bound {
     Times(f64, &'static str),
 }
 
-const TARGETS: [Target; 14] = [
+const TARGETS: [Target; 18] = [
     Target {
         key: RTT_P50,
         system: "switchboard_local_json",
@@ -75,11 +75,35 @@ const TARGETS: [Target; 14] = [
         rule: Rule::AtLeast(Bound::Times(0.7, "raw_blocking_uds")),
         only: None,
     },
-    // The default settings (issue 18): no format chosen.
+    // The default settings (issue 18): no format chosen, shared memory.
     Target {
         key: BANDWIDTH,
         system: "switchboard_local",
+        rule: Rule::AtLeast(Bound::Times(2.0, "raw_blocking_uds")),
+        only: None,
+    },
+    Target {
+        key: "bulk_64kib_gbps",
+        system: "switchboard_local",
         rule: Rule::AtLeast(Bound::Times(0.7, "raw_blocking_uds")),
+        only: None,
+    },
+    Target {
+        key: "bulk_1mib_gbps",
+        system: "switchboard_local",
+        rule: Rule::AtLeast(Bound::Times(0.7, "raw_blocking_uds")),
+        only: None,
+    },
+    Target {
+        key: "bulk_16mib_gbps",
+        system: "switchboard_local",
+        rule: Rule::AtLeast(Bound::Times(2.0, "raw_blocking_uds")),
+        only: None,
+    },
+    Target {
+        key: "bulk_16mib_gbps",
+        system: "switchboard_local_loan",
+        rule: Rule::AtLeast(Bound::Times(3.0, "raw_blocking_uds")),
         only: None,
     },
     Target {

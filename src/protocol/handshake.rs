@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::PROTOCOL_VERSION;
-use super::handshake_shm::{CLIENT_FDS, SERVER_FDS, SHM_VERSION};
+use super::handshake_shm::{self as shm_setup, ClientShm, PeerShm, SHM_VERSION};
 pub use super::handshake_shm::{Offer, ShmLink};
 use crate::config::Window;
 use crate::connector::{Connector, Format, random_bytes};
@@ -208,32 +208,21 @@ pub async fn client(
         (None, None) => {}
     }
     answer.resume = token.map(|token| mac(token, RESUME_LABEL, &server_nonce, &client_nonce));
-    let shm = shm.filter(|_| challenge.shm == Some(SHM_VERSION));
-    #[cfg(target_os = "linux")]
-    let mut ours = None;
-    match shm {
-        #[cfg(target_os = "linux")]
+    let shm = match shm.filter(|_| challenge.shm == Some(SHM_VERSION)) {
         Some(offer) => {
-            let (pool, channel, peer_end) = super::handshake_shm::client_side(&offer.settings)?;
-            answer.pool = Some(pool.len() as u64);
-            answer.fds = Some(CLIENT_FDS.iter().map(|name| (*name).to_owned()).collect());
-            let frame = sealed(&answer)?;
-            offer
-                .descriptors
-                .send(
-                    frame.first(),
-                    &[pool.fd(), std::os::fd::AsFd::as_fd(&peer_end)],
-                )
-                .await?;
-            offer.descriptors.expect();
-            ours = Some((pool, channel));
+            let shm = ClientShm::new(offer)?;
+            let (pool, fds) = shm.fields();
+            (answer.pool, answer.fds) = (Some(pool), Some(fds));
+            shm.send(sealed(&answer)?.first()).await?;
+            Some(shm)
         }
-        _ => send(writer, &answer).await?,
-    }
+        None => {
+            send(writer, &answer).await?;
+            None
+        }
+    };
 
     let welcome: Reply = receive(reader).await?;
-    #[cfg(target_os = "linux")]
-    let received = shm.map(|offer| offer.descriptors.take());
     refused(&welcome)?;
     let (Some(true), Some(peer_window)) = (welcome.welcome, welcome.window) else {
         return Err(Error::Protocol(
@@ -241,27 +230,13 @@ pub async fn client(
         ));
     };
     let token = decode_field(welcome.token.as_deref(), "token")?;
-    #[cfg(target_os = "linux")]
-    let shm = match (shm, ours, received) {
-        (Some(offer), Some((ours, channel)), Some(fds)) => {
-            let (theirs, _) = super::handshake_shm::accept_peer(
-                fds,
-                welcome.fds.as_deref(),
-                &SERVER_FDS,
-                welcome.pool,
-            )
-            .map_err(Error::Protocol)?;
-            Some(ShmLink {
-                ours,
-                theirs,
-                channel,
-                settings: offer.settings,
-            })
-        }
-        _ => None,
+    let shm = match shm {
+        Some(shm) => Some(
+            shm.finish(welcome.fds.as_deref(), welcome.pool)
+                .map_err(Error::Protocol)?,
+        ),
+        None => None,
     };
-    #[cfg(not(target_os = "linux"))]
-    let shm = None;
     reader.set_max(connector.max_frame());
     Ok(Settled {
         shm,
@@ -383,13 +358,15 @@ impl ServerHello {
             ));
         }
         // Before the client can answer: its answer brings descriptors.
-        if let Some(offer) = shm {
-            offer.descriptors.expect();
-        }
+        shm_setup::expect(shm);
         send(writer, &challenge).await?;
 
         let answer = receive::<Reply>(reader).await;
-        let received = shm.map(|offer| offer.descriptors.take());
+        let received = match &answer {
+            Ok(answer) => shm_setup::received(shm, answer.fds.as_deref(), answer.pool),
+            // Taken all the same: the reads stop expecting descriptors.
+            Err(_) => shm_setup::received(shm, None, None),
+        };
         let answer = answer?;
         if let Some(refusal) = answer.error {
             return Err(refusal_error(&refusal, None));
@@ -423,32 +400,15 @@ impl ServerHello {
             Some(resume) => Some(decode_field(Some(resume), "resume")?),
             None => None,
         };
-        #[cfg(target_os = "linux")]
-        let peer_shm = match (shm, received) {
-            (Some(offer), Some(fds)) => {
-                match super::handshake_shm::accept_peer(
-                    fds,
-                    answer.fds.as_deref(),
-                    &CLIENT_FDS,
-                    answer.pool,
-                ) {
-                    Ok((theirs, Some(channel))) => Some(PeerShm {
-                        theirs,
-                        channel,
-                        descriptors: offer.descriptors.clone(),
-                        settings: offer.settings,
-                    }),
-                    Ok((_, None)) => None,
-                    Err(message) => {
-                        let _ = send(writer, &refusal_reply(BAD_HELLO, &message)).await;
-                        return Err(Error::Protocol(message));
-                    }
-                }
+        // Acted on only now: a client that did not prove the secret is
+        // told about that, not about its descriptors.
+        let peer_shm = match received {
+            Ok(peer_shm) => peer_shm,
+            Err(message) => {
+                let _ = send(writer, &refusal_reply(BAD_HELLO, &message)).await;
+                return Err(Error::Protocol(message));
             }
-            _ => None,
         };
-        #[cfg(not(target_os = "linux"))]
-        let peer_shm = received.map(|_| PeerShm);
         Ok(Proven {
             client_id: self.client_id,
             format: self.format,
@@ -480,17 +440,6 @@ pub struct Proven {
     shm: Option<ShmLink>,
 }
 
-/// The client's half of the shared memory, received with its proof.
-#[cfg(target_os = "linux")]
-struct PeerShm {
-    theirs: crate::shm::SharedRegion,
-    channel: std::os::fd::OwnedFd,
-    descriptors: crate::connector::Descriptors,
-    settings: crate::config::SharedMemory,
-}
-#[cfg(not(target_os = "linux"))]
-struct PeerShm;
-
 impl Proven {
     /// Shared memory, if the welcome settled it (once).
     pub fn take_shm(&mut self) -> Option<ShmLink> {
@@ -518,7 +467,6 @@ impl Proven {
         window: Window,
         token: &[u8],
     ) -> Result<()> {
-        #[allow(unused_mut)]
         let mut welcome = Reply {
             welcome: Some(true),
             window: Some(window),
@@ -526,21 +474,16 @@ impl Proven {
             ..Reply::default()
         };
         match self.peer_shm.take() {
-            #[cfg(target_os = "linux")]
             Some(peer) => {
-                let ours = crate::shm::SharedRegion::create("sb-pool", peer.settings.pool_bytes)?;
-                welcome.pool = Some(ours.len() as u64);
-                welcome.fds = Some(SERVER_FDS.iter().map(|name| (*name).to_owned()).collect());
-                let frame = sealed(&welcome)?;
-                peer.descriptors.send(frame.first(), &[ours.fd()]).await?;
-                self.shm = Some(ShmLink {
-                    ours,
-                    theirs: peer.theirs,
-                    channel: peer.channel,
-                    settings: peer.settings,
-                });
+                let link = peer
+                    .welcome(|pool, fds| {
+                        (welcome.pool, welcome.fds) = (Some(pool), Some(fds));
+                        Ok(sealed(&welcome)?.into_vec())
+                    })
+                    .await?;
+                self.shm = Some(link);
             }
-            _ => send(writer, &welcome).await?,
+            None => send(writer, &welcome).await?,
         }
         reader.set_max(connector.max_frame());
         Ok(())

@@ -18,9 +18,11 @@ use crate::connector::Descriptors;
 /// The version of the shared-memory scheme, the value of `shm`.
 pub(super) const SHM_VERSION: u32 = 1;
 /// The names of the descriptors the client's proof carries, in order.
-pub(super) const CLIENT_FDS: [&str; 2] = ["pool", "channel"];
+#[cfg(target_os = "linux")]
+const CLIENT_FDS: [&str; 2] = ["pool", "channel"];
 /// The names of the descriptors the server's welcome carries.
-pub(super) const SERVER_FDS: [&str; 1] = ["pool"];
+#[cfg(target_os = "linux")]
+const SERVER_FDS: [&str; 1] = ["pool"];
 /// Largest pool a peer may announce: it is mapped (address space only),
 /// so the bound is generous, but not unbounded.
 const MAX_PEER_POOL: u64 = 64 << 30;
@@ -73,14 +75,169 @@ pub struct ShmLink {
 #[derive(Debug)]
 pub enum ShmLink {}
 
-/// The client's pool and the channel pair: (pool, our end, the peer's end).
+/// The client's half, from step 3 to the welcome: its pool and channel.
 #[cfg(target_os = "linux")]
-pub(super) fn client_side(
-    settings: &SharedMemory,
-) -> std::io::Result<(crate::shm::SharedRegion, OwnedFd, OwnedFd)> {
-    let pool = crate::shm::SharedRegion::create("sb-pool", settings.pool_bytes)?;
-    let (ours, theirs) = channel_pair()?;
-    Ok((pool, ours, theirs))
+pub(super) struct ClientShm<'a> {
+    offer: Offer<'a>,
+    pool: crate::shm::SharedRegion,
+    channel: OwnedFd,
+    peer_end: OwnedFd,
+}
+
+/// Nothing: no shared memory on this platform.
+#[cfg(not(target_os = "linux"))]
+pub(super) enum ClientShm<'a> {
+    #[doc(hidden)]
+    _Never(std::convert::Infallible, std::marker::PhantomData<&'a ()>),
+}
+
+#[cfg(target_os = "linux")]
+impl<'a> ClientShm<'a> {
+    /// Makes the client's pool and the channel pair.
+    pub(super) fn new(offer: Offer<'a>) -> std::io::Result<ClientShm<'a>> {
+        let pool = crate::shm::SharedRegion::create("sb-pool", offer.settings.pool_bytes)?;
+        let (channel, peer_end) = channel_pair()?;
+        Ok(ClientShm {
+            offer,
+            pool,
+            channel,
+            peer_end,
+        })
+    }
+
+    /// The pool's size and the descriptors' names, for the proof.
+    pub(super) fn fields(&self) -> (u64, Vec<String>) {
+        (self.pool.len() as u64, names(&CLIENT_FDS))
+    }
+
+    /// Sends the proof's `frame` with the pool and the channel's other end
+    /// attached, and expects the server's pool with the welcome.
+    pub(super) async fn send(&self, frame: &[u8]) -> std::io::Result<()> {
+        let fds = [self.pool.fd(), self.peer_end.as_fd()];
+        self.offer.descriptors.send(frame, &fds).await?;
+        self.offer.descriptors.expect();
+        Ok(())
+    }
+
+    /// With the welcome read: the server's pool, checked and mapped.
+    pub(super) fn finish(
+        self,
+        names: Option<&[String]>,
+        pool: Option<u64>,
+    ) -> Result<ShmLink, String> {
+        let fds = self.offer.descriptors.take();
+        let (theirs, _) = accept_peer(fds, names, &SERVER_FDS, pool)?;
+        Ok(ShmLink {
+            ours: self.pool,
+            theirs,
+            channel: self.channel,
+            settings: self.offer.settings,
+        })
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+impl<'a> ClientShm<'a> {
+    pub(super) fn new(offer: Offer<'a>) -> std::io::Result<ClientShm<'a>> {
+        let _ = offer;
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+    pub(super) fn fields(&self) -> (u64, Vec<String>) {
+        match self {
+            ClientShm::_Never(never, _) => match *never {},
+        }
+    }
+    pub(super) async fn send(&self, _: &[u8]) -> std::io::Result<()> {
+        match self {
+            ClientShm::_Never(never, _) => match *never {},
+        }
+    }
+    pub(super) fn finish(self, _: Option<&[String]>, _: Option<u64>) -> Result<ShmLink, String> {
+        match self {
+            ClientShm::_Never(never, _) => match never {},
+        }
+    }
+}
+
+/// What the client passed with its proof, kept by the server until its
+/// welcome.
+#[cfg(target_os = "linux")]
+pub(super) struct PeerShm {
+    theirs: crate::shm::SharedRegion,
+    channel: OwnedFd,
+    descriptors: Descriptors,
+    settings: SharedMemory,
+}
+
+/// Nothing: no shared memory on this platform.
+#[cfg(not(target_os = "linux"))]
+pub(super) enum PeerShm {}
+
+/// Server, before sending the challenge: the client's answer will bring
+/// descriptors.
+pub(super) fn expect(shm: Option<Offer<'_>>) {
+    #[cfg(target_os = "linux")]
+    if let Some(offer) = shm {
+        offer.descriptors.expect();
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = shm;
+}
+
+/// Server, with the proof read (always called, to stop expecting): the
+/// client's pool and channel, checked, if both offered shared memory.
+pub(super) fn received(
+    shm: Option<Offer<'_>>,
+    names: Option<&[String]>,
+    pool: Option<u64>,
+) -> Result<Option<PeerShm>, String> {
+    #[cfg(target_os = "linux")]
+    if let Some(offer) = shm {
+        let fds = offer.descriptors.take();
+        let (theirs, channel) = accept_peer(fds, names, &CLIENT_FDS, pool)?;
+        let channel = channel.ok_or("shared memory: no channel")?;
+        return Ok(Some(PeerShm {
+            theirs,
+            channel,
+            descriptors: offer.descriptors.clone(),
+            settings: offer.settings,
+        }));
+    }
+    let _ = (shm, names, pool);
+    Ok(None)
+}
+
+impl PeerShm {
+    /// Server, step 4: makes the server's pool; `send` gets the pool's
+    /// size and names for the welcome and returns the sealed frame, which
+    /// goes with the pool attached.
+    pub(super) async fn welcome(
+        self,
+        frame: impl FnOnce(u64, Vec<String>) -> crate::error::Result<Vec<u8>>,
+    ) -> crate::error::Result<ShmLink> {
+        #[cfg(target_os = "linux")]
+        {
+            let ours = crate::shm::SharedRegion::create("sb-pool", self.settings.pool_bytes)?;
+            let bytes = frame(ours.len() as u64, names(&SERVER_FDS))?;
+            self.descriptors.send(&bytes, &[ours.fd()]).await?;
+            Ok(ShmLink {
+                ours,
+                theirs: self.theirs,
+                channel: self.channel,
+                settings: self.settings,
+            })
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = frame;
+            match self {}
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn names(names: &[&str]) -> Vec<String> {
+    names.iter().map(|name| (*name).to_owned()).collect()
 }
 
 /// A connected pair of packet sockets, close-on-exec, ours non-blocking.
@@ -122,7 +279,7 @@ fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
 /// Returns the peer's pool and, if one came, the channel (made
 /// non-blocking). The error says what was wrong, for the refusal.
 #[cfg(target_os = "linux")]
-pub(super) fn accept_peer(
+fn accept_peer(
     fds: Vec<OwnedFd>,
     names: Option<&[String]>,
     expected: &[&str],

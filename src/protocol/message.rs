@@ -8,25 +8,22 @@ use crate::connector::Format;
 use crate::error::{Error, Result};
 use crate::transport::{Frame, OutFrame, seal};
 
-const REQUEST: u8 = 1;
-const NOTIFICATION: u8 = 2;
-const RESPONSE: u8 = 3;
+pub(super) const REQUEST: u8 = 1;
+pub(super) const NOTIFICATION: u8 = 2;
+pub(super) const RESPONSE: u8 = 3;
 const ERROR: u8 = 4;
 const CANCEL: u8 = 5;
 const CREDIT: u8 = 6;
 const PING: u8 = 7;
 const PONG: u8 = 8;
-const ITEM: u8 = 9;
+pub(super) const ITEM: u8 = 9;
 const END: u8 = 10;
-const SHARED: u8 = 11;
-const RELEASE: u8 = 12;
+pub(super) const SHARED: u8 = 11;
+pub(super) const RELEASE: u8 = 12;
 
-/// Bytes before the inner message of a `shared` message: kind, offset, length.
-pub const SHARED_HEADER: usize = 17;
-/// The `offset` of a `shared` message whose body is in a region of its own.
-pub const OWN_REGION: u64 = u64::MAX;
-/// Most offsets one `release` message carries.
-pub const MAX_RELEASES: usize = 4096;
+pub use super::shared_message::{
+    MAX_RELEASES, OWN_REGION, SHARED_HEADER, body_start, release, shared,
+};
 
 /// Longest route name, in bytes.
 pub const MAX_ROUTE_LEN: usize = 1024;
@@ -287,45 +284,6 @@ fn body(
         start,
         apart,
     })
-}
-
-/// Where the body of the message in `frame` (without the length prefix)
-/// starts, for the kinds that may travel through shared memory; `None`
-/// for the others.
-pub fn body_start(frame: &[u8]) -> Option<usize> {
-    let route = |at: usize| -> Option<usize> {
-        let len = u16::from_le_bytes(frame.get(at..at + 2)?.try_into().ok()?);
-        Some(at + 2 + usize::from(len))
-    };
-    let start = match *frame.first()? {
-        REQUEST => route(9)?,
-        NOTIFICATION => route(1)?,
-        RESPONSE | ITEM => 9,
-        _ => return None,
-    };
-    (start <= frame.len()).then_some(start)
-}
-
-/// A sealed `shared` frame: the message whose header is `header` (the
-/// message up to its body), with its `len`-byte body at `offset`.
-pub fn shared(offset: u64, len: u64, header: &[u8]) -> OutFrame {
-    let mut buf = OutFrame::with_capacity(SHARED_HEADER + header.len());
-    buf.push(SHARED);
-    buf.extend_from_slice(&offset.to_le_bytes());
-    buf.extend_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(header);
-    seal(buf, u32::MAX).expect("a shared frame is small")
-}
-
-/// A sealed `release` frame for `offsets` (at most [`MAX_RELEASES`]).
-pub fn release(offsets: &[u64]) -> OutFrame {
-    let mut buf = OutFrame::with_capacity(5 + 8 * offsets.len());
-    buf.push(RELEASE);
-    buf.extend_from_slice(&(offsets.len() as u32).to_le_bytes());
-    for offset in offsets {
-        buf.extend_from_slice(&offset.to_le_bytes());
-    }
-    seal(buf, u32::MAX).expect("a release frame is small")
 }
 
 struct Cursor<'a> {

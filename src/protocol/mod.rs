@@ -7,6 +7,7 @@ mod handshake_shm;
 pub mod message;
 mod payload;
 pub mod serializer;
+mod shared_message;
 
 pub use message::{Body, Message, RequestId};
 pub use payload::Bytes;

@@ -61,7 +61,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Lender {
     /// Lends from `region`, the peer's pool as received in the handshake.
-    pub(crate) fn new(region: SharedRegion) -> Arc<Lender> {
+    pub(crate) fn new(mut region: SharedRegion) -> Arc<Lender> {
+        region.close_descriptor();
         Arc::new(Lender {
             region,
             held: Mutex::default(),
@@ -148,7 +149,8 @@ impl Drop for Lent {
 }
 
 /// A body in a region of its own (too large for the pool), as bytes.
-pub(crate) fn dedicated(region: SharedRegion, copy: bool) -> ::bytes::Bytes {
+pub(crate) fn dedicated(mut region: SharedRegion, copy: bool) -> ::bytes::Bytes {
+    region.close_descriptor();
     let whole = Whole(region);
     if copy {
         return ::bytes::Bytes::copy_from_slice(whole.as_ref());

@@ -65,7 +65,9 @@ pub(crate) struct LoanSlot {
 
 impl Pool {
     /// A pool over `region` (this side's, made in the handshake).
-    pub(crate) fn new(region: SharedRegion) -> Arc<Pool> {
+    pub(crate) fn new(mut region: SharedRegion) -> Arc<Pool> {
+        // Passed to the peer in the handshake: the mapping is all we need.
+        region.close_descriptor();
         let len = region.len() / ALIGN * ALIGN;
         let mut state = State::default();
         if len > 0 {

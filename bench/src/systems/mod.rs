@@ -10,6 +10,7 @@
 
 mod communica;
 mod ipc;
+mod memcpy;
 mod raw;
 mod raw_amqp;
 mod raw_blocking;
@@ -28,16 +29,19 @@ use clap::ValueEnum;
 pub use communica::{describe_python, prepare_venv};
 
 /// Every system, in the order of the report's columns.
-pub const SYSTEMS: [&str; 13] = [
+pub const SYSTEMS: [&str; 16] = [
     "raw_blocking_uds",
     "raw_tokio_local",
+    "memcpy",
     "switchboard_local",
+    "switchboard_local_loan",
     "switchboard_local_json",
     "switchboard_local_msgpack",
     "switchboard_tcp_json",
     "switchboard_blocking",
     "tarpc_uds",
     "ipc_channel",
+    "ipc_channel_shm",
     "communica",
     "raw_amqp",
     "switchboard_amqp",
@@ -202,8 +206,13 @@ pub fn open(system: &str, options: &Options) -> Result<Box<dyn Session>> {
     Ok(match system {
         "raw_blocking_uds" => Box::new(raw_blocking::Client::open()?),
         "raw_tokio_local" => Box::new(raw_tokio::Client::open(options.flavor)?),
+        "memcpy" => Box::new(memcpy::Copy),
         "switchboard_local" => Box::new(switchboard::Client::open(
             switchboard::Variant::Local,
+            options.flavor,
+        )?),
+        "switchboard_local_loan" => Box::new(switchboard::Client::open(
+            switchboard::Variant::LocalLoan,
             options.flavor,
         )?),
         "switchboard_local_json" => Box::new(switchboard::Client::open(
@@ -220,7 +229,8 @@ pub fn open(system: &str, options: &Options) -> Result<Box<dyn Session>> {
         )?),
         "switchboard_blocking" => Box::new(switchboard_blocking::Client::open()?),
         "tarpc_uds" => Box::new(tarpc::Client::open(options.flavor)?),
-        "ipc_channel" => Box::new(ipc::Client::open()?),
+        "ipc_channel" => Box::new(ipc::Client::open(false)?),
+        "ipc_channel_shm" => Box::new(ipc::Client::open(true)?),
         "communica" => Box::new(communica::Client::open(&options.venv, None)?),
         "communica_rmq" => Box::new(communica::Client::open(&options.venv, Some(&amqp_url()))?),
         "raw_amqp" => Box::new(raw_amqp::Client::open(options.flavor)?),
@@ -239,9 +249,10 @@ pub fn serve(system: &str, flavor: Flavor) -> Result<()> {
     match system {
         "raw_blocking_uds" => raw_blocking::serve(),
         "raw_tokio_local" => raw_tokio::serve(flavor),
-        "switchboard_local" | "switchboard_local_json" | "switchboard_local_msgpack" => {
-            switchboard::serve(switchboard::Variant::Local, flavor)
-        }
+        "switchboard_local"
+        | "switchboard_local_loan"
+        | "switchboard_local_json"
+        | "switchboard_local_msgpack" => switchboard::serve(switchboard::Variant::Local, flavor),
         "switchboard_tcp_json" => switchboard::serve(switchboard::Variant::TcpJson, flavor),
         "switchboard_blocking" => switchboard_blocking::serve(),
         "tarpc_uds" => tarpc::serve(flavor),

@@ -24,6 +24,10 @@ pub enum Variant {
     /// `Connector::local()` as it comes: no format chosen (the handshake
     /// settles MessagePack), every other setting at its default.
     Local,
+    /// As `Local`, the bulk payload written straight into shared memory
+    /// (`Peer::loan`), outside the timed region as the others' payloads
+    /// are made outside it.
+    LocalLoan,
     /// `Connector::local()`, JSON bodies.
     LocalJson,
     /// `Connector::local().with_format(Format::MsgPack)`.
@@ -38,6 +42,7 @@ impl Variant {
     fn system(self) -> &'static str {
         match self {
             Variant::Local => "switchboard_local",
+            Variant::LocalLoan => "switchboard_local_loan",
             Variant::LocalJson => "switchboard_local_json",
             Variant::LocalMsgPack => "switchboard_local_msgpack",
             Variant::TcpJson => "switchboard_tcp_json",
@@ -48,7 +53,7 @@ impl Variant {
     /// The format the client insists on (`None`: not chosen).
     fn format(self) -> Option<Format> {
         match self {
-            Variant::Local => None,
+            Variant::Local | Variant::LocalLoan => None,
             Variant::LocalMsgPack => Some(Format::MsgPack),
             Variant::LocalJson | Variant::TcpJson | Variant::AmqpJson => Some(Format::Json),
         }
@@ -84,7 +89,9 @@ pub fn serve(variant: Variant, flavor: Flavor) -> Result<()> {
             Variant::AmqpJson => {
                 Connector::amqp(super::amqp_url(), format!("sbbench-{}", std::process::id()))?
             }
-            Variant::Local | Variant::LocalJson | Variant::LocalMsgPack => Connector::local(),
+            Variant::Local | Variant::LocalLoan | Variant::LocalJson | Variant::LocalMsgPack => {
+                Connector::local()
+            }
         };
         let server = Server::builder(router())
             .config(config())
@@ -167,6 +174,26 @@ impl super::Session for Client {
 
     fn bulk(&mut self, payload: &[u8], count: usize) -> Result<Vec<Duration>> {
         let client = &self.client;
+        if self.variant == Variant::LocalLoan {
+            return self.runtime.block_on(async {
+                let mut samples = Vec::with_capacity(count);
+                for _ in 0..count {
+                    // Written where it will be read: the producer's work,
+                    // not the transfer's.
+                    let mut loan = client.peer().loan(payload.len());
+                    if !loan.in_shared_memory() {
+                        bail!("the loan is not in shared memory");
+                    }
+                    loan.copy_from_slice(payload);
+                    let loan = loan.freeze();
+                    let start = Instant::now();
+                    let answer: u64 = client.request("bulk", &loan).await?;
+                    samples.push(start.elapsed());
+                    check_bulk(answer, payload.len())?;
+                }
+                Ok(samples)
+            });
+        }
         // Held as `Bytes`, the way a caller that sends it often would.
         let payload = Bytes::copy_from_slice(payload);
         self.runtime.block_on(async {
