@@ -30,7 +30,9 @@ pub enum Variant {
     LocalLoan,
     /// `Connector::local()`, JSON bodies.
     LocalJson,
-    /// `Connector::local().with_format(Format::MsgPack)`.
+    /// `Connector::local().with_format(Format::MsgPack)`, shared memory off
+    /// (`Config::shared_memory = None`): MessagePack over the socket, the
+    /// default settings before shared memory.
     LocalMsgPack,
     /// `Connector::tcp("127.0.0.1", 0)`, JSON bodies.
     TcpJson,
@@ -78,6 +80,15 @@ fn router() -> Router {
 fn config() -> switchboard::Config {
     let mut config = switchboard::Config::default();
     config.keepalive = None;
+    config
+}
+
+/// The client's config for `variant`.
+fn client_config(variant: Variant) -> switchboard::Config {
+    let mut config = config();
+    if variant == Variant::LocalMsgPack {
+        config.shared_memory = None;
+    }
     config
 }
 
@@ -136,7 +147,17 @@ impl Client {
             connector = connector.with_format(format);
         }
         let runtime = flavor.runtime()?;
-        let client = runtime.block_on(SbClient::builder(&connector).config(config()).connect())?;
+        let client = runtime.block_on(
+            SbClient::builder(&connector)
+                .config(client_config(variant))
+                .connect(),
+        )?;
+        let sharing = client.peer().shares_memory();
+        if variant == Variant::LocalMsgPack && sharing
+            || cfg!(target_os = "linux") && variant == Variant::LocalLoan && !sharing
+        {
+            bail!("shared memory is {sharing} on this connection, not as {variant:?} wants it");
+        }
         let expected = variant.format().unwrap_or(Format::MsgPack);
         if client.peer().format() != expected {
             bail!("the handshake settled {:?}", client.peer().format());
