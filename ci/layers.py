@@ -51,7 +51,7 @@ ALLOWED = {
 }
 
 # Sets of files that may import each other: a platform module dispatching
-# to its per-OS halves, which use its types.
+# to its per-OS halves, which use its types (see ARCHITECTURE.md).
 ALLOWED_CYCLES = [
     {"connector::link", "connector::local_unix", "connector::local_windows"},
 ]
@@ -189,8 +189,8 @@ def imports(module, path, modules):
     found = {}
     for m in re.finditer(r"\buse\s+((?:crate|super|self)\b[^;]*);", text):
         line = text.count("\n", 0, m.start()) + 1
-        for full in use_paths(re.sub(r"\s+", "", m.group(1))):
-            full = re.sub(r"\bas\w+$", "", full.replace(" as ", "as"))
+        tree = re.sub(r"\s+as\s+\w+", "", m.group(1))  # `x as y` imports x
+        for full in use_paths(re.sub(r"\s+", "", tree)):
             target = resolve(full.replace("::*", ""), module, modules)
             if target:
                 found.setdefault(target, line)
