@@ -19,6 +19,7 @@ mod local_unix;
 mod local_windows;
 mod secret;
 mod state;
+pub(crate) mod state_error;
 #[cfg(unix)]
 mod unix_halves;
 
@@ -29,7 +30,10 @@ pub use amqp_url::{AmqpUrl, MAX_SERVICE_LEN};
 pub(crate) use link::{BindGuard, Descriptors, Link, Listener, connect};
 pub(crate) use secret::random_bytes;
 pub use secret::{MAX_SECRET_LEN, MIN_SECRET_LEN, SECRET_LEN, Secret};
-pub use state::{BodyError, ConnectorError, STATE_PREFIX, STATE_VERSION};
+pub use state::STATE_PREFIX;
+pub use state_error::{BodyError, ConnectorError, STATE_VERSION};
+// The body format is the protocol's; a connector stores which one it asks for.
+pub use crate::protocol::format::Format;
 
 use crate::error::{Error, Result};
 
@@ -92,73 +96,6 @@ impl fmt::Display for Address {
             Address::Tcp { host, port } if host.contains(':') => write!(f, "tcp:[{host}]:{port}"),
             Address::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
             Address::Amqp { url, service } => write!(f, "amqp:{service} at {url}"),
-        }
-    }
-}
-
-/// A body format: how request parameters, answers and notifications are
-/// encoded on the wire.
-///
-/// A connector whose format was not chosen ([`Connector::format`] is `None`,
-/// the default) lets the handshake settle the fastest format both sides
-/// have: MessagePack when both were built with the `msgpack` feature (on by
-/// default), else JSON. Choose one with [`Connector::with_format`] only to
-/// insist on it (the `switchboard` CLI insists on JSON, and other-language
-/// clients usually speak only JSON).
-///
-/// # Byte payloads
-///
-/// JSON has no byte type: a `Vec<u8>` or [`Bytes`](crate::Bytes) travels as
-/// an array of numbers, about 3.5 bytes of text per byte and a hundred times
-/// slower than a socket can carry. MessagePack carries them as they are,
-/// and a large [`Bytes`](crate::Bytes) is neither copied into the frame nor
-/// out of it. So, to move bytes fast, leave the format unchosen (or choose
-/// MessagePack) and type the payload as [`Bytes`](crate::Bytes), or mark a
-/// `Vec<u8>` field `#[serde(with = "serde_bytes")]` (a plain `Vec<u8>` is a
-/// sequence to serde, an array even in MessagePack).
-///
-/// ```
-/// use switchboard::{Connector, Format};
-///
-/// // No format chosen: MessagePack if the server has it, else JSON.
-/// assert_eq!(Connector::local().format(), None);
-/// // Insisting on JSON (readable, what every client speaks).
-/// let json = Connector::local().with_format(Format::Json);
-/// assert_eq!(json.format(), Some(Format::Json));
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Format {
-    /// JSON via serde_json: readable, and what other languages speak first.
-    #[default]
-    Json,
-    /// MessagePack via rmp-serde: compact, and byte strings pass untouched.
-    MsgPack,
-}
-
-impl Format {
-    /// The name used on the wire and in dumped state.
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Json => "json",
-            Format::MsgPack => "msgpack",
-        }
-    }
-
-    /// The format with this wire name, if any.
-    pub fn from_name(name: &str) -> Option<Format> {
-        match name {
-            "json" => Some(Format::Json),
-            "msgpack" => Some(Format::MsgPack),
-            _ => None,
-        }
-    }
-
-    /// True when this build can encode and decode the format.
-    pub fn is_available(self) -> bool {
-        match self {
-            Format::Json => true,
-            Format::MsgPack => cfg!(feature = "msgpack"),
         }
     }
 }

@@ -18,8 +18,8 @@ use super::pending::Pending;
 use super::running::Running;
 use super::{ErrorHook, Inbound, Peer, Shared, deadlines, keepalive, reader};
 use crate::config::{Config, Window};
-use crate::connector::Format;
 use crate::error::Error;
+use crate::protocol::format::Format;
 use crate::protocol::handshake::ShmLink;
 use crate::transport::{FrameReader, FrameWriter, Spare};
 
@@ -208,17 +208,17 @@ async fn write_task(peer: Peer) {
 /// anywhere, even under the outbox's lock.
 #[cfg(target_os = "linux")]
 async fn release_task(peer: Peer) {
-    use crate::protocol::message;
+    use crate::protocol::shared_message;
     let Some(shm) = &peer.shared.shm else {
         return;
     };
     loop {
         let offsets = shm.releases().next().await;
-        for chunk in offsets.chunks(message::MAX_RELEASES) {
+        for chunk in offsets.chunks(shared_message::MAX_RELEASES) {
             if peer
                 .shared
                 .outbox
-                .push(message::release(chunk), super::outbox::When::Now)
+                .push(shared_message::release(chunk), super::outbox::When::Now)
                 .is_err()
             {
                 return;

@@ -31,7 +31,8 @@ mod linux {
     use crate::config::SharedMemory;
     use crate::error::{Error, Result};
     use crate::protocol::handshake::ShmLink;
-    use crate::protocol::{Message, message};
+    use crate::protocol::message::Message;
+    use crate::protocol::shared_message;
     use crate::shm::{Lender, LoanSlot, Pool, Releases, SharedRegion, dedicated};
     use crate::shm::{recv_with_fds, send_with_fds};
     use crate::transport::{Frame, HEADER_LEN, OutFrame};
@@ -94,7 +95,7 @@ mod linux {
         /// too large for a frame that could not go through shared memory.
         pub(crate) fn divert(&self, frame: OutFrame) -> Result<OutFrame> {
             let total = frame.len() - HEADER_LEN;
-            let Some(start) = message::body_start(&frame.first()[HEADER_LEN..]) else {
+            let Some(start) = shared_message::body_start(&frame.first()[HEADER_LEN..]) else {
                 return Ok(frame);
             };
             let body_len = total - start;
@@ -108,7 +109,7 @@ mod linux {
                 .in_place(&pieces, body_len)
                 .or_else(|| self.pool.send_copy(&pieces, body_len));
             if let Some(offset) = offset {
-                return Ok(message::shared(offset, body_len as u64, header));
+                return Ok(shared_message::shared(offset, body_len as u64, header));
             }
             if total <= self.max_frame as usize {
                 return Ok(frame);
@@ -120,8 +121,8 @@ mod linux {
                 });
             }
             self.own_region(&pieces, body_len)?;
-            Ok(message::shared(
-                message::OWN_REGION,
+            Ok(shared_message::shared(
+                shared_message::OWN_REGION,
                 body_len as u64,
                 header,
             ))
@@ -188,7 +189,7 @@ mod linux {
                 )));
             }
             let copy = self.settings.copy_received;
-            let body = if offset == message::OWN_REGION {
+            let body = if offset == shared_message::OWN_REGION {
                 dedicated(self.own_region_received(len)?, copy)
             } else {
                 self.lender

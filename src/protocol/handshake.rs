@@ -24,10 +24,11 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::PROTOCOL_VERSION;
+use super::format::Format;
 use super::handshake_shm::{self as shm_setup, ClientShm, PeerShm, SHM_VERSION};
 pub use super::handshake_shm::{Offer, ShmLink};
 use crate::config::Window;
-use crate::connector::{Connector, Format, random_bytes};
+use crate::connector::{Connector, random_bytes};
 use crate::error::{Error, Result};
 use crate::transport::{FrameReader, FrameWriter, OutFrame, seal};
 

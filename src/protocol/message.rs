@@ -3,8 +3,9 @@
 
 use serde::Serialize;
 
+use super::body::Body;
+use super::format::Format;
 use super::serializer;
-use crate::connector::Format;
 use crate::error::{Error, Result};
 use crate::transport::{Frame, OutFrame, seal};
 
@@ -21,9 +22,10 @@ const END: u8 = 10;
 pub(super) const SHARED: u8 = 11;
 pub(super) const RELEASE: u8 = 12;
 
-pub use super::shared_message::{
-    MAX_RELEASES, OWN_REGION, SHARED_HEADER, body_start, release, shared,
-};
+/// Bytes before the inner message of a `shared` message: kind, offset, length.
+pub const SHARED_HEADER: usize = 17;
+/// Most offsets one `release` message carries.
+pub const MAX_RELEASES: usize = 4096;
 
 /// Longest route name, in bytes.
 pub const MAX_ROUTE_LEN: usize = 1024;
@@ -32,49 +34,6 @@ const MAX_ERROR_MESSAGE: usize = 16 * 1024;
 
 /// A request or response id, unique among one side's requests in flight.
 pub type RequestId = u64;
-
-/// The route and encoded body inside a received frame, without copying
-/// either out of it.
-#[derive(Debug)]
-pub struct Body {
-    frame: Frame,
-    route: std::ops::Range<usize>,
-    start: usize,
-    /// The body, when it is not in the frame (a `shared` message: it is in
-    /// shared memory).
-    apart: Option<Frame>,
-}
-
-impl Body {
-    /// The body's bytes.
-    pub fn bytes(&self) -> &[u8] {
-        match &self.apart {
-            Some(apart) => apart,
-            None => &self.frame[self.start..],
-        }
-    }
-
-    /// The frame as shared memory, and where the body starts in it. The
-    /// frame stays alive as long as any clone of it.
-    pub fn share(&mut self) -> (::bytes::Bytes, usize) {
-        match &mut self.apart {
-            Some(apart) => (apart.share(), 0),
-            None => (self.frame.share(), self.start),
-        }
-    }
-
-    /// The frame's memory, emptied, for building another frame in, unless
-    /// it is large (a large one goes back to its reader's spare instead).
-    pub fn into_small_buffer(self) -> Option<Vec<u8>> {
-        self.frame.into_small_buffer()
-    }
-
-    /// The route a request or notification is addressed to (empty for a
-    /// response).
-    pub fn route(&self) -> &str {
-        std::str::from_utf8(&self.frame[self.route.clone()]).expect("checked when parsed")
-    }
-}
 
 /// One decoded frame.
 #[derive(Debug)]

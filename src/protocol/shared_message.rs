@@ -5,14 +5,11 @@
 //! outgoing message's body starts, is here.
 
 use super::message::{ITEM, NOTIFICATION, RELEASE, REQUEST, RESPONSE, SHARED};
+pub use super::message::{MAX_RELEASES, SHARED_HEADER};
 use crate::transport::{OutFrame, seal};
 
-/// Bytes before the inner message of a `shared` message: kind, offset, length.
-pub const SHARED_HEADER: usize = 17;
 /// The `offset` of a `shared` message whose body is in a region of its own.
 pub const OWN_REGION: u64 = u64::MAX;
-/// Most offsets one `release` message carries.
-pub const MAX_RELEASES: usize = 4096;
 
 /// Where the body of the message in `frame` (without the length prefix)
 /// starts, for the kinds that may travel through shared memory; `None`
