@@ -91,7 +91,10 @@ fn resolve(peer: &Peer, message: Message, len: usize) -> Result<(Message, usize)
                 let size = (len - shared_message::SHARED_HEADER).saturating_add(body as usize);
                 Ok((shm.resolve(offset, body, frame)?, size))
             }
-            _ => Err(unsettled()),
+            _ => {
+                let _ = (offset, body, frame);
+                Err(unsettled())
+            }
         },
         Message::Release { offsets } => match &peer.shared.shm {
             #[cfg(target_os = "linux")]

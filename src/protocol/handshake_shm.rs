@@ -25,11 +25,13 @@ const CLIENT_FDS: [&str; 2] = ["pool", "channel"];
 const SERVER_FDS: [&str; 1] = ["pool"];
 /// Largest pool a peer may announce: it is mapped (address space only),
 /// so the bound is generous, but not unbounded.
+#[cfg(target_os = "linux")]
 const MAX_PEER_POOL: u64 = 64 << 30;
 
 /// What this side can do: pass descriptors over this link, with these
 /// settings.
 #[derive(Clone, Copy)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub struct Offer<'a> {
     /// The link's descriptor passing.
     pub descriptors: &'a Descriptors,
