@@ -206,10 +206,10 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let switchboard::Address::Unix(path) = self.connector.address() {
-            if let Some(dir) = path.parent() {
-                let _ = std::fs::remove_dir_all(dir);
-            }
+        if let switchboard::Address::Unix(path) = self.connector.address()
+            && let Some(dir) = path.parent()
+        {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

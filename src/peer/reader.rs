@@ -29,7 +29,7 @@ use super::outbox::{Control, When};
 use super::pending::{Delivery, Fate, Reply};
 use super::{Failure, Inbound, Order, Outcome, Peer};
 use crate::error::{Error, Result};
-use crate::protocol::{Body, Message, RequestId, code, message, serializer, shared_message};
+use crate::protocol::{Body, Message, RequestId, code, message, serializer};
 use crate::transport::{Frame, FrameReader};
 
 pub(super) async fn read_loop(mut reader: FrameReader, peer: Peer, inbound: Arc<dyn Inbound>) {
@@ -88,7 +88,8 @@ fn resolve(peer: &Peer, message: Message, len: usize) -> Result<(Message, usize)
         } => match &peer.shared.shm {
             #[cfg(target_os = "linux")]
             Some(shm) => {
-                let size = (len - shared_message::SHARED_HEADER).saturating_add(body as usize);
+                let header = crate::protocol::shared_message::SHARED_HEADER;
+                let size = (len - header).saturating_add(body as usize);
                 Ok((shm.resolve(offset, body, frame)?, size))
             }
             _ => {

@@ -23,6 +23,7 @@ pub(super) const SHARED: u8 = 11;
 pub(super) const RELEASE: u8 = 12;
 
 /// Bytes before the inner message of a `shared` message: kind, offset, length.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub const SHARED_HEADER: usize = 17;
 /// Most offsets one `release` message carries.
 pub const MAX_RELEASES: usize = 4096;
@@ -126,6 +127,7 @@ impl Message {
     /// Decodes the inner message of a `shared` frame, with `body` (from
     /// shared memory) as its body. Only requests, notifications, responses
     /// and items travel this way; the inner message's own body is empty.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub fn parse_shared(frame: Frame, body: Frame) -> Result<Message> {
         match frame.get(SHARED_HEADER) {
             Some(&(REQUEST | NOTIFICATION | RESPONSE | ITEM)) => {}

@@ -4,6 +4,9 @@
 //! envelope's ([`super::message`]); building them, and finding where an
 //! outgoing message's body starts, is here.
 
+// Shared memory is Linux-only: elsewhere nothing builds these messages.
+#![cfg_attr(not(target_os = "linux"), allow(dead_code, unused_imports))]
+
 use super::message::{ITEM, NOTIFICATION, RELEASE, REQUEST, RESPONSE, SHARED};
 pub use super::message::{MAX_RELEASES, SHARED_HEADER};
 use crate::transport::{OutFrame, seal};

@@ -214,11 +214,11 @@ impl Pool {
         let mut state = self.state();
         state.used -= len;
         let (mut start, mut end) = (offset, offset + len);
-        if let Some((&before, &before_len)) = state.free.range(..start).next_back() {
-            if before + before_len == start {
-                state.free.remove(&before);
-                start = before;
-            }
+        if let Some((&before, &before_len)) = state.free.range(..start).next_back()
+            && before + before_len == start
+        {
+            state.free.remove(&before);
+            start = before;
         }
         if let Some(after_len) = state.free.remove(&end) {
             end += after_len;
