@@ -370,6 +370,7 @@ async fn nothing_is_left_after_drops_closes_and_sigkill() {
         .await
         .unwrap();
     client.close().await;
+    drop(client);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let ours = counts();
     let theirs = counts_of(server_pid);
@@ -382,6 +383,8 @@ async fn nothing_is_left_after_drops_closes_and_sigkill() {
     assert!(counts().1 > ours.1, "mapped while connected");
     client.call("let-go", &()).await.unwrap();
     client.close().await;
+    // The pools go with the last handle of the connection.
+    drop(client);
     // The body we hold keeps the server's pool mapped here, nothing more.
     assert_eq!(held, pattern(4 << 20, 3));
     drop(held);
