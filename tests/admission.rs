@@ -3,140 +3,32 @@
 //! inside the handshake (and, in another test, out of file descriptors),
 //! still lets a good client connect and get its answer at once.
 //!
-//! The server is this test executable run again with `SB_ADMISSION_CHILD`
-//! set (see `child_process_entry`); the flood comes from threads of the
+//! The server is this test executable run again (`server_process`); the flood comes from threads of the
 //! test process over raw sockets; the good client is a real `Client`. The
 //! figures (p50, p99, worst) are printed to stderr for the record; the
 //! assertions are generous bounds, since the machine is shared.
 
 #![cfg(unix)]
 
+mod server_process;
+
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt as _;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchboard::{Address, Client, Connector, Router, Server};
+use server_process::ServerProcess;
+use switchboard::{Address, Client, Connector};
 
-const CHILD_ROLE: &str = "SB_ADMISSION_CHILD";
-const MARK: &str = "<<sb>>";
-
-/// Not a test: the server process the tests below start. Run without
-/// `SB_ADMISSION_CHILD` it returns at once.
+/// Not a test: the server process (see `server_process`).
 #[test]
 fn child_process_entry() {
-    let Ok(role) = std::env::var(CHILD_ROLE) else {
-        return;
-    };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_env_filter("switchboard=warn")
-        .init();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let connector = match role.as_str() {
-            "tcp" => Connector::tcp("127.0.0.1", 0).unwrap(),
-            _ => Connector::local(),
-        };
-        let router = Router::new().route("echo", |v: Value| async move { v });
-        let server = Server::bind(&connector, router).await.unwrap();
-        println!("{MARK}{}", server.connector().dump_state());
-        // Serves until the test closes our stdin.
-        let _ = tokio::task::spawn_blocking(|| std::io::stdin().read_to_end(&mut Vec::new())).await;
-        server.shutdown_timeout(Duration::from_secs(1)).await;
-    });
-}
-
-/// The server process; stopped politely (it removes its socket) when dropped.
-struct ServerProcess {
-    process: Child,
-    connector: Connector,
-    log: tempfile::NamedTempFile,
-}
-
-impl ServerProcess {
-    fn start(role: &str, max_files: Option<u64>) -> ServerProcess {
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let mut command = Command::new(std::env::current_exe().unwrap());
-        command
-            .args([
-                "child_process_entry",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ROLE, role)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log.reopen().unwrap()));
-        if let Some(max) = max_files {
-            // SAFETY: setrlimit is async-signal-safe, and nothing else runs
-            // between fork and exec here.
-            unsafe {
-                command.pre_exec(move || {
-                    let limit = libc::rlimit {
-                        rlim_cur: max,
-                        rlim_max: max,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
-        let mut process = command.spawn().unwrap();
-        let mut stdout = BufReader::new(process.stdout.take().unwrap());
-        let mut line = String::new();
-        while !line.contains(MARK) {
-            line.clear();
-            assert_ne!(stdout.read_line(&mut line).unwrap(), 0, "the server exited");
-        }
-        let state = line.split_once(MARK).unwrap().1.trim().to_owned();
-        // Whatever else it prints must not fail for want of a reader.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let connector = Connector::load_state(&state).unwrap();
-        ServerProcess {
-            process,
-            connector,
-            log,
-        }
-    }
-
-    /// What the server logged, once it has stopped.
-    fn stop(mut self) -> String {
-        self.shut_down();
-        std::fs::read_to_string(self.log.path()).unwrap()
-    }
-
-    fn shut_down(&mut self) {
-        drop(self.process.stdin.take());
-        for _ in 0..250 {
-            if matches!(self.process.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-        if let Address::Unix(path) = self.connector.address() {
-            let _ = std::fs::remove_dir_all(path.parent().unwrap());
-        }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        self.shut_down();
-    }
+    server_process::child_main();
 }
 
 trait Conn: Read + Write + Send {}

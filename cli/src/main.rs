@@ -86,6 +86,10 @@ Examples:
   switchboard echo-server --name echo &          # then: switchboard call @echo echo 1
   switchboard echo-server --tcp 127.0.0.1:0 > connector.txt &
   coproc SERVER { switchboard echo-server; }    # bash: stops when the shell closes the pipe
+  switchboard echo-server --amqp amqp://guest:guest@127.0.0.1:5672/%2f --address jobs > jobs.txt &
+  SB_JOBS=$(head -1 jobs.txt) switchboard echo-server --connector env:SB_JOBS &
+                                                # a second instance of jobs, same secret:
+                                                # the broker spreads jobs.txt's clients over both
 
 Exit codes:
   0  stopped by a signal or the end of its stdin pipe
@@ -166,8 +170,14 @@ enum Command {
     EchoServer {
         /// Listen on TCP HOST:PORT instead of a private local socket (port 0
         /// picks a free one).
-        #[arg(long, value_name = "HOST:PORT", conflicts_with = "amqp")]
+        #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["amqp", "connector"])]
         tcp: Option<String>,
+        /// Serve this connector (sb1:..., - for the first line of standard
+        /// input, or env:VAR) instead of a fresh one: given the connector of
+        /// a broker service, this joins it as another instance with the same
+        /// secret, sharing its clients.
+        #[arg(long, value_name = "CONN", conflicts_with = "amqp")]
+        connector: Option<String>,
         /// Serve through the RabbitMQ broker at this URL
         /// (amqp://user:password@host:port/vhost); needs --address. The
         /// binary must be built with the `amqp` feature.
@@ -252,6 +262,12 @@ enum Command {
         /// The configuration file (TOML).
         #[arg(value_name = "CONFIG.toml")]
         config: std::path::PathBuf,
+        /// Serve this connector (sb1:..., - for the first line of standard
+        /// input, or env:VAR) instead of the configuration's: given the
+        /// connector of a broker service, this joins it as another instance
+        /// with the same secret.
+        #[arg(long, value_name = "CONN")]
+        connector: Option<String>,
     },
     /// Print a shell completion script to standard output.
     #[command(after_help = COMPLETIONS_HELP)]
@@ -371,10 +387,14 @@ async fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::EchoServer {
             tcp,
+            connector,
             amqp,
             address,
             name,
-        } => echo_server(tcp, amqp.zip(address), name).await,
+        } => {
+            let connector = connector.as_deref().map(read_connector).transpose()?;
+            echo_server(tcp, connector, amqp.zip(address), name).await
+        }
         Command::Ls { json } => names::ls(json).await,
         Command::Ping {
             connector,
@@ -386,7 +406,10 @@ async fn run(command: Command) -> Result<(), Failure> {
             json,
             connect,
         } => describe::describe(&read_endpoint(&connector)?, json, connect).await,
-        Command::Serve { config } => serve::serve(&config).await,
+        Command::Serve { config, connector } => {
+            let connector = connector.as_deref().map(read_connector).transpose()?;
+            serve::serve(&config, connector).await
+        }
         Command::Call {
             target,
             params,
@@ -589,13 +612,15 @@ pub(crate) fn parse_params(params: Option<String>) -> Result<Value, Failure> {
 
 async fn echo_server(
     tcp: Option<String>,
+    given: Option<Connector>,
     amqp: Option<(String, String)>,
     name: Option<String>,
 ) -> Result<(), Failure> {
     let connector = match tcp {
-        None => match amqp {
-            Some((url, service)) => Connector::amqp(url, service)?,
-            None => Connector::local(),
+        None => match (given, amqp) {
+            (Some(given), _) => given,
+            (None, Some((url, service))) => Connector::amqp(url, service)?,
+            (None, None) => Connector::local(),
         },
         Some(spec) => {
             let (host, port) = spec

@@ -96,11 +96,14 @@ struct Command {
     timeout: Duration,
 }
 
-pub(crate) async fn serve(path: &Path) -> Result<(), Failure> {
+/// Serves the routes of the configuration at `path`, on `given` if the
+/// command line named a connector.
+pub(crate) async fn serve(path: &Path, given: Option<Connector>) -> Result<(), Failure> {
     let (config, routes, dir) = load(path)?;
-    let connector = match &config.tcp {
-        None => Connector::local(),
-        Some(spec) => {
+    let connector = match (&config.tcp, given) {
+        (_, Some(given)) => given,
+        (None, None) => Connector::local(),
+        (Some(spec), None) => {
             let (host, port) = spec.rsplit_once(':').ok_or_else(|| {
                 usage(format!(
                     "{}: tcp = {spec:?} is not HOST:PORT",

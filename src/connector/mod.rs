@@ -16,6 +16,8 @@ mod local_unix;
 #[cfg(windows)]
 mod local_windows;
 mod secret;
+#[cfg(unix)]
+mod stale_dirs;
 mod state;
 #[cfg(unix)]
 mod unix_halves;

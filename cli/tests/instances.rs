@@ -1,0 +1,86 @@
+//! `switchboard echo-server --connector CONN` joins an existing broker
+//! service as another instance with the same secret, so one connector's
+//! clients are shared by both, against the real RabbitMQ on
+//! 127.0.0.1:5672. Without a broker the test says so by name and passes
+//! (fails with `SB_REQUIRE_BROKER` set).
+#![cfg(all(feature = "amqp", not(windows)))]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const CLI: &str = env!("CARGO_BIN_EXE_switchboard");
+const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// An echo-server process, killed when dropped (nothing of it stays on the
+/// broker or in the temp directory).
+struct EchoServer(Child);
+
+impl EchoServer {
+    /// Starts `switchboard echo-server ARGS` with `env` set, and returns it
+    /// with the connector it printed.
+    fn start(args: &[&str], env: Option<(&str, &str)>) -> (EchoServer, String) {
+        let mut command = Command::new(CLI);
+        command
+            .arg("echo-server")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        if let Some((key, value)) = env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("sb1:"), "echo-server printed {line:?}");
+        (EchoServer(child), line.trim().to_owned())
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_second_echo_server_given_the_connector_shares_the_service() {
+    let up = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:5672".parse().unwrap(),
+        Duration::from_secs(5),
+    )
+    .is_ok();
+    if !up {
+        assert!(std::env::var_os("SB_REQUIRE_BROKER").is_none(), "no broker");
+        eprintln!("SKIPPED a_second_echo_server_given_the_connector_shares_the_service: no broker");
+        return;
+    }
+    let service = format!("cli-instances-{}", std::process::id());
+    let (_first, connector) = EchoServer::start(&["--amqp", URL, "--address", &service], None);
+    // Joins through env:VAR, and prints the same connector.
+    let (_second, joined) = EchoServer::start(
+        &["--connector", "env:SB_TEST_CONNECTOR"],
+        Some(("SB_TEST_CONNECTOR", &connector)),
+    );
+    assert_eq!(joined, connector);
+    // A third with a fresh secret under the same name must not disturb them.
+    let (_stranger, _) = EchoServer::start(&["--amqp", URL, "--address", &service], None);
+    for i in 0..12 {
+        let output = Command::new(CLI)
+            .args(["call", &connector, "echo", &i.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "call {i}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            i.to_string()
+        );
+    }
+}
