@@ -4,32 +4,26 @@
 //! several with different secrets.
 //!
 //! Without a broker each test says so on stderr, by name, and passes; with
-//! `SB_REQUIRE_BROKER` set (CI) it fails instead. (A local check: the team's
-//! shared helper for this lands with issue 23.)
+//! `SWITCHBOARD_REQUIRE_BROKER` set (CI) it fails instead
+//! (tests/support/broker.rs).
 #![cfg(all(feature = "amqp", not(windows)))]
+
+#[allow(dead_code)]
+#[path = "support/broker.rs"]
+mod broker;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use switchboard::{Client, Connector, Error, Router, Server};
 
-const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+fn url() -> String {
+    broker::url()
+}
 
 /// Whether the broker answers; announces the skip when it does not.
 fn broker(test: &str) -> bool {
-    let up = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:5672".parse().unwrap(),
-        Duration::from_secs(5),
-    )
-    .is_ok();
-    if !up {
-        assert!(
-            std::env::var_os("SB_REQUIRE_BROKER").is_none(),
-            "{test}: RabbitMQ does not answer on 127.0.0.1:5672 and SB_REQUIRE_BROKER is set"
-        );
-        eprintln!("SKIPPED {test}: no RabbitMQ broker answers on 127.0.0.1:5672");
-    }
-    up
+    broker::answers_or_skip(test)
 }
 
 /// A service name no other test or run uses.
@@ -72,7 +66,7 @@ async fn one_instance_serves_its_clients_and_a_stranger_is_told_no_instance_hold
     if !broker("one_instance") {
         return;
     }
-    let connector = Connector::amqp(URL, service("one")).unwrap();
+    let connector = Connector::amqp(url(), service("one")).unwrap();
     let server = instance(&connector, "a").await;
     assert!(
         who_answers(server.connector(), 5)
@@ -81,7 +75,7 @@ async fn one_instance_serves_its_clients_and_a_stranger_is_told_no_instance_hold
             .all(|who| who == "a")
     );
     // Same service, another secret: no instance holds it.
-    let stranger = Connector::amqp(URL, amqp_service(&connector)).unwrap();
+    let stranger = Connector::amqp(url(), amqp_service(&connector)).unwrap();
     let error = Client::builder(&stranger)
         .connect_timeout(Duration::from_millis(500))
         .connect()
@@ -108,7 +102,7 @@ async fn instances_sharing_a_secret_share_the_clients() {
     if !broker("instances_sharing_a_secret") {
         return;
     }
-    let connector = Connector::amqp(URL, service("shared")).unwrap();
+    let connector = Connector::amqp(url(), service("shared")).unwrap();
     let first = instance(&connector, "first").await;
     // The second joins with the first's connector: the same secret.
     let second = instance(first.connector(), "second").await;
@@ -130,8 +124,8 @@ async fn instances_with_different_secrets_never_see_each_others_clients() {
     let name = service("split");
     // Two `Connector::amqp` calls: two fresh secrets, one service name.
     let (one, other) = (
-        Connector::amqp(URL, &name).unwrap(),
-        Connector::amqp(URL, &name).unwrap(),
+        Connector::amqp(url(), &name).unwrap(),
+        Connector::amqp(url(), &name).unwrap(),
     );
     let (first, second) = (
         instance(&one, "first").await,

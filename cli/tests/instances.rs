@@ -2,15 +2,16 @@
 //! service as another instance with the same secret, so one connector's
 //! clients are shared by both, against the real RabbitMQ on
 //! 127.0.0.1:5672. Without a broker the test says so by name and passes
-//! (fails with `SB_REQUIRE_BROKER` set).
+//! (fails with `SWITCHBOARD_REQUIRE_BROKER` set, like tests/support/broker.rs,
+//! which this crate cannot include: it needs libtest-mimic).
 #![cfg(all(feature = "amqp", not(windows)))]
+
+use std::time::Duration;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 const CLI: &str = env!("CARGO_BIN_EXE_switchboard");
-const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// An echo-server process, killed when dropped (nothing of it stays on the
 /// broker or in the temp directory).
@@ -48,18 +49,22 @@ impl Drop for EchoServer {
 
 #[test]
 fn a_second_echo_server_given_the_connector_shares_the_service() {
+    let test = "a_second_echo_server_given_the_connector_shares_the_service";
     let up = std::net::TcpStream::connect_timeout(
         &"127.0.0.1:5672".parse().unwrap(),
         Duration::from_secs(5),
     )
     .is_ok();
     if !up {
-        assert!(std::env::var_os("SB_REQUIRE_BROKER").is_none(), "no broker");
-        eprintln!("SKIPPED a_second_echo_server_given_the_connector_shares_the_service: no broker");
+        let required = std::env::var("SWITCHBOARD_REQUIRE_BROKER")
+            .is_ok_and(|value| !value.is_empty() && value != "0");
+        assert!(!required, "{test}: no broker at 127.0.0.1:5672");
+        eprintln!("SKIPPED {test}: no broker at 127.0.0.1:5672");
         return;
     }
+    let url = "amqp://guest:guest@127.0.0.1:5672/%2f";
     let service = format!("cli-instances-{}", std::process::id());
-    let (_first, connector) = EchoServer::start(&["--amqp", URL, "--address", &service], None);
+    let (_first, connector) = EchoServer::start(&["--amqp", url, "--address", &service], None);
     // Joins through env:VAR, and prints the same connector.
     let (_second, joined) = EchoServer::start(
         &["--connector", "env:SB_TEST_CONNECTOR"],
@@ -67,7 +72,7 @@ fn a_second_echo_server_given_the_connector_shares_the_service() {
     );
     assert_eq!(joined, connector);
     // A third with a fresh secret under the same name must not disturb them.
-    let (_stranger, _) = EchoServer::start(&["--amqp", URL, "--address", &service], None);
+    let (_stranger, _) = EchoServer::start(&["--amqp", url, "--address", &service], None);
     for i in 0..12 {
         let output = Command::new(CLI)
             .args(["call", &connector, "echo", &i.to_string()])
