@@ -24,13 +24,13 @@ struct Serve {
 
 impl Serve {
     fn start() -> Serve {
+        Serve::with_config("name = \"attacked\"\n[routes.echo]\ncommand = [\"cat\"]\n")
+    }
+
+    fn with_config(text: &str) -> Serve {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("tools.toml");
-        std::fs::write(
-            &config,
-            "name = \"attacked\"\n[routes.echo]\ncommand = [\"cat\"]\n",
-        )
-        .unwrap();
+        std::fs::write(&config, text).unwrap();
         let runtime = dir.path().join("run");
         std::fs::create_dir(&runtime).unwrap();
         {
@@ -133,4 +133,29 @@ async fn huge_parameters_are_refused_or_carried_with_bounded_memory() {
         (peak.saturating_sub(before)) as f64 / f64::from(32 << 10)
     );
     assert!(peak < before + 16 * (32 << 10), "peak {peak} KiB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_requests_runs_at_most_max_running_commands_at_once() {
+    // Each command counts the commands running beside it (a directory
+    // each, in the config's directory) and answers with that count.
+    let serve = Serve::with_config(
+        "name = \"attacked\"\nmax_running = 3\n[routes.count]\ncommand = [\"sh\", \"-c\", \
+         \"mkdir running.$$; ls -d running.* | wc -l; sleep 0.2; rmdir running.$$\"]\n",
+    );
+    let client = std::sync::Arc::new(Client::connect(&serve.connector).await.unwrap());
+    let calls: Vec<_> = (0..40)
+        .map(|_| {
+            let client = std::sync::Arc::clone(&client);
+            tokio::spawn(async move { client.request::<_, u64>("count", &()).await })
+        })
+        .collect();
+    let mut most = 0;
+    for call in calls {
+        most = most.max(call.await.unwrap().unwrap());
+    }
+    eprintln!(
+        "serve figures: 40 requests at once, max_running = 3: at most {most} commands ran together"
+    );
+    assert!((1..=3).contains(&most), "{most} commands ran at once");
 }
