@@ -270,7 +270,7 @@ def _parse(text: str) -> Connector:
     except UnicodeDecodeError:
         raise ConnectorError(_NOT_A_CONNECTOR) from None
     except json.JSONDecodeError as error:
-        if error.pos >= len(error.doc.rstrip()):
+        if error.pos >= len(error.doc.rstrip()) or error.msg.startswith("Unterminated string"):
             raise ConnectorError(_TRUNCATED) from None
         raise ConnectorError(_NOT_A_CONNECTOR) from None
     if not isinstance(fields, dict):
