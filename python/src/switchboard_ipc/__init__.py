@@ -7,6 +7,7 @@ streams, both ways, with mutual authentication. The blocking
 :mod:`switchboard_ipc.aio`.
 """
 
+from ._wire import PROTOCOL_VERSION
 from .client import Client
 from .connector import ENV_VAR, Connector
 from .errors import (
@@ -22,7 +23,6 @@ from .errors import (
 )
 
 __version__ = "0.1.0"
-PROTOCOL_VERSION = 3
 
 __all__ = [
     "AuthenticationError",

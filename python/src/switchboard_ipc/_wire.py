@@ -67,11 +67,13 @@ except ImportError:  # the msgpack extra is not installed: JSON only
     pass
 
 
-def offered_formats(preferred: str) -> List[str]:
-    """The formats to offer in a hello: the connector's first when this
-    side has it, then the rest this side has (a Rust peer that prefers a
-    format we lack settles on one we have)."""
-    have = list(CODECS)
+def offered_formats(preferred: Optional[str]) -> List[str]:
+    """The formats to offer in a hello, most preferred first: the
+    connector's choice when this side has it, then the rest this side has,
+    MessagePack before JSON (a connector that chose no format prefers the
+    compact one). A peer that prefers a format we lack settles on one we
+    have: the server picks the first of this list it supports."""
+    have = [f for f in ("msgpack", "json") if f in CODECS]
     return ([preferred] if preferred in CODECS else []) + [f for f in have if f != preferred]
 
 

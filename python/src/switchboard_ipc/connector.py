@@ -60,7 +60,7 @@ class Connector:
         kind: str,
         address: str,
         secret: Optional[bytes] = None,
-        format: str = "json",
+        format: Optional[str] = None,
         max_frame: int = DEFAULT_MAX_FRAME,
         extra: Optional[Dict[str, Any]] = None,
     ) -> None:
@@ -135,8 +135,9 @@ class Connector:
         """A copy with this secret (``None``: no authentication)."""
         return Connector(self.kind, self.address, secret, self.format, self.max_frame, self._extra)
 
-    def with_format(self, format: str) -> "Connector":
-        """A copy preferring this body format (``json`` or ``msgpack``)."""
+    def with_format(self, format: Optional[str]) -> "Connector":
+        """A copy preferring this body format (``json`` or ``msgpack``;
+        ``None``: no preference, MessagePack when both sides have it)."""
         return Connector(self.kind, self.address, self.secret, format, self.max_frame, self._extra)
 
     def with_address(self, address: str) -> "Connector":
@@ -153,7 +154,7 @@ class Connector:
         body["a"] = self.address
         if self.secret is not None:
             body["s"] = b64encode(self.secret)
-        if self.format != "json":
+        if self.format is not None:
             body["f"] = self.format
         if self.max_frame != DEFAULT_MAX_FRAME:
             body["m"] = self.max_frame
@@ -312,8 +313,8 @@ def _from_fields(fields: Dict[str, Any]) -> Connector:
             raise _invalid("s", "the secret is not valid base64url") from None
         if not MIN_SECRET <= len(secret) <= MAX_SECRET:
             raise _invalid("s", f"a secret is {MIN_SECRET} to {MAX_SECRET} bytes, this one {len(secret)}")
-    format = fields.get("f", "json")
-    if not isinstance(format, str):
+    format = fields.get("f")
+    if format is not None and not isinstance(format, str):
         raise _invalid("f", "expected a string")
     max_frame = fields.get("m", DEFAULT_MAX_FRAME)
     if isinstance(max_frame, bool) or not isinstance(max_frame, int) or not MIN_MAX_FRAME <= max_frame <= 0xFFFFFFFF:

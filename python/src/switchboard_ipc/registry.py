@@ -157,7 +157,7 @@ def lookup_services(name: str, path: str) -> Optional[Connector]:
         except ValueError:
             raise fail(f"the secret in {where} is not base64url text") from None
     connector = connector.with_secret(secret)
-    return connector.with_format(spec.get("format", "json"))
+    return connector.with_format(spec.get("format"))
 
 
 def resolve(name: str) -> Connector:
