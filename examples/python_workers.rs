@@ -73,9 +73,10 @@ async fn parent() -> Result<(), Box<dyn std::error::Error>> {
                 Ok::<_, HandlerError>(())
             }
         })
-        .route("double", |n: u64| async move {
-            Ok::<_, HandlerError>(n * 2)
-        });
+        .route(
+            "double",
+            |n: u64| async move { Ok::<_, HandlerError>(n * 2) },
+        );
     let server = Server::bind(&Connector::local(), router).await?;
 
     let python = std::env::var("SWITCHBOARD_PYTHON").unwrap_or_else(|_| "python3".into());
@@ -96,7 +97,11 @@ async fn parent() -> Result<(), Box<dyn std::error::Error>> {
             .connector_env(server.connector())
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        children.push(command.spawn().map_err(|e| format!("starting {python}: {e}"))?);
+        children.push(
+            command
+                .spawn()
+                .map_err(|e| format!("starting {python}: {e}"))?,
+        );
     }
     tokio::time::timeout(Duration::from_secs(30), server.wait_for_clients(WORKERS))
         .await
@@ -114,7 +119,10 @@ async fn parent() -> Result<(), Box<dyn std::error::Error>> {
                 let Some(item) = queue.lock().unwrap().pop_front() else {
                     break;
                 };
-                let work = Work { item, n: 100 + item };
+                let work = Work {
+                    item,
+                    n: 100 + item,
+                };
                 let answer: Done = server.request(&id, "work", &work).await?;
                 done.push((id.clone(), work, answer));
             }
