@@ -380,6 +380,9 @@ class Client:
         except ProtocolError as error:
             self._fail(error)
             return
+        except Exception as error:  # a body the format cannot decode
+            self._fail(ProtocolError(f"a message from the server could not be decoded: {error!r}"))
+            return
         del buf[:pos]
         if replies:
             try:

@@ -190,6 +190,8 @@ class Peer:
             self._fail(error)
         except asyncio.CancelledError:
             pass
+        except Exception as error:  # a body the format cannot decode
+            self._fail(ProtocolError(f"a message from the peer could not be decoded: {error!r}"))
 
     def _take_incoming(self, length: int) -> int:
         cost = min(length, self._window[1])
