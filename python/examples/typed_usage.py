@@ -68,6 +68,9 @@ async def asynchronous(text: str) -> Dict[str, Any]:
     rust: aio.Client = await aio.Client.connect(text)
     echoed: Any = await rust.request("echo", "hi", timeout=5)
     await rust.close()
+    async with aio.Server.bind(Connector.tcp("127.0.0.1", 0), router) as tcp_server:
+        async with aio.Client.connect(tcp_server.connector) as tcp_client:
+            total = await tcp_client.request("add", {"a": total, "b": 1})
     return {"total": total, "streamed": streamed, "me": me, "echoed": echoed}
 
 

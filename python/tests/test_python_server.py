@@ -216,6 +216,18 @@ def test_a_server_closing_gracefully_lets_running_calls_finish() -> None:
     asyncio.run(main())
 
 
+def test_async_with_opens_and_closes() -> None:
+    async def main() -> None:
+        async with Server.bind(Connector.tcp("127.0.0.1", 0), make_router([])) as server:
+            async with Client.connect(server.connector.dump_state()) as client:
+                assert await client.request("echo", "with") == "with"
+            assert client.closed
+        with pytest.raises(OSError):
+            await asyncio.open_connection(*server.connector.host_port())
+
+    asyncio.run(main())
+
+
 def test_server_info() -> None:
     async def body(server: Server) -> Dict[str, Any]:
         client = await Client.connect(server.connector, client_id="info")

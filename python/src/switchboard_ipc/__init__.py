@@ -12,6 +12,10 @@ from .client import Client
 from .connector import ENV_VAR, Connector
 from .errors import (
     AuthenticationError,
+    AuthFailed,
+    Disconnected,
+    InvalidConnector,
+    Timeout,
     ConnectorError,
     DisconnectedError,
     Error,
@@ -25,7 +29,11 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuthFailed",
     "AuthenticationError",
+    "Disconnected",
+    "InvalidConnector",
+    "Timeout",
     "Client",
     "Connector",
     "ConnectorError",

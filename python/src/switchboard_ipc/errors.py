@@ -77,3 +77,11 @@ class RemoteError(Error):
         self.code = code
         self.message = message
         self.data = data
+
+
+# The Rust crate's names for the same failures (switchboard::Error's
+# variants), so code reads alike in both languages.
+AuthFailed = AuthenticationError
+Disconnected = DisconnectedError
+Timeout = TimeoutError
+InvalidConnector = ConnectorError

@@ -6,9 +6,32 @@ server serves a router to its clients, and a client may pass a router so
 the server can call it back on the same connection.
 """
 
+from ..connector import Connector
+from ..errors import (
+    AuthenticationError,
+    ConnectorError,
+    DisconnectedError,
+    Error,
+    RemoteError,
+    TimeoutError,
+)
 from ._client import Client
 from ._peer import Peer, Stream
 from ._router import Router, caller
 from ._server import Server
 
-__all__ = ["Client", "Peer", "Router", "Server", "Stream", "caller"]
+__all__ = [
+    "AuthenticationError",
+    "Client",
+    "Connector",
+    "ConnectorError",
+    "DisconnectedError",
+    "Error",
+    "Peer",
+    "RemoteError",
+    "Router",
+    "Server",
+    "Stream",
+    "TimeoutError",
+    "caller",
+]

@@ -13,6 +13,7 @@ from ..connector import Connector
 from ..errors import TimeoutError
 from ._connect import client_handshake, connect_deadline, open_streams
 from ._peer import Peer
+from ._opening import Opening
 from ._router import Router
 
 
@@ -27,12 +28,19 @@ class Client(Peer):
     """
 
     @classmethod
-    async def connect(cls, connector: Union[Connector, str], client_id: Optional[str] = None,
-                      timeout: Optional[float] = None, router: Optional[Router] = None) -> "Client":
-        """Connects and runs the handshake. ``timeout`` (seconds, default 10)
-        bounds reaching the server (retried while nobody listens yet) and
-        the handshake. With a ``router``, the server may call this client's
-        routes on the same connection."""
+    def connect(cls, connector: Union[Connector, str], client_id: Optional[str] = None,
+                timeout: Optional[float] = None, router: Optional[Router] = None) -> "Opening[Client]":
+        """Connects and runs the handshake: ``await Client.connect(...)``, or
+        ``async with Client.connect(...) as client:``. ``connector`` is a
+        :class:`Connector`, an ``sb1:`` string or ``@NAME``. ``timeout``
+        (seconds, default 10) bounds reaching the server (retried while
+        nobody listens yet) and the handshake. With a ``router``, the server
+        may call this client's routes on the same connection."""
+        return Opening(cls._connect(connector, client_id, timeout, router))
+
+    @classmethod
+    async def _connect(cls, connector: Union[Connector, str], client_id: Optional[str],
+                       timeout: Optional[float], router: Optional[Router]) -> "Client":
         if isinstance(connector, str):
             connector = Connector.load_state(connector)
         client_id = client_id or default_client_id()

@@ -17,6 +17,7 @@ from ..connector import Connector
 from ..errors import ConnectorError, DisconnectedError, Error, RefusedError
 from ._connect import read_frame
 from ._peer import Peer
+from ._opening import Opening
 from ._router import Router
 
 HANDSHAKE_TIMEOUT = 5.0
@@ -48,11 +49,16 @@ class Server:
         self._closing: Optional["asyncio.Future[None]"] = None
 
     @classmethod
-    async def bind(cls, connector: Union[Connector, str], router: Router) -> "Server":
+    def bind(cls, connector: Union[Connector, str], router: Router) -> "Opening[Server]":
         """Listens on ``connector`` (a :class:`Connector` or its string) and
-        serves ``router``. A Unix socket's missing directory is created with
-        mode 0700 and removed on close; TCP port 0 picks a free port, and
-        :attr:`connector` then holds the real one."""
+        serves ``router``: ``await Server.bind(...)``, or ``async with
+        Server.bind(...) as server:``. A Unix socket's missing directory is
+        created with mode 0700 and removed on close; TCP port 0 picks a free
+        port, and :attr:`connector` then holds the real one."""
+        return Opening(cls._bind(connector, router))
+
+    @classmethod
+    async def _bind(cls, connector: Union[Connector, str], router: Router) -> "Server":
         if isinstance(connector, str):
             connector = Connector.load_state(connector)
         connector.check_usable()
