@@ -237,3 +237,29 @@ def test_server_info() -> None:
         return info
 
     assert asyncio.run(with_server(Connector.local(), body)) == {"clients": ["info"]}
+
+
+def test_a_named_python_server_is_found_by_the_rust_cli(switchboard_bin: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+
+    async def main() -> None:
+        server = await Server.bind(Connector.local(), make_router([]), name="py-named")
+        try:
+            called = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: run_cli(switchboard_bin, "call", "@py-named", "echo", '"by name"', env=dict(os.environ)))
+            assert called.returncode == 0, called.stderr
+            assert json.loads(called.stdout) == "by name"
+            listed = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: run_cli(switchboard_bin, "ls", "--json", env=dict(os.environ)))
+            assert listed.returncode == 0, listed.stderr
+            assert "py-named" in listed.stdout
+            with pytest.raises(Exception, match="taken by a live server"):
+                await Server.bind(Connector.local(), make_router([]), name="py-named")
+        finally:
+            await server.close()
+        assert not (runtime / "switchboard" / "py-named.json").exists()
+
+    asyncio.run(main())

@@ -177,3 +177,96 @@ def resolve(name: str) -> Connector:
         return found
     looked.append(f"the registry {directory}")
     raise ConnectorError(f"no service named {name!r} in {' and '.join(looked)}; is it running?")
+
+
+def _answering(connector: Connector, pid: int) -> bool:
+    """Whether a registered server still lives: its process exists and its
+    address accepts a connection."""
+    import socket
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pass  # another user's process: alive
+    try:
+        if connector.kind == "unix":
+            probe = socket.socket(socket.AF_UNIX)
+            probe.settimeout(1)
+            probe.connect(connector.address)
+        elif connector.kind == "tcp":
+            probe = socket.create_connection(connector.host_port(), timeout=1)
+        else:
+            return True
+        probe.close()
+        return True
+    except OSError:
+        return False
+
+
+class Registration:
+    """A name this process published; :meth:`remove` takes it back (only
+    if the entry is still this one)."""
+
+    def __init__(self, path: str, ours: bytes) -> None:
+        self.path = path
+        self._ours = ours
+
+    def remove(self) -> None:
+        try:
+            with open(self.path, "rb") as file:
+                if file.read() != self._ours:
+                    return
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def publish(name: str, connector: Connector) -> Registration:
+    """Registers ``connector`` under ``name`` in this user's registry, as
+    Rust's ``Server::bind_named`` does: written privately under a temporary
+    name, then hard-linked into place, so readers never see half an entry.
+    A stale entry (its server is gone) is replaced; a live one is an error."""
+    import time
+
+    check_name(name)
+    directory = registry_dir()
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    _check_private(directory)
+    entry = {"version": 1, "name": name, "pid": os.getpid(), "kind": connector.kind,
+             "connector": connector.dump_state(), "registered": int(time.time())}
+    ours = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
+    path = os.path.join(directory, f"{name}.json")
+    temp = os.path.join(directory, f".{name}.{os.urandom(8).hex()}.tmp")
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(ours)
+        for _ in range(5):
+            try:
+                os.link(temp, path)
+                return Registration(path, ours)
+            except FileExistsError:
+                pass
+            try:
+                with open(path, "rb") as file:
+                    existing = file.read()
+                old = json.loads(existing)
+                if _answering(Connector.load_state(old["connector"]), int(old["pid"])):
+                    raise ConnectorError(f"the name {name!r} is taken by a live server (pid {old['pid']})")
+            except FileNotFoundError:
+                continue
+            except (ValueError, KeyError, TypeError, ConnectorError) as error:
+                if "is taken" in str(error):
+                    raise
+            try:
+                os.unlink(path)  # a stale or unreadable entry
+            except FileNotFoundError:
+                pass
+        raise ConnectorError(f"the name {name!r} could not be registered in {directory}")
+    finally:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass

@@ -17,6 +17,7 @@ from ..connector import Connector
 from ..errors import ConnectorError, DisconnectedError, Error, RefusedError
 from ._connect import read_frame
 from ._peer import Peer
+from ..registry import Registration, publish
 from ._opening import Opening
 from ._router import Router
 
@@ -47,18 +48,22 @@ class Server:
         self._handshakes: Set["asyncio.Task[None]"] = set()
         self._made_dir: Optional[str] = None
         self._closing: Optional["asyncio.Future[None]"] = None
+        self._registration: Optional[Registration] = None
 
     @classmethod
-    def bind(cls, connector: Union[Connector, str], router: Router) -> "Opening[Server]":
+    def bind(cls, connector: Union[Connector, str], router: Router,
+             name: Optional[str] = None) -> "Opening[Server]":
         """Listens on ``connector`` (a :class:`Connector` or its string) and
         serves ``router``: ``await Server.bind(...)``, or ``async with
         Server.bind(...) as server:``. A Unix socket's missing directory is
         created with mode 0700 and removed on close; TCP port 0 picks a free
-        port, and :attr:`connector` then holds the real one."""
-        return Opening(cls._bind(connector, router))
+        port, and :attr:`connector` then holds the real one. With a
+        ``name``, the server registers in this user's registry, where
+        ``@NAME`` finds it (from Rust, the CLI or Python), until it closes."""
+        return Opening(cls._bind(connector, router, name))
 
     @classmethod
-    async def _bind(cls, connector: Union[Connector, str], router: Router) -> "Server":
+    async def _bind(cls, connector: Union[Connector, str], router: Router, name: Optional[str]) -> "Server":
         if isinstance(connector, str):
             connector = Connector.load_state(connector)
         connector.check_usable()
@@ -68,6 +73,12 @@ class Server:
                               connector.format, connector.max_frame)
         server = cls(connector, router)
         await server._listen()
+        if name is not None:
+            try:
+                server._registration = publish(name, server.connector)
+            except BaseException:
+                await server.close()
+                raise
         return server
 
     async def _listen(self) -> None:
@@ -149,6 +160,8 @@ class Server:
                 pass
 
     def _cleanup(self) -> None:
+        if self._registration is not None:
+            self._registration.remove()
         if self.connector.kind == "unix":
             try:
                 os.unlink(self.connector.address)
