@@ -74,7 +74,7 @@ def serve_mp() -> None:
     threading.Thread(target=accept, daemon=True).start()
     print(json.dumps({"address": address, "authkey": authkey.hex()}), flush=True)
     sys.stdin.read()
-    os.unlink(address)
+    listener.close()  # removes the socket
     os.rmdir(os.path.dirname(address))
 
 
@@ -154,8 +154,11 @@ class SbDriver:
         return await aio.Client.connect(self.text)
 
     def close(self) -> None:
+        async def aclose() -> None:
+            await self.aclient.close()
+
         self.client.close()
-        self.loop.run_until_complete(self.aclient.close())
+        self.loop.run_until_complete(aclose())
         self.loop.close()
 
     def rtt(self, count: int) -> Dict[str, Any]:

@@ -513,5 +513,8 @@ class Client:
                     self._send(_wire.PING_FRAME)
                 except Error:
                     return
-            if self._closed is None and now - self._last_heard > 3 * _wire.KEEPALIVE and self._pending:
+            if self._closed is None and now - self._last_heard > 3 * _wire.KEEPALIVE and self._pending \
+                    and now - self._last_sent < interval:
+                # Pinged within the last interval, and still nothing heard
+                # for three: the server is gone (or wedged).
                 self._fail(DisconnectedError("the server stopped answering (keepalive)"))

@@ -60,6 +60,7 @@ class Peer:
         self._shutting_down = False
         self._last_heard = time.monotonic()
         self._tasks: Set["asyncio.Task[None]"] = set()
+        self._loop = asyncio.get_running_loop()
 
     def start(self) -> None:
         for coroutine in (self._read_loop(), self._notes_loop(), self._keepalive_loop()):
@@ -116,7 +117,7 @@ class Peer:
         :class:`DisconnectedError`. Returns an awaitable that completes
         once the connection's tasks have stopped (awaiting it is optional)."""
         self._fail(DisconnectedError("the connection was closed"))
-        return asyncio.ensure_future(self.wait_closed())
+        return asyncio.ensure_future(self.wait_closed(), loop=self._loop)
 
     async def shutdown(self, grace: float = 5.0) -> None:
         """Graceful close: new requests are answered -32001, running
@@ -365,15 +366,25 @@ class Peer:
             pass
 
     async def _keepalive_loop(self) -> None:
+        """Pings after an interval of silence; gives up on a peer that then
+        stays silent for another interval. The second interval counts from
+        the ping, not from the last bytes heard: a loop that did not run for
+        a while (a program that drives it only now and then) has not heard
+        anything either, and must ask before it condemns."""
         interval = _wire.KEEPALIVE
+        pinged: Optional[float] = None
         try:
             while self._closed is None:
                 await asyncio.sleep(interval / 4)
-                silent = time.monotonic() - self._last_heard
-                if silent >= 2 * interval:
+                now = time.monotonic()
+                if pinged is not None and self._last_heard >= pinged:
+                    pinged = None
+                if pinged is None:
+                    if now - self._last_heard >= interval:
+                        self._write_quietly(_wire.PING_FRAME)
+                        pinged = now
+                elif now - pinged >= interval:
                     self._fail(DisconnectedError("the peer stopped answering (keepalive)"))
-                elif silent >= interval:
-                    self._write_quietly(_wire.PING_FRAME)
         except asyncio.CancelledError:
             pass
 
