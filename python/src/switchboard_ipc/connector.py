@@ -26,8 +26,8 @@ DEFAULT_MAX_FRAME = 64 * 1024 * 1024
 MIN_MAX_FRAME = 64 * 1024
 MIN_SECRET, MAX_SECRET = 16, 64
 MAX_STATE_LEN = 4096
-KINDS = ("unix", "pipe", "tcp", "amqp")
-USABLE_KINDS = ("unix", "tcp") if hasattr(__import__("socket"), "AF_UNIX") else ("tcp",)
+KINDS = ("unix", "pipe", "tcp", "amqp", "inherited")
+USABLE_KINDS = ("unix", "tcp", "inherited") if hasattr(__import__("socket"), "AF_UNIX") else ("tcp",)
 _QUOTES = "\"'`\u201c\u201d\u2018\u2019"
 _B64_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -179,9 +179,10 @@ class Connector:
             "amqp": "AMQP (RabbitMQ) connectors are served by the Rust crate only",
             "pipe": "Windows named pipes are not supported by the Python package",
             "unix": "this platform has no Unix domain sockets",
+            "inherited": "inherited Windows pipe handles are not supported by the Python package",
         }.get(self.kind, f"connector kind {self.kind!r} is not one this package knows")
         raise UnsupportedConnectorError(
-            f"{why}; the Python package connects to {' and '.join(USABLE_KINDS)} connectors "
+            f"{why}; the Python package connects to {', '.join(USABLE_KINDS)} connectors "
             "(serve this one from Rust on a local or tcp connector, or upgrade the package)"
         )
 

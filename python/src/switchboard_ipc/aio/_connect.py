@@ -10,7 +10,7 @@ import socket
 import time
 from typing import Optional, Tuple
 
-from .. import _handshake, _wire
+from .. import _handshake, _inherited, _wire
 from ..connector import Connector
 from ..errors import DisconnectedError, Error, TimeoutError
 
@@ -21,6 +21,10 @@ Streams = Tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 async def open_streams(connector: Connector, deadline: float) -> Streams:
     connector.check_usable()
+    if connector.kind == "inherited":
+        sock = _inherited.take(connector.address)
+        sock.setblocking(False)
+        return await asyncio.open_unix_connection(sock=sock)
     delay = 0.005
     while True:
         try:

@@ -110,6 +110,22 @@ class Server:
 
     # ----- the API -----
 
+    async def serve_socket(self, sock: socket.socket) -> None:
+        """Serves one already connected socket like an accepted connection:
+        the parent's end of a ``socketpair`` whose other end a child
+        inherits (connector kind ``inherited``, see :meth:`child_connector`)."""
+        sock.setblocking(False)
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        task = asyncio.ensure_future(self._accept(reader, writer))
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+
+    def child_connector(self, child_end: socket.socket) -> Connector:
+        """The connector a child uses to reach this server through the
+        inherited ``child_end`` (keep its descriptor open in the child:
+        ``subprocess.Popen(..., pass_fds=[child_end.fileno()])``)."""
+        return Connector("inherited", str(child_end.fileno()), self.connector.secret)
+
     @property
     def clients(self) -> List[str]:
         """The ids of the connected clients."""
