@@ -407,7 +407,7 @@ class Peer:
             self._writer.close()
         except Exception:
             pass
-        current = asyncio.current_task()
+        current = asyncio.current_task(self._loop)
         for task in list(self._tasks) + list(self._handlers.values()):
             if task is not current:
                 task.cancel()

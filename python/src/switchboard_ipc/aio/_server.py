@@ -49,6 +49,7 @@ class Server:
         self._made_dir: Optional[str] = None
         self._closing: Optional["asyncio.Future[None]"] = None
         self._registration: Optional[Registration] = None
+        self._loop = asyncio.get_running_loop()
 
     @classmethod
     def bind(cls, connector: Union[Connector, str], router: Router,
@@ -160,7 +161,7 @@ class Server:
             if self._server is not None:
                 self._server.close()
             self._cleanup()
-            self._closing = asyncio.ensure_future(self._shutdown(grace))
+            self._closing = asyncio.ensure_future(self._shutdown(grace), loop=self._loop)
         return self._closing
 
     async def _shutdown(self, grace: float) -> None:
