@@ -58,11 +58,11 @@ pub use client::{
     Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, LinkState, Reconnect, Resumption, WhileDown,
 };
 pub use config::Config;
-pub use connector::{Address, Connector, ConnectorError, Format, Secret};
+pub use connector::{Address, Connector, ConnectorError, Secret};
 pub use error::{Error, ErrorData, Result};
 pub use handoff::{CommandExt, ENV_VAR};
 pub use peer::Peer;
-pub use protocol::{Bytes, code};
+pub use protocol::{Bytes, Format, code};
 pub use router::{
     BlockingHandler, Context, DESCRIBE_ROUTE, FromCall, FromContext, Handler, HandlerError,
     IntoAnswer, IntoFailure, PING_ROUTE, Router, State,
