@@ -263,3 +263,25 @@ def test_a_named_python_server_is_found_by_the_rust_cli(switchboard_bin: Path, t
         assert not (runtime / "switchboard" / "py-named.json").exists()
 
     asyncio.run(main())
+
+
+def test_the_python_server_speaks_versions_3_and_4_and_refuses_others() -> None:
+    from switchboard_ipc import _handshake as handshake
+
+    async def hello(server: Server, version: int) -> Dict[str, Any]:
+        reader, writer = await asyncio.open_unix_connection(server.connector.address)
+        side = handshake.ClientSide(server.connector.secret, f"v{version}", ["json"], (16, 1 << 20), None, version)
+        writer.write(side.hello())
+        length = int.from_bytes(await reader.readexactly(4), "little")
+        reply: Dict[str, Any] = json.loads(await reader.readexactly(length))
+        writer.close()
+        return reply
+
+    async def body(server: Server) -> None:
+        for version in (3, 4):
+            reply = await hello(server, version)
+            assert reply["switchboard"] == version and "error" not in reply, reply
+        refused = await hello(server, 5)
+        assert refused["error"]["code"] == "version_mismatch" and refused["switchboard"] == _wire.PROTOCOL_VERSION
+
+    asyncio.run(with_server(Connector.local(), body))

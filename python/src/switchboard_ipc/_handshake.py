@@ -66,9 +66,10 @@ def refusal_error(reply: Dict[str, Any]) -> Exception:
     message = str(error.get("message", "")) if isinstance(error, dict) else ""
     if code == "auth_failed":
         return AuthenticationError(f"the server refused the secret: {message}")
+    version = reply.get("switchboard")
     if code == "version_mismatch":
-        message += f" (this package speaks version {_wire.PROTOCOL_VERSION})"
-    return RefusedError(code or "unknown", message)
+        message += f" (this package speaks versions {' and '.join(map(str, _wire.VERSIONS))})"
+    return RefusedError(code or "unknown", message, version if isinstance(version, int) else None)
 
 
 def field_bytes(reply: Dict[str, Any], field: str) -> bytes:
@@ -101,7 +102,9 @@ class ClientSide:
     """The client's half, one step per received frame."""
 
     def __init__(self, secret: Optional[bytes], client_id: str, formats: List[str],
-                 window: Tuple[int, int], token: Optional[bytes]) -> None:
+                 window: Tuple[int, int], token: Optional[bytes],
+                 version: int = _wire.PROTOCOL_VERSION) -> None:
+        self.version = version
         self.secret = secret
         self.client_id = client_id
         self.formats = formats
@@ -111,7 +114,7 @@ class ClientSide:
 
     def hello(self) -> bytes:
         return encode({
-            "switchboard": _wire.PROTOCOL_VERSION,
+            "switchboard": self.version,
             "client_id": self.client_id,
             "formats": self.formats,
             "nonce": b64encode(self.nonce),
@@ -124,9 +127,9 @@ class ClientSide:
         challenge = decode(payload)
         if "error" in challenge:
             raise refusal_error(challenge)
-        if challenge.get("switchboard") != _wire.PROTOCOL_VERSION:
+        if challenge.get("switchboard") != self.version:
             raise RefusedError("version_mismatch", f"the server speaks protocol version {challenge.get('switchboard')}, "
-                               f"this package {_wire.PROTOCOL_VERSION}")
+                               f"this client asked for {self.version}")
         settled = challenge.get("format")
         if settled not in self.formats:
             raise ProtocolError(f"the server chose format {settled!r}, which was not offered")
@@ -165,6 +168,7 @@ class ClientSide:
 
 
 class Hello(NamedTuple):
+    version: int
     client_id: str
     format: str
     nonce: bytes
@@ -178,7 +182,7 @@ def read_hello(payload: bytes) -> Hello:
     except ProtocolError as error:
         raise Abort(refusal("bad_hello", str(error)), error) from None
     version = hello.get("switchboard")
-    if version != _wire.PROTOCOL_VERSION:
+    if version not in _wire.VERSIONS or isinstance(version, bool):
         message = f"the server speaks protocol version {_wire.PROTOCOL_VERSION}, the client {version}"
         frame = encode({"switchboard": _wire.PROTOCOL_VERSION,
                         "error": {"code": "version_mismatch", "message": message}})
@@ -198,7 +202,7 @@ def read_hello(payload: bytes) -> Hello:
     if chosen is None:
         message = f"no common body format: the client offered {formats!r}"
         raise Abort(refusal("bad_hello", message), ProtocolError(message))
-    return Hello(client_id, chosen, nonce, window)
+    return Hello(int(version), client_id, chosen, nonce, window)
 
 
 class ServerSide:
@@ -210,7 +214,7 @@ class ServerSide:
         self.nonce = os.urandom(NONCE_LEN)
 
     def challenge(self) -> bytes:
-        reply: Dict[str, Any] = {"switchboard": _wire.PROTOCOL_VERSION, "format": self.hello.format,
+        reply: Dict[str, Any] = {"switchboard": self.hello.version, "format": self.hello.format,
                                  "nonce": b64encode(self.nonce)}
         if self.secret is not None:
             reply["proof"] = b64encode(mac(self.secret, SERVER_LABEL, self.hello.nonce, self.nonce))

@@ -69,12 +69,12 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 
 
 def handshake(sock: socket.socket, connector: Connector, client_id: str,
-              window: Tuple[int, int], deadline: float) -> Tuple[str, Tuple[int, int]]:
+              window: Tuple[int, int], deadline: float, version: int) -> Tuple[str, Tuple[int, int]]:
     """Runs the client's half on a blocking socket; returns the settled
     format and the server's window."""
     key = (connector.dump_state(), client_id)
     side = _handshake.ClientSide(connector.secret, client_id, _wire.offered_formats(connector.format),
-                                 window, _handshake.token_for(key))
+                                 window, _handshake.token_for(key), version)
     sock.settimeout(max(deadline - time.monotonic(), 0.001))
     try:
         sock.sendall(side.hello())

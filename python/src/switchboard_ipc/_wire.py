@@ -10,7 +10,12 @@ from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 
 from .errors import ProtocolError
 
-PROTOCOL_VERSION = 3
+# Version 4 only added what this package never offers (shared memory) and
+# a format preference it follows anyway: a peer offering no `shm` speaks
+# exactly version 3 with the number 4 (PROTOCOL.md). So this package speaks
+# both, 4 first; a client refused by a version 3 server tries again with 3.
+PROTOCOL_VERSION = 4
+VERSIONS = (4, 3)
 
 REQUEST, NOTIFICATION, RESPONSE, ERROR, CANCEL, CREDIT, PING, PONG, ITEM, END = range(1, 11)
 MAX_ROUTE_LEN = 1024

@@ -24,10 +24,19 @@ from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Set, Tu
 from . import _socket, _wire
 from ._wire import Budget, Message
 from .connector import Connector
-from .errors import DisconnectedError, Error, ProtocolError, RemoteError, TimeoutError
+from .errors import DisconnectedError, Error, ProtocolError, RefusedError, RemoteError, TimeoutError
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 _RECV_SIZE = 256 * 1024
+
+
+def retry_version(refusal: RefusedError, tried: int, connector: Connector) -> int:
+    """The version to try next after a refusal, or the refusal raised: a
+    server of another version this package also speaks is asked again."""
+    if (refusal.code == "version_mismatch" and refusal.version in _wire.VERSIONS
+            and refusal.version != tried and connector.kind != "inherited"):
+        return int(refusal.version or 0)
+    raise refusal
 
 
 def default_client_id() -> str:
@@ -121,14 +130,19 @@ class Client:
             connector = Connector.load_state(connector)
         client_id = client_id or default_client_id()
         deadline = time.monotonic() + (DEFAULT_CONNECT_TIMEOUT if timeout is None else timeout)
-        sock = _socket.open_socket(connector, deadline)
         window = (_wire.DEFAULT_WINDOW_MESSAGES, _wire.DEFAULT_WINDOW_BYTES)
-        try:
-            settled, peer_window = _socket.handshake(sock, connector, client_id, window, deadline)
-        except BaseException:
-            sock.close()
-            raise
-        return cls(sock, connector, client_id, _wire.CODECS[settled], peer_window, window)
+        version = _wire.PROTOCOL_VERSION
+        while True:
+            sock = _socket.open_socket(connector, deadline)
+            try:
+                settled, peer_window = _socket.handshake(sock, connector, client_id, window, deadline, version)
+                return cls(sock, connector, client_id, _wire.CODECS[settled], peer_window, window)
+            except RefusedError as refusal:
+                sock.close()
+                version = retry_version(refusal, version, connector)
+            except BaseException:
+                sock.close()
+                raise
 
     # ----- the API -----
 

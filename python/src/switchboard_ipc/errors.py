@@ -8,7 +8,7 @@ would catch for the same situation (``TimeoutError``, ``ConnectionError``,
 from __future__ import annotations
 
 import builtins
-from typing import Any
+from typing import Any, Optional
 
 
 class Error(Exception):
@@ -37,10 +37,12 @@ class RefusedError(Error):
     secret: ``busy``, ``id_in_use``, ``not_permitted``, ``version_mismatch``
     or ``bad_hello``. :attr:`code` is the refusal code of PROTOCOL.md §3."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, version: Optional[int] = None) -> None:
         super().__init__(f"the server refused the connection ({code}): {message}")
         self.code = code
         self.message = message
+        #: With ``version_mismatch``: the version the server speaks.
+        self.version = version
 
 
 class ProtocolError(Error):

@@ -8,9 +8,9 @@ import time
 from typing import Any, Optional, Union
 
 from .. import _wire
-from ..client import default_client_id
+from ..client import default_client_id, retry_version
 from ..connector import Connector
-from ..errors import TimeoutError
+from ..errors import RefusedError, TimeoutError
 from ._connect import client_handshake, connect_deadline, open_streams
 from ._peer import Peer
 from ._opening import Opening
@@ -45,18 +45,24 @@ class Client(Peer):
             connector = Connector.load_state(connector)
         client_id = client_id or default_client_id()
         deadline = connect_deadline(timeout)
-        reader, writer = await open_streams(connector, deadline)
         window = (_wire.DEFAULT_WINDOW_MESSAGES, _wire.DEFAULT_WINDOW_BYTES)
-        try:
-            remaining = max(deadline - time.monotonic(), 0.001)
-            settled, peer_window = await asyncio.wait_for(
-                client_handshake((reader, writer), connector, client_id, window), remaining)
-        except asyncio.TimeoutError:
-            writer.close()
-            raise TimeoutError("the handshake did not finish in time") from None
-        except BaseException:
-            writer.close()
-            raise
+        version = _wire.PROTOCOL_VERSION
+        while True:
+            reader, writer = await open_streams(connector, deadline)
+            try:
+                remaining = max(deadline - time.monotonic(), 0.001)
+                settled, peer_window = await asyncio.wait_for(
+                    client_handshake((reader, writer), connector, client_id, window, version), remaining)
+                break
+            except asyncio.TimeoutError:
+                writer.close()
+                raise TimeoutError("the handshake did not finish in time") from None
+            except RefusedError as refusal:
+                writer.close()
+                version = retry_version(refusal, version, connector)
+            except BaseException:
+                writer.close()
+                raise
         client = cls(reader, writer, _wire.CODECS[settled], peer_window, window, router,
                      connector.max_frame, client_id)
         client.connector = connector

@@ -58,11 +58,11 @@ async def read_frame(reader: asyncio.StreamReader, limit: int) -> bytes:
 
 
 async def client_handshake(streams: Streams, connector: Connector, client_id: str,
-                           window: Tuple[int, int]) -> Tuple[str, Tuple[int, int]]:
+                           window: Tuple[int, int], version: int) -> Tuple[str, Tuple[int, int]]:
     reader, writer = streams
     key = (connector.dump_state(), client_id)
     side = _handshake.ClientSide(connector.secret, client_id, _wire.offered_formats(connector.format),
-                                 window, _handshake.token_for(key))
+                                 window, _handshake.token_for(key), version)
     try:
         writer.write(side.hello())
         try:
