@@ -5,8 +5,9 @@
 //! killed with SIGKILL, which leaves nothing on disk.
 //!
 //! Children are this test executable run again with `SB_TEST_CHILD` set,
-//! which makes `child_process_entry` act as the child.
-#![cfg(unix)]
+//! which makes `child_process_entry` act as the child. The tests run on
+//! Windows too (a pipe pair instead of a socketpair), except those that
+//! read /proc or need `unshare`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -221,10 +222,13 @@ async fn a_child_connects_through_its_inherited_end_once() {
     assert!(worker.wait().unwrap().success());
     // The second connect with the same connector is refused, clearly.
     let second = report["second"].as_str().unwrap();
+    let what = if cfg!(windows) {
+        format!("handle {number:#x}")
+    } else {
+        format!("descriptor {number}")
+    };
     assert!(
-        second.contains(&format!(
-            "inherited channel descriptor {number} was already used"
-        )),
+        second.contains(&format!("inherited channel {what} was already used")),
         "{second}"
     );
     if cfg!(target_os = "linux") {
@@ -397,6 +401,8 @@ fn a_parent_killed_with_sigkill_leaves_nothing_and_its_child_notices() {
     let tmp = tempfile::tempdir().unwrap();
     let mut parent = child("parent")
         .env("TMPDIR", tmp.path())
+        .env("TMP", tmp.path())
+        .env("TEMP", tmp.path())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
