@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+echo "== layers (ci/layers.py)"
+# Imports run down the layers of ARCHITECTURE.md, with no cycles but the
+# ones allowed there.
+python3 ci/layers.py
 echo "== cargo clippy --workspace --all-targets --all-features -- -D warnings"
 # The workspace includes bench/, so the harness keeps compiling; all
 # features, so the AMQP connector and the hidden fuzzing entry points

@@ -22,6 +22,7 @@ use crate::peer::{Connection, Inbound, Peer};
 use crate::protocol::handshake;
 use crate::registry::Lookup;
 use crate::router::Router;
+use crate::stream::Stream;
 
 pub(crate) use dial::probe_handshake;
 use dial::{Dialer, Target};
@@ -447,7 +448,7 @@ impl Client {
     ///
     /// [`Stream`]: crate::Stream
     /// [`Stream::next`]: crate::Stream::next
-    pub async fn request_stream<T, R>(&self, route: &str, params: &T) -> Result<crate::Stream<R>>
+    pub async fn request_stream<T, R>(&self, route: &str, params: &T) -> Result<Stream<R>>
     where
         T: Serialize + ?Sized,
         R: DeserializeOwned,

@@ -60,11 +60,11 @@ pub use client::{
 pub use config::Config;
 #[cfg(any(unix, windows))]
 pub use connector::ChildChannel;
-pub use connector::{Address, Connector, ConnectorError, Format, Secret};
+pub use connector::{Address, Connector, ConnectorError, Secret};
 pub use error::{Error, ErrorData, Result};
 pub use handoff::{CommandExt, ENV_VAR};
 pub use peer::Peer;
-pub use protocol::{Bytes, code};
+pub use protocol::{Bytes, Format, code};
 pub use router::{
     BlockingHandler, Context, DESCRIBE_ROUTE, FromCall, FromContext, Handler, HandlerError,
     IntoAnswer, IntoFailure, PING_ROUTE, Router, State,

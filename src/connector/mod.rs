@@ -23,6 +23,7 @@ mod local_unix;
 mod local_windows;
 mod secret;
 mod state;
+pub(crate) mod state_error;
 #[cfg(unix)]
 mod unix_halves;
 
@@ -37,7 +38,10 @@ pub(crate) use inherited::pair as channel_pair;
 pub(crate) use link::{BindGuard, Link, Listener, connect};
 pub(crate) use secret::random_bytes;
 pub use secret::{MAX_SECRET_LEN, MIN_SECRET_LEN, SECRET_LEN, Secret};
-pub use state::{BodyError, ConnectorError, STATE_PREFIX, STATE_VERSION};
+pub use state::STATE_PREFIX;
+pub use state_error::{BodyError, ConnectorError, STATE_VERSION};
+// The body format is the protocol's; a connector stores which one it asks for.
+pub use crate::protocol::format::Format;
 
 use crate::error::{Error, Result};
 
@@ -116,45 +120,6 @@ impl fmt::Display for Address {
             Address::Inherited { number } => write!(f, "inherited:handle {number:#x}"),
             #[cfg(not(windows))]
             Address::Inherited { number } => write!(f, "inherited:descriptor {number}"),
-        }
-    }
-}
-
-/// The body serializer a connector asks for. The client proposes it in the
-/// handshake and falls back to JSON when the server does not support it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Format {
-    /// JSON via serde_json: readable, and what other languages speak first.
-    #[default]
-    Json,
-    /// MessagePack via rmp-serde: compact, and byte strings pass untouched.
-    MsgPack,
-}
-
-impl Format {
-    /// The name used on the wire and in dumped state.
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Json => "json",
-            Format::MsgPack => "msgpack",
-        }
-    }
-
-    /// The format with this wire name, if any.
-    pub fn from_name(name: &str) -> Option<Format> {
-        match name {
-            "json" => Some(Format::Json),
-            "msgpack" => Some(Format::MsgPack),
-            _ => None,
-        }
-    }
-
-    /// True when this build can encode and decode the format.
-    pub fn is_available(self) -> bool {
-        match self {
-            Format::Json => true,
-            Format::MsgPack => cfg!(feature = "msgpack"),
         }
     }
 }

@@ -18,8 +18,8 @@ use super::pending::Pending;
 use super::running::Running;
 use super::{ErrorHook, Inbound, Peer, Shared, deadlines, keepalive, reader};
 use crate::config::{Config, Window};
-use crate::connector::Format;
 use crate::error::Error;
+use crate::protocol::format::Format;
 use crate::transport::{FrameReader, FrameWriter, Spare};
 
 /// What a connection is started with, besides its link.

@@ -23,9 +23,10 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use super::format::Format;
 use super::{PROTOCOL_VERSION, serializer};
 use crate::config::Window;
-use crate::connector::{Connector, Format, random_bytes};
+use crate::connector::{Connector, random_bytes};
 use crate::error::{Error, Result};
 use crate::transport::{FrameReader, FrameWriter, OutFrame, seal};
 

@@ -33,8 +33,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use super::check_name;
-use crate::connector::{Connector, Format, Secret};
+use crate::connector::{Connector, Secret};
 use crate::error::{Error, Result};
+use crate::protocol::format::Format;
 
 /// The environment variable naming the services file that
 /// [`Services::from_env`] (and so connecting by name) reads.

@@ -11,7 +11,13 @@ use serde::de::DeserializeOwned;
 pub use serde;
 pub use serde_json;
 
-use crate::{Client, Connector, Error, Peer, Result, Stream, blocking, code};
+use crate::blocking;
+use crate::client::Client;
+use crate::connector::Connector;
+use crate::error::{Error, Result};
+use crate::peer::Peer;
+use crate::protocol::code;
+use crate::stream::Stream;
 
 /// The generated clients' connection: a client (whose calls follow its
 /// reconnects, and which stays open while a clone of this lives) or a bare
