@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 echo "== python: build the Rust side the tests drive"
-cargo build --all-features -p switchboard-cli
+cargo build --all-features -p switchboard-ipc-cli
 cargo build --all-features --example parent_child --example python_workers
 
 venv="$target/python-ci-venv"

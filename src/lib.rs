@@ -64,6 +64,8 @@ pub use client::{
     Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, LinkState, Reconnect, Resumption, WhileDown,
 };
 pub use config::Config;
+#[cfg(any(unix, windows))]
+pub use connector::ChildChannel;
 pub use connector::{Address, Connector, ConnectorError, Secret};
 pub use error::{Error, ErrorData, Result};
 pub use handoff::{CommandExt, ENV_VAR};

@@ -5,7 +5,7 @@ Where they are found:
   SWITCHBOARD_BIN        the CLI (default: <target>/debug/switchboard)
   SWITCHBOARD_EXAMPLES   the examples' directory (default: <target>/debug/examples)
 where <target> is $CARGO_TARGET_DIR, else the repository's target/.
-Build them with ``cargo build --all-features -p switchboard-cli`` and
+Build them with ``cargo build --all-features -p switchboard-ipc-cli`` and
 ``cargo build --all-features --examples``.
 """
 

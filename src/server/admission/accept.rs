@@ -89,7 +89,7 @@ fn start(link: Link, shared: &Arc<Shared>) {
         // before it is in it.
         let task_shared = Arc::clone(shared);
         let task = tokio::spawn(async move {
-            let admitted = admit(link, &task_shared, number).await;
+            let admitted = admit(link, &task_shared, number, true).await;
             if let Some((connection, client_id)) = admitted {
                 serve(&task_shared, number, connection, client_id).await;
             }

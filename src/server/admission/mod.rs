@@ -99,7 +99,28 @@ fn own_uid() -> Option<u32> {
 
 /// Runs the handshake and registers the client; `None` if it was refused
 /// (already reported).
-async fn admit(link: Link, shared: &Arc<Shared>, number: u64) -> Option<(Arc<Connection>, String)> {
+/// A link that did not come through the accept loop (an inherited
+/// channel, whose child the parent started): it is never in the
+/// unauthenticated table, so never shed.
+pub(super) async fn admit_inherited(
+    link: Link,
+    shared: &Arc<Shared>,
+) -> Option<(u64, Arc<Connection>, String)> {
+    let number = shared
+        .next_connection
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (connection, client_id) = admit(link, shared, number, false).await?;
+    Some((number, connection, client_id))
+}
+
+/// `listed`: the connection is in the unauthenticated table (it came
+/// through the accept loop), and may have been shed from it.
+async fn admit(
+    link: Link,
+    shared: &Arc<Shared>,
+    number: u64,
+    listed: bool,
+) -> Option<(Arc<Connection>, String)> {
     // However the handshake ends (refused, timed out, aborted when shed),
     // the connection leaves the unauthenticated table.
     let _pending = Pending { shared, number };
@@ -107,7 +128,7 @@ async fn admit(link: Link, shared: &Arc<Shared>, number: u64) -> Option<(Arc<Con
     let mut reader = FrameReader::new(link.reader, shared.connector.max_frame());
     let mut writer = FrameWriter::new(link.writer);
     let limit = shared.config.handshake_timeout;
-    let handshake = handshake(shared, &mut reader, &mut writer, number, peer_uid);
+    let handshake = handshake(shared, &mut reader, &mut writer, (number, listed), peer_uid);
     let (proven, token) = match tokio::time::timeout(limit, handshake).await {
         Ok(Ok(admitted)) => admitted,
         Ok(Err(e)) => {
@@ -194,7 +215,7 @@ async fn handshake(
     shared: &Shared,
     reader: &mut FrameReader,
     writer: &mut FrameWriter,
-    number: u64,
+    (number, listed): (u64, bool),
     peer_uid: Option<u32>,
 ) -> Result<(Proven, Arc<[u8]>)> {
     // The hello is one small frame sent at once: a connection that has not
@@ -223,7 +244,7 @@ async fn handshake(
     let proven = hello.challenge(reader, writer, &shared.connector).await?;
     // Proven: from here on this connection is never shed. One that was shed
     // a moment ago is being aborted and must go no further.
-    if !lock(&shared.unauthenticated).leave(number) {
+    if listed && !lock(&shared.unauthenticated).leave(number) {
         return Err(Error::Protocol(
             "a client was shed to make room before it finished the handshake".into(),
         ));
@@ -305,7 +326,12 @@ fn publish_count(shared: &Shared, holders: &Holders) {
 }
 
 /// Serves one connection until it ends, then forgets it.
-async fn serve(shared: &Shared, number: u64, connection: Arc<Connection>, client_id: String) {
+pub(super) async fn serve(
+    shared: &Shared,
+    number: u64,
+    connection: Arc<Connection>,
+    client_id: String,
+) {
     connection.closed().await;
     {
         let mut holders = lock(&shared.holders);
