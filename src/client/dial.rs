@@ -42,6 +42,16 @@ pub(super) struct Dialer {
 }
 
 impl Dialer {
+    /// True when the target can be connected only once (an inherited
+    /// channel), so a dropped link is final.
+    pub(super) fn connects_once(&self) -> bool {
+        matches!(
+            &self.target,
+            Target::Connector(connector)
+                if matches!(connector.address(), connector::Address::Inherited { .. })
+        )
+    }
+
     /// Connects, retrying while the server is not up yet (nothing listens,
     /// the name is not registered) until `deadline`, then authenticates.
     pub(super) async fn dial_until(
@@ -78,10 +88,10 @@ impl Dialer {
                 Err(error @ Error::NameNotFound { .. }) => Some(error),
                 Err(error) => return Err(error),
             };
-            if let Some(error) = error {
-                if Instant::now() + delay >= deadline {
-                    return Err(error);
-                }
+            if let Some(error) = error
+                && Instant::now() + delay >= deadline
+            {
+                return Err(error);
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(100));

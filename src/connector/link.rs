@@ -60,25 +60,35 @@ impl Link {
         #[cfg(not(unix))]
         let peer_uid = None;
         #[cfg(unix)]
-        let (reader, writer) = {
+        {
             let LocalStream::UdSocket(socket) = stream;
-            let (reader, writer) = super::unix_halves::split(OwnedFd::try_from(socket)?)?;
-            (
-                Box::new(reader) as Box<dyn AsyncRead + Send + Unpin>,
-                Box::new(writer) as Box<dyn AsyncWrite + Send + Unpin>,
-            )
-        };
+            Link::unix_stream(OwnedFd::try_from(socket)?, peer_pid, peer_uid)
+        }
         #[cfg(not(unix))]
-        let (reader, writer) = {
+        {
             let stream = Arc::new(stream);
-            (
-                Box::new(Shared(Arc::clone(&stream))) as Box<dyn AsyncRead + Send + Unpin>,
-                Box::new(Shared(stream)) as Box<dyn AsyncWrite + Send + Unpin>,
-            )
-        };
+            Ok(Link {
+                reader: Box::new(Shared(Arc::clone(&stream))),
+                writer: Box::new(Shared(stream)),
+                peer_pid,
+                peer_uid,
+            })
+        }
+    }
+
+    /// A connected Unix stream socket, however it was made: accepted,
+    /// connected by path, or one end of a socketpair (an inherited
+    /// channel). Everything that works over one works over the others.
+    #[cfg(unix)]
+    pub(super) fn unix_stream(
+        socket: OwnedFd,
+        peer_pid: Option<u32>,
+        peer_uid: Option<u32>,
+    ) -> io::Result<Link> {
+        let (reader, writer) = super::unix_halves::split(socket)?;
         Ok(Link {
-            reader,
-            writer,
+            reader: Box::new(reader),
+            writer: Box::new(writer),
             peer_pid,
             peer_uid,
         })
@@ -192,6 +202,16 @@ impl Listener {
             }
             #[cfg(not(feature = "amqp"))]
             Address::Amqp { .. } => return Err(Error::Unsupported(without_amqp(connector))),
+            Address::Inherited { .. } => {
+                return Err(Error::InvalidArgument {
+                    what: "connector",
+                    reason: format!(
+                        "{display} is an inherited channel's connector: the child that \
+                         inherited it connects with it (Client::connect); a server cannot \
+                         bind it. A parent makes one with Server::child_channel"
+                    ),
+                });
+            }
             #[cfg(any(unix, windows))]
             address => {
                 let (listener, local) =
@@ -265,6 +285,8 @@ pub async fn connect(connector: &Connector) -> io::Result<Link> {
             io::ErrorKind::Unsupported,
             without_amqp(connector),
         )),
+        #[cfg(any(unix, windows))]
+        Address::Inherited { number } => super::inherited::connect(*number),
         #[cfg(any(unix, windows))]
         address => local::connect(address).await,
         #[cfg(not(any(unix, windows)))]

@@ -10,6 +10,12 @@
 #[cfg(feature = "amqp")]
 mod amqp;
 mod amqp_url;
+#[cfg(any(unix, windows))]
+mod inherited;
+#[cfg(unix)]
+mod inherited_unix;
+#[cfg(windows)]
+mod inherited_windows;
 mod link;
 #[cfg(unix)]
 mod local_unix;
@@ -25,6 +31,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use amqp_url::{AmqpUrl, MAX_SERVICE_LEN};
+#[cfg(any(unix, windows))]
+pub use inherited::ChildChannel;
+#[cfg(any(unix, windows))]
+pub(crate) use inherited::pair as channel_pair;
 pub(crate) use link::{BindGuard, Link, Listener, connect};
 pub(crate) use secret::random_bytes;
 pub use secret::{MAX_SECRET_LEN, MIN_SECRET_LEN, SECRET_LEN, Secret};
@@ -67,6 +77,14 @@ pub enum Address {
         /// [`MAX_SERVICE_LEN`] characters).
         service: String,
     },
+    /// One end of a connected pair that this process inherited from its
+    /// parent (see [`ChildChannel`]): nothing in the filesystem or the
+    /// pipe namespace names it, only this number. It connects once, in the
+    /// process that inherited it.
+    Inherited {
+        /// The descriptor number (Unix) or handle value (Windows).
+        number: u64,
+    },
 }
 
 impl Address {
@@ -77,12 +95,16 @@ impl Address {
             Address::Pipe(_) => "pipe",
             Address::Tcp { .. } => "tcp",
             Address::Amqp { .. } => "amqp",
+            Address::Inherited { .. } => "inherited",
         }
     }
 
     /// True for the same-machine kinds (Unix socket, named pipe).
     pub fn is_local(&self) -> bool {
-        matches!(self, Address::Unix(_) | Address::Pipe(_))
+        matches!(
+            self,
+            Address::Unix(_) | Address::Pipe(_) | Address::Inherited { .. }
+        )
     }
 }
 
@@ -94,6 +116,10 @@ impl fmt::Display for Address {
             Address::Tcp { host, port } if host.contains(':') => write!(f, "tcp:[{host}]:{port}"),
             Address::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
             Address::Amqp { url, service } => write!(f, "amqp:{service} at {url}"),
+            #[cfg(windows)]
+            Address::Inherited { number } => write!(f, "inherited:handle {number:#x}"),
+            #[cfg(not(windows))]
+            Address::Inherited { number } => write!(f, "inherited:descriptor {number}"),
         }
     }
 }

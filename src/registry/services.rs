@@ -185,10 +185,10 @@ impl Services {
                     .into(),
             ));
         }
-        if let Some(format) = &spec.format {
-            if Format::from_name(format).is_none() {
-                return Err(self.error(name, format!("format {format:?} is not json or msgpack")));
-            }
+        if let Some(format) = &spec.format
+            && Format::from_name(format).is_none()
+        {
+            return Err(self.error(name, format!("format {format:?} is not json or msgpack")));
         }
         self.address(name, spec).map(|_| ())
     }

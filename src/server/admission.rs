@@ -128,7 +128,10 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
 
 /// Runs the handshake and registers the client; `None` if it was refused
 /// (already reported).
-async fn admit(link: Link, shared: &Arc<Shared>) -> Option<(u64, Arc<Connection>, String)> {
+pub(super) async fn admit(
+    link: Link,
+    shared: &Arc<Shared>,
+) -> Option<(u64, Arc<Connection>, String)> {
     let number = shared.next_connection.fetch_add(1, Ordering::Relaxed);
     let (peer_pid, peer_uid) = (link.peer_pid, link.peer_uid);
     let mut reader = FrameReader::new(link.reader, shared.connector.max_frame());
@@ -180,10 +183,10 @@ async fn admit(link: Link, shared: &Arc<Shared>) -> Option<(u64, Arc<Connection>
         replaced
     };
     // A client that proved it held its id replaces its old connection.
-    if let Some(old) = replaced.filter(|old| old.number != number) {
-        if let Some(old) = lock(&shared.connections).remove(&old.number) {
-            old.close();
-        }
+    if let Some(old) = replaced.filter(|old| old.number != number)
+        && let Some(old) = lock(&shared.connections).remove(&old.number)
+    {
+        old.close();
     }
     tracing::debug!(client_id = %proven.client_id, ?peer_pid, ?peer_uid, "client connected");
     (shared.on_connect)(connection.peer());
@@ -296,7 +299,12 @@ fn publish_count(shared: &Shared, holders: &Holders) {
 }
 
 /// Serves one connection until it ends, then forgets it.
-async fn serve(shared: &Shared, number: u64, connection: Arc<Connection>, client_id: String) {
+pub(super) async fn serve(
+    shared: &Shared,
+    number: u64,
+    connection: Arc<Connection>,
+    client_id: String,
+) {
     connection.closed().await;
     {
         let mut holders = lock(&shared.holders);

@@ -20,6 +20,8 @@ use crate::registry::{self, Registration, Registry};
 use crate::router::Router;
 
 mod admission;
+#[cfg(any(unix, windows))]
+mod channel;
 
 pub use admission::Access;
 use admission::{Holders, Limits};
@@ -163,8 +165,24 @@ impl ServerBuilder {
         };
         let mut listener = Listener::bind(connector, self.access.open_to_others()).await?;
         let cleanup = listener.take_cleanup();
+        let name = self.name.clone();
+        let mut server = self.start(listener.connector().clone(), Some(listener), cleanup);
+        if let (Some(registry), Some((name, _))) = (registry, &name) {
+            // On failure the server is dropped, and its address freed.
+            server.registration = Some(registry.publish(name, server.connector()).await?);
+        }
+        Ok(server)
+    }
+
+    /// The server, accepting on `listener` if there is one.
+    fn start(
+        self,
+        connector: Connector,
+        listener: Option<Listener>,
+        cleanup: Option<BindGuard>,
+    ) -> Server {
         let shared = Arc::new(Shared {
-            connector: listener.connector().clone(),
+            connector,
             router: self.router,
             on_error: self.on_error,
             on_connect: self.on_connect,
@@ -178,18 +196,16 @@ impl ServerBuilder {
             next_pick: AtomicUsize::new(0),
             client_count: watch::Sender::new(0),
         });
-        let accept = tokio::spawn(admission::accept_loop(listener, Arc::clone(&shared)));
-        let mut server = Server {
+        let accept = match listener {
+            Some(listener) => tokio::spawn(admission::accept_loop(listener, Arc::clone(&shared))),
+            None => tokio::spawn(async {}),
+        };
+        Server {
             shared,
             accept,
             _cleanup: cleanup,
             registration: None,
-        };
-        if let (Some(registry), Some((name, _))) = (registry, &self.name) {
-            // On failure the server is dropped, and its address freed.
-            server.registration = Some(registry.publish(name, server.connector()).await?);
         }
-        Ok(server)
     }
 }
 

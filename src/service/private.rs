@@ -2,7 +2,6 @@
 //! API: it changes with the macro, which names it only as
 //! `::switchboard::__private`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -30,7 +29,7 @@ pub struct Caller {
 
 #[derive(Clone)]
 enum Target {
-    Client(Arc<Client>),
+    Client(Client),
     Peer(Peer),
 }
 
@@ -49,7 +48,7 @@ impl Caller {
     /// Calls through `client`, keeping it open.
     pub fn from_client(client: Client) -> Caller {
         Caller {
-            target: Target::Client(Arc::new(client)),
+            target: Target::Client(client),
             timeout: None,
         }
     }
@@ -234,10 +233,9 @@ fn typed_error_of<E: DeserializeOwned>(error: Error) -> Result<E> {
         data: Some(data),
         ..
     } = &error
+        && let Ok(typed) = data.decode()
     {
-        if let Ok(typed) = data.decode() {
-            return Ok(typed);
-        }
+        return Ok(typed);
     }
     Err(error)
 }
