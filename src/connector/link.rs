@@ -77,6 +77,7 @@ impl Link {
                 writer: Box::new(Shared(stream)),
                 peer_pid,
                 peer_uid,
+                peer_ip: None,
             })
         }
     }
