@@ -5,6 +5,7 @@
 //! this module sees only those halves.
 
 use std::io;
+use std::net::IpAddr;
 #[cfg(unix)]
 use std::os::fd::OwnedFd;
 #[cfg(not(unix))]
@@ -32,6 +33,8 @@ pub struct Link {
     pub peer_uid: Option<u32>,
     /// Passing descriptors over the link: Unix sockets on Linux only.
     pub descriptors: Option<Descriptors>,
+    /// The address at the other end (TCP only).
+    pub peer_ip: Option<IpAddr>,
 }
 
 /// Passes descriptors over a link ([`Link::descriptors`]); nothing can be
@@ -48,6 +51,7 @@ impl Link {
     fn tcp(stream: TcpStream) -> Link {
         // Requests are small and latency-bound; never wait for Nagle.
         let _ = stream.set_nodelay(true);
+        let peer_ip = stream.peer_addr().ok().map(|address| address.ip());
         let (reader, writer) = stream.into_split();
         Link {
             reader: Box::new(reader),
@@ -55,6 +59,7 @@ impl Link {
             peer_pid: None,
             peer_uid: None,
             descriptors: None,
+            peer_ip,
         }
     }
 
@@ -73,38 +78,48 @@ impl Link {
         #[cfg(not(unix))]
         let peer_uid = None;
         #[cfg(unix)]
-        let (reader, writer, descriptors) = {
+        {
             let LocalStream::UdSocket(socket) = stream;
-            let (reader, writer, descriptors) =
-                super::unix_halves::split(OwnedFd::try_from(socket)?)?;
-            #[cfg(target_os = "linux")]
-            let descriptors = Some(descriptors);
-            #[cfg(not(target_os = "linux"))]
-            let descriptors: Option<Descriptors> = {
-                let () = descriptors;
-                None
-            };
-            (
-                Box::new(reader) as Box<dyn AsyncRead + Send + Unpin>,
-                Box::new(writer) as Box<dyn AsyncWrite + Send + Unpin>,
-                descriptors,
-            )
-        };
+            Link::unix_stream(OwnedFd::try_from(socket)?, peer_pid, peer_uid)
+        }
         #[cfg(not(unix))]
-        let (reader, writer, descriptors) = {
+        {
             let stream = Arc::new(stream);
-            (
-                Box::new(Shared(Arc::clone(&stream))) as Box<dyn AsyncRead + Send + Unpin>,
-                Box::new(Shared(stream)) as Box<dyn AsyncWrite + Send + Unpin>,
-                None,
-            )
+            Ok(Link {
+                reader: Box::new(Shared(Arc::clone(&stream))),
+                writer: Box::new(Shared(stream)),
+                peer_pid,
+                peer_uid,
+                peer_ip: None,
+                descriptors: None,
+            })
+        }
+    }
+
+    /// A connected Unix stream socket, however it was made: accepted,
+    /// connected by path, or one end of a socketpair (an inherited
+    /// channel). Everything that works over one works over the others.
+    #[cfg(unix)]
+    pub(super) fn unix_stream(
+        socket: OwnedFd,
+        peer_pid: Option<u32>,
+        peer_uid: Option<u32>,
+    ) -> io::Result<Link> {
+        let (reader, writer, descriptors) = super::unix_halves::split(socket)?;
+        #[cfg(target_os = "linux")]
+        let descriptors = Some(descriptors);
+        #[cfg(not(target_os = "linux"))]
+        let descriptors: Option<Descriptors> = {
+            let () = descriptors;
+            None
         };
         Ok(Link {
-            reader,
-            writer,
+            reader: Box::new(reader),
+            writer: Box::new(writer),
             peer_pid,
             peer_uid,
             descriptors,
+            peer_ip: None,
         })
     }
 }
@@ -216,6 +231,16 @@ impl Listener {
             }
             #[cfg(not(feature = "amqp"))]
             Address::Amqp { .. } => return Err(Error::Unsupported(without_amqp(connector))),
+            Address::Inherited { .. } => {
+                return Err(Error::InvalidArgument {
+                    what: "connector",
+                    reason: format!(
+                        "{display} is an inherited channel's connector: the child that \
+                         inherited it connects with it (Client::connect); a server cannot \
+                         bind it. A parent makes one with Server::child_channel"
+                    ),
+                });
+            }
             #[cfg(any(unix, windows))]
             address => {
                 let (listener, local) =
@@ -289,6 +314,8 @@ pub async fn connect(connector: &Connector) -> io::Result<Link> {
             io::ErrorKind::Unsupported,
             without_amqp(connector),
         )),
+        #[cfg(any(unix, windows))]
+        Address::Inherited { number } => super::inherited::connect(*number),
         #[cfg(any(unix, windows))]
         address => local::connect(address).await,
         #[cfg(not(any(unix, windows)))]

@@ -11,6 +11,7 @@
 mod communica;
 mod ipc;
 mod memcpy;
+mod python;
 mod raw;
 mod raw_amqp;
 mod raw_blocking;
@@ -29,7 +30,7 @@ use clap::ValueEnum;
 pub use communica::{describe_python, prepare_venv};
 
 /// Every system, in the order of the report's columns.
-pub const SYSTEMS: [&str; 16] = [
+pub const SYSTEMS: [&str; 17] = [
     "raw_blocking_uds",
     "raw_tokio_local",
     "memcpy",
@@ -43,6 +44,8 @@ pub const SYSTEMS: [&str; 16] = [
     "ipc_channel",
     "ipc_channel_shm",
     "communica",
+    "switchboard_python",
+    "mp_connection",
     "raw_amqp",
     "switchboard_amqp",
     "communica_rmq",
@@ -232,6 +235,16 @@ pub fn open(system: &str, options: &Options) -> Result<Box<dyn Session>> {
         "ipc_channel" => Box::new(ipc::Client::open(false)?),
         "ipc_channel_shm" => Box::new(ipc::Client::open(true)?),
         "communica" => Box::new(communica::Client::open(&options.venv, None)?),
+        "switchboard_python" => Box::new(python::Client::open(
+            python::Variant::Package,
+            &options.venv,
+            options.flavor,
+        )?),
+        "mp_connection" => Box::new(python::Client::open(
+            python::Variant::MpConnection,
+            &options.venv,
+            options.flavor,
+        )?),
         "communica_rmq" => Box::new(communica::Client::open(&options.venv, Some(&amqp_url()))?),
         "raw_amqp" => Box::new(raw_amqp::Client::open(options.flavor)?),
         "switchboard_amqp" => Box::new(switchboard::Client::open(
