@@ -25,7 +25,7 @@ enum Bound {
     Times(f64, &'static str),
 }
 
-const TARGETS: [Target; 21] = [
+const TARGETS: [Target; 22] = [
     Target {
         key: RTT_P50,
         system: "switchboard_local_json",

@@ -174,7 +174,7 @@ pub(super) fn take(number: u64) -> io::Result<Link> {
         peer_pid: None,
         peer_uid: None,
         peer_ip: None,
-            descriptors: None,
+        descriptors: None,
     })
 }
 

@@ -30,7 +30,7 @@ use clap::ValueEnum;
 pub use communica::{describe_python, prepare_venv};
 
 /// Every system, in the order of the report's columns.
-pub const SYSTEMS: [&str; 17] = [
+pub const SYSTEMS: [&str; 18] = [
     "raw_blocking_uds",
     "raw_tokio_local",
     "memcpy",

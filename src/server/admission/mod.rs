@@ -130,7 +130,14 @@ async fn admit(
     let mut writer = FrameWriter::new(link.writer);
     let limit = shared.config.handshake_timeout;
     let shm = Offer::new(descriptors.as_ref(), shared.config.shared_memory);
-    let handshake = handshake(shared, &mut reader, &mut writer, (number, listed), peer_uid, shm);
+    let handshake = handshake(
+        shared,
+        &mut reader,
+        &mut writer,
+        (number, listed),
+        peer_uid,
+        shm,
+    );
     let (mut proven, token) = match tokio::time::timeout(limit, handshake).await {
         Ok(Ok(admitted)) => admitted,
         Ok(Err(e)) => {
