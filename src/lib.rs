@@ -75,7 +75,10 @@ pub use router::{
     BlockingHandler, Context, DESCRIBE_ROUTE, FromCall, FromContext, Handler, HandlerError,
     IntoAnswer, IntoFailure, PING_ROUTE, Router, State,
 };
-pub use server::{Access, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, Server, ServerBuilder};
+pub use server::{
+    Access, DEFAULT_HELLO_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES,
+    DEFAULT_MAX_HANDSHAKES_PER_PEER, Server, ServerBuilder,
+};
 pub use service::{Service, Shutdown};
 #[doc = include_str!("service/macro.md")]
 pub use switchboard_macros::service;

@@ -85,6 +85,7 @@ impl ParentEnd {
             writer: Box::new(writer),
             peer_pid: None,
             peer_uid: None,
+            peer_ip: None,
         })
     }
 }
@@ -171,6 +172,7 @@ pub(super) fn take(number: u64) -> io::Result<Link> {
         writer: Box::new(writer),
         peer_pid: None,
         peer_uid: None,
+        peer_ip: None,
     })
 }
 

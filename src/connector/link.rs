@@ -5,6 +5,7 @@
 //! this module sees only those halves.
 
 use std::io;
+use std::net::IpAddr;
 #[cfg(unix)]
 use std::os::fd::OwnedFd;
 #[cfg(not(unix))]
@@ -30,18 +31,22 @@ pub struct Link {
     pub peer_pid: Option<u32>,
     /// The user of the process at the other end (Unix sockets only).
     pub peer_uid: Option<u32>,
+    /// The address at the other end (TCP only).
+    pub peer_ip: Option<IpAddr>,
 }
 
 impl Link {
     fn tcp(stream: TcpStream) -> Link {
         // Requests are small and latency-bound; never wait for Nagle.
         let _ = stream.set_nodelay(true);
+        let peer_ip = stream.peer_addr().ok().map(|address| address.ip());
         let (reader, writer) = stream.into_split();
         Link {
             reader: Box::new(reader),
             writer: Box::new(writer),
             peer_pid: None,
             peer_uid: None,
+            peer_ip,
         }
     }
 
@@ -72,6 +77,7 @@ impl Link {
                 writer: Box::new(Shared(stream)),
                 peer_pid,
                 peer_uid,
+                peer_ip: None,
             })
         }
     }
@@ -91,6 +97,7 @@ impl Link {
             writer: Box::new(writer),
             peer_pid,
             peer_uid,
+            peer_ip: None,
         })
     }
 }

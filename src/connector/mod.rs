@@ -22,6 +22,8 @@ mod local_unix;
 #[cfg(windows)]
 mod local_windows;
 mod secret;
+#[cfg(unix)]
+mod stale_dirs;
 mod state;
 pub(crate) mod state_error;
 #[cfg(unix)]

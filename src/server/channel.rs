@@ -61,7 +61,9 @@ impl Server {
             let Some(shared) = shared.upgrade() else {
                 return;
             };
-            if let Some((number, connection, client_id)) = admission::admit(link, &shared).await {
+            if let Some((number, connection, client_id)) =
+                admission::admit_inherited(link, &shared).await
+            {
                 admission::serve(&shared, number, connection, client_id).await;
             }
         });
