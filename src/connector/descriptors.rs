@@ -55,6 +55,11 @@ impl Inbox {
     /// came with the bytes. Returns the bytes read.
     pub(super) fn receive(&self, socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
         let received = recv_with_fds(socket, buf, MAX_PER_READ)?;
+        if received.truncated {
+            // The handshake sees them missing and goes on without shared
+            // memory.
+            tracing::debug!("descriptors from the peer dropped: this process is out of them");
+        }
         if !received.fds.is_empty() {
             let mut kept = self.received.lock().unwrap_or_else(PoisonError::into_inner);
             if kept.len() + received.fds.len() > MAX_KEPT {

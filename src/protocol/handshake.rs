@@ -209,9 +209,17 @@ pub async fn client(
         (None, None) => {}
     }
     answer.resume = token.map(|token| mac(token, RESUME_LABEL, &server_nonce, &client_nonce));
-    let shm = match shm.filter(|_| challenge.shm == Some(SHM_VERSION)) {
-        Some(offer) => {
-            let shm = ClientShm::new(offer)?;
+    // A client that cannot make its pool (out of descriptors or memory)
+    // sends its proof without one: the server then declines shared memory.
+    let shm = shm
+        .filter(|_| challenge.shm == Some(SHM_VERSION))
+        .and_then(|offer| {
+            ClientShm::new(offer)
+                .inspect_err(|e| tracing::debug!("shared memory declined: no pool: {e}"))
+                .ok()
+        });
+    let shm = match shm {
+        Some(shm) => {
             let (pool, fds) = shm.fields();
             (answer.pool, answer.fds) = (Some(pool), Some(fds));
             shm.send(sealed(&answer)?.first()).await?;
@@ -232,10 +240,9 @@ pub async fn client(
     };
     let token = decode_field(welcome.token.as_deref(), "token")?;
     let shm = match shm {
-        Some(shm) => Some(
-            shm.finish(welcome.fds.as_deref(), welcome.pool)
-                .map_err(Error::Protocol)?,
-        ),
+        Some(shm) => shm
+            .finish(welcome.fds.as_deref(), welcome.pool)
+            .map_err(Error::Protocol)?,
         None => None,
     };
     reader.set_max(connector.max_frame());
@@ -474,17 +481,20 @@ impl Proven {
             token: Some(URL_SAFE_NO_PAD.encode(token)),
             ..Reply::default()
         };
-        match self.peer_shm.take() {
+        // Declined (no pool could be made here), the closure is not called
+        // and the welcome goes without a pool.
+        self.shm = match self.peer_shm.take() {
             Some(peer) => {
-                let link = peer
-                    .welcome(|pool, fds| {
-                        (welcome.pool, welcome.fds) = (Some(pool), Some(fds));
-                        Ok(sealed(&welcome)?.into_vec())
-                    })
-                    .await?;
-                self.shm = Some(link);
+                peer.welcome(|pool, fds| {
+                    (welcome.pool, welcome.fds) = (Some(pool), Some(fds));
+                    Ok(sealed(&welcome)?.into_vec())
+                })
+                .await?
             }
-            None => send(writer, &welcome).await?,
+            None => None,
+        };
+        if self.shm.is_none() {
+            send(writer, &welcome).await?;
         }
         reader.set_max(connector.max_frame());
         Ok(())

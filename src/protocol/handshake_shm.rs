@@ -122,19 +122,26 @@ impl<'a> ClientShm<'a> {
     }
 
     /// With the welcome read: the server's pool, checked and mapped.
+    /// A welcome with neither pool nor descriptors declines shared memory
+    /// (the server could not take ours, or make its own): `None`, and this
+    /// side's pool and channel are dropped.
     pub(super) fn finish(
         self,
         names: Option<&[String]>,
         pool: Option<u64>,
-    ) -> Result<ShmLink, String> {
+    ) -> Result<Option<ShmLink>, String> {
         let fds = self.offer.descriptors.take();
+        if names.is_none() && pool.is_none() {
+            tracing::debug!("the server declined shared memory for this connection");
+            return Ok(None);
+        }
         let (theirs, _) = accept_peer(fds, names, &SERVER_FDS, pool)?;
-        Ok(ShmLink {
+        Ok(Some(ShmLink {
             ours: self.pool,
             theirs,
             channel: self.channel,
             settings: self.offer.settings,
-        })
+        }))
     }
 }
 
@@ -154,7 +161,11 @@ impl<'a> ClientShm<'a> {
             ClientShm::_Never(never, _) => match *never {},
         }
     }
-    pub(super) fn finish(self, _: Option<&[String]>, _: Option<u64>) -> Result<ShmLink, String> {
+    pub(super) fn finish(
+        self,
+        _: Option<&[String]>,
+        _: Option<u64>,
+    ) -> Result<Option<ShmLink>, String> {
         match self {
             ClientShm::_Never(never, _) => match never {},
         }
@@ -196,6 +207,18 @@ pub(super) fn received(
     #[cfg(target_os = "linux")]
     if let Some(offer) = shm {
         let fds = offer.descriptors.take();
+        // A proof without shared-memory fields, or whose descriptors did not
+        // all arrive (the kernel drops them when this process is out of
+        // descriptors), declines shared memory for this connection: a
+        // server short of descriptors still serves the client, over the
+        // socket. Descriptors that are present but wrong still refuse it.
+        if names.is_none() && pool.is_none() || fds.len() < CLIENT_FDS.len() {
+            tracing::debug!(
+                came = fds.len(),
+                "shared memory declined: the client's descriptors did not arrive"
+            );
+            return Ok(None);
+        }
         let (theirs, channel) = accept_peer(fds, names, &CLIENT_FDS, pool)?;
         let channel = channel.ok_or("shared memory: no channel")?;
         return Ok(Some(PeerShm {
@@ -213,21 +236,30 @@ impl PeerShm {
     /// Server, step 4: makes the server's pool; `send` gets the pool's
     /// size and names for the welcome and returns the sealed frame, which
     /// goes with the pool attached.
+    /// A pool that cannot be made (out of descriptors or memory) declines
+    /// shared memory: `None`, nothing sent, and the caller sends the
+    /// welcome without a pool.
     pub(super) async fn welcome(
         self,
         frame: impl FnOnce(u64, Vec<String>) -> crate::error::Result<Vec<u8>>,
-    ) -> crate::error::Result<ShmLink> {
+    ) -> crate::error::Result<Option<ShmLink>> {
         #[cfg(target_os = "linux")]
         {
-            let ours = crate::shm::SharedRegion::create("sb-pool", self.settings.pool_bytes)?;
+            let ours = match crate::shm::SharedRegion::create("sb-pool", self.settings.pool_bytes) {
+                Ok(ours) => ours,
+                Err(e) => {
+                    tracing::debug!("shared memory declined: no pool: {e}");
+                    return Ok(None);
+                }
+            };
             let bytes = frame(ours.len() as u64, names(&SERVER_FDS))?;
             self.descriptors.send(&bytes, &[ours.fd()]).await?;
-            Ok(ShmLink {
+            Ok(Some(ShmLink {
                 ours,
                 theirs: self.theirs,
                 channel: self.channel,
                 settings: self.settings,
-            })
+            }))
         }
         #[cfg(not(target_os = "linux"))]
         {

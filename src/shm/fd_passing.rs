@@ -17,6 +17,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 pub(crate) struct Received {
     pub(crate) bytes: usize,
     pub(crate) fds: Vec<OwnedFd>,
+    /// Descriptors came but this process could not take them all (out of
+    /// descriptors); `fds` is then empty.
+    pub(crate) truncated: bool,
 }
 
 /// Sends `data` (at least one byte) with `fds` attached. Returns how many
@@ -71,8 +74,9 @@ pub(crate) fn send_with_fds(
 }
 
 /// Receives into `buf`, accepting at most `max_fds` descriptors. More than
-/// that (or a control message the kernel had to truncate) closes every
-/// descriptor received and fails with `InvalidData`. Zero bytes with no
+/// that closes every descriptor received and fails with `InvalidData`.
+/// Descriptors the kernel could not install (this process is out of them)
+/// are reported as `truncated`, with none kept: the bytes are still good. Zero bytes with no
 /// descriptors is the peer's end of stream, as for `read`.
 pub(crate) fn recv_with_fds(
     socket: BorrowedFd<'_>,
@@ -99,16 +103,23 @@ pub(crate) fn recv_with_fds(
         return Err(io::Error::last_os_error());
     }
     let fds = take_fds(&msg);
-    if msg.msg_flags & libc::MSG_CTRUNC != 0 || fds.len() > max_fds {
+    if fds.len() > max_fds {
         drop(fds);
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("the peer sent more descriptors than the {max_fds} expected"),
         ));
     }
+    // The buffer has room for one more than allowed, so a truncation with
+    // no more than `max_fds` installed is not the peer's excess: the kernel
+    // could not install them (this process is out of descriptors). The
+    // bytes are good; the descriptors that did arrive are dropped, and the
+    // caller learns that some are missing.
+    let truncated = msg.msg_flags & libc::MSG_CTRUNC != 0;
     Ok(Received {
         bytes: got as usize,
-        fds,
+        fds: if truncated { Vec::new() } else { fds },
+        truncated,
     })
 }
 
