@@ -25,6 +25,8 @@
 mod fd_passing;
 #[cfg(target_os = "linux")]
 mod region;
+#[cfg(target_os = "linux")]
+pub(crate) mod ring;
 
 #[cfg(target_os = "linux")]
 pub(crate) use fd_passing::{Received, recv_with_fds, send_with_fds};

@@ -13,6 +13,8 @@ mod ipc;
 mod raw;
 mod raw_amqp;
 mod raw_blocking;
+mod raw_poll;
+mod raw_spin;
 mod raw_tokio;
 mod switchboard;
 mod switchboard_blocking;
@@ -28,9 +30,11 @@ use clap::ValueEnum;
 pub use communica::{describe_python, prepare_venv};
 
 /// Every system, in the order of the report's columns.
-pub const SYSTEMS: [&str; 12] = [
+pub const SYSTEMS: [&str; 14] = [
     "raw_blocking_uds",
     "raw_tokio_local",
+    "raw_poll_uds",
+    "raw_spin_shm",
     "switchboard_local_json",
     "switchboard_local_msgpack",
     "switchboard_tcp_json",
@@ -201,6 +205,8 @@ pub fn open(system: &str, options: &Options) -> Result<Box<dyn Session>> {
     Ok(match system {
         "raw_blocking_uds" => Box::new(raw_blocking::Client::open()?),
         "raw_tokio_local" => Box::new(raw_tokio::Client::open(options.flavor)?),
+        "raw_poll_uds" => Box::new(raw_poll::Client::open()?),
+        "raw_spin_shm" => Box::new(raw_spin::Client::open()?),
         "switchboard_local_json" => Box::new(switchboard::Client::open(
             switchboard::Variant::LocalJson,
             options.flavor,
@@ -234,6 +240,8 @@ pub fn serve(system: &str, flavor: Flavor) -> Result<()> {
     match system {
         "raw_blocking_uds" => raw_blocking::serve(),
         "raw_tokio_local" => raw_tokio::serve(flavor),
+        "raw_poll_uds" => raw_poll::serve(),
+        "raw_spin_shm" => raw_spin::serve(),
         "switchboard_local_json" | "switchboard_local_msgpack" => {
             switchboard::serve(switchboard::Variant::LocalJson, flavor)
         }
