@@ -24,9 +24,15 @@
 #[cfg(target_os = "linux")]
 mod fd_passing;
 #[cfg(target_os = "linux")]
+mod idle;
+#[cfg(target_os = "linux")]
 mod region;
 #[cfg(target_os = "linux")]
 pub(crate) mod ring;
+#[cfg(target_os = "linux")]
+mod ring_link;
+#[cfg(target_os = "linux")]
+pub(crate) mod ring_setup;
 
 #[cfg(target_os = "linux")]
 pub(crate) use fd_passing::{Received, recv_with_fds, send_with_fds};

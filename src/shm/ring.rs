@@ -244,6 +244,11 @@ impl RingWriter {
         parked.load(Ordering::Relaxed) != 0 && parked.swap(0, Ordering::AcqRel) != 0
     }
 
+    /// True when no byte fits until the reader consumes some.
+    pub(crate) fn is_full(&mut self) -> Result<bool, Corrupt> {
+        Ok(self.free()? == 0)
+    }
+
     /// True when everything written was consumed.
     pub(crate) fn is_empty(&mut self) -> Result<bool, Corrupt> {
         Ok(self.free()? == self.ring.capacity as usize)
