@@ -14,6 +14,7 @@ use tokio::io::{
     AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
 };
 
+use crate::connector::Corrupted;
 use crate::error::{Error, Result};
 
 /// Bytes in a frame's length prefix.
@@ -414,6 +415,11 @@ impl FrameReader {
         self.max = max;
     }
 
+    /// The frame size limit.
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+
     /// Raises `flag` whenever bytes arrive, even in the middle of a frame:
     /// how a keepalive tells a peer that is slowly sending a huge frame from
     /// one that is gone.
@@ -430,7 +436,7 @@ impl FrameReader {
     /// cleanly between frames.
     pub async fn read(&mut self) -> Result<Option<Frame>> {
         // A clean close shows up as EOF before the first header byte.
-        if self.inner.fill_buf().await?.is_empty() {
+        if self.inner.fill_buf().await.map_err(read_error)?.is_empty() {
             return Ok(None);
         }
         let buffered = self.inner.buffer();
@@ -449,7 +455,7 @@ impl FrameReader {
         self.inner
             .read_exact(&mut header)
             .await
-            .map_err(eof_is_disconnect)?;
+            .map_err(read_error)?;
         let len = self.check_len(&header)?;
         let mut body = match len >= RECYCLE_MIN {
             true => self
@@ -461,7 +467,8 @@ impl FrameReader {
         let read = (&mut self.inner)
             .take(len as u64)
             .read_to_end(&mut body)
-            .await?;
+            .await
+            .map_err(read_error)?;
         if read < len {
             return Err(Error::Disconnected);
         }
@@ -491,11 +498,16 @@ impl FrameReader {
     }
 }
 
-fn eof_is_disconnect(e: std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::UnexpectedEof {
-        Error::Disconnected
-    } else {
-        Error::Io(e)
+/// An end of stream inside a frame is a disconnect; bytes a link found
+/// malformed below the frames (a corrupted shared-memory ring) are the
+/// peer's protocol error.
+fn read_error(e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => Error::Disconnected,
+        std::io::ErrorKind::InvalidData if e.get_ref().is_some_and(|e| e.is::<Corrupted>()) => {
+            Error::Protocol(e.to_string())
+        }
+        _ => Error::Io(e),
     }
 }
 

@@ -7,7 +7,6 @@
 use std::io;
 #[cfg(unix)]
 use std::os::fd::OwnedFd;
-#[cfg(not(unix))]
 use std::sync::Arc;
 
 use interprocess::local_socket::tokio::Stream as LocalStream;
@@ -30,7 +29,26 @@ pub struct Link {
     pub peer_pid: Option<u32>,
     /// The user of the process at the other end (Unix sockets only).
     pub peer_uid: Option<u32>,
+    /// The Unix socket under the halves, for what travels beside the byte
+    /// stream (descriptors, the shared-memory ring's doorbell); `None` for
+    /// other transports.
+    pub unix_socket: Option<UnixSocket>,
 }
+
+/// What a link's reader fails with (inside an `io::Error` of kind
+/// `InvalidData`) when the peer broke what lies beneath the byte stream (a
+/// corrupted shared-memory ring): the peer's protocol error, not an I/O
+/// failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Corrupted(pub String);
+
+/// A connected Unix socket, registered with the runtime for readability.
+#[cfg(unix)]
+pub type UnixSocket = Arc<tokio::io::unix::AsyncFd<std::os::unix::net::UnixStream>>;
+/// No Unix sockets here.
+#[cfg(not(unix))]
+pub type UnixSocket = std::convert::Infallible;
 
 impl Link {
     fn tcp(stream: TcpStream) -> Link {
@@ -42,6 +60,7 @@ impl Link {
             writer: Box::new(writer),
             peer_pid: None,
             peer_uid: None,
+            unix_socket: None,
         }
     }
 
@@ -60,20 +79,23 @@ impl Link {
         #[cfg(not(unix))]
         let peer_uid = None;
         #[cfg(unix)]
-        let (reader, writer) = {
+        let (reader, writer, unix_socket) = {
             let LocalStream::UdSocket(socket) = stream;
             let (reader, writer) = super::unix_halves::split(OwnedFd::try_from(socket)?)?;
+            let socket = reader.socket();
             (
                 Box::new(reader) as Box<dyn AsyncRead + Send + Unpin>,
                 Box::new(writer) as Box<dyn AsyncWrite + Send + Unpin>,
+                Some(socket),
             )
         };
         #[cfg(not(unix))]
-        let (reader, writer) = {
+        let (reader, writer, unix_socket) = {
             let stream = Arc::new(stream);
             (
                 Box::new(Shared(Arc::clone(&stream))) as Box<dyn AsyncRead + Send + Unpin>,
                 Box::new(Shared(stream)) as Box<dyn AsyncWrite + Send + Unpin>,
+                None,
             )
         };
         Ok(Link {
@@ -81,6 +103,7 @@ impl Link {
             writer,
             peer_pid,
             peer_uid,
+            unix_socket,
         })
     }
 }
@@ -167,6 +190,7 @@ impl Listener {
     /// reachable by its owner only (0600), or by every user when
     /// `open_to_others` (the server then checks each peer's uid itself).
     pub async fn bind(connector: &Connector, open_to_others: bool) -> Result<Listener> {
+        connector.check_shm_ring()?;
         let display = connector.address().to_string();
         let mut cleanup = None;
         let (inner, address) = match connector.address() {

@@ -15,6 +15,7 @@ mod link;
 mod local_unix;
 #[cfg(windows)]
 mod local_windows;
+mod ring_setting;
 mod secret;
 mod state;
 #[cfg(unix)]
@@ -24,7 +25,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use amqp_url::{AmqpUrl, MAX_SERVICE_LEN};
-pub(crate) use link::{BindGuard, Link, Listener, connect};
+pub(crate) use link::{BindGuard, Corrupted, Link, Listener, UnixSocket, connect};
+pub(crate) use ring_setting::{
+    RING_CAPACITY, SUPPORTED as RING_SUPPORTED, check_capacity as check_ring_capacity,
+};
 pub(crate) use secret::random_bytes;
 pub use secret::{MAX_SECRET_LEN, MIN_SECRET_LEN, SECRET_LEN, Secret};
 pub use state::{BodyError, ConnectorError, STATE_PREFIX, STATE_VERSION};
@@ -159,6 +163,8 @@ pub struct Connector {
     secret: Option<Secret>,
     format: Format,
     max_frame: u32,
+    /// Frames through a ring in shared memory (see `ring_setting.rs`).
+    shm_ring: bool,
 }
 
 impl Connector {
@@ -266,6 +272,7 @@ impl Connector {
             secret: Some(Secret::generate()),
             format: Format::Json,
             max_frame: DEFAULT_MAX_FRAME,
+            shm_ring: false,
         }
     }
 
@@ -352,6 +359,7 @@ impl fmt::Debug for Connector {
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("format", &self.format)
             .field("max_frame", &self.max_frame)
+            .field("shm_ring", &self.shm_ring)
             .finish()
     }
 }

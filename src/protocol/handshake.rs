@@ -25,7 +25,9 @@ use sha2::Sha256;
 
 use super::{PROTOCOL_VERSION, serializer};
 use crate::config::Window;
-use crate::connector::{Connector, Format, random_bytes};
+use crate::connector::{
+    Connector, Format, RING_CAPACITY, RING_SUPPORTED, check_ring_capacity, random_bytes,
+};
 use crate::error::{Error, Result};
 use crate::transport::{FrameReader, FrameWriter, OutFrame, seal};
 
@@ -64,6 +66,9 @@ pub struct Settled {
     pub peer_window: Window,
     /// The token that proves this client's id when it connects again.
     pub token: Vec<u8>,
+    /// The capacity of each direction of the shared-memory ring, when the
+    /// server agreed to it (PROTOCOL.md §10).
+    pub ring: Option<u32>,
 }
 
 /// Everything but the version is optional when parsing, so that a client of
@@ -79,6 +84,9 @@ struct Hello {
     nonce: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     window: Option<Window>,
+    /// Asks for the shared-memory ring, with this capacity per direction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ring: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -99,6 +107,9 @@ struct Reply {
     window: Option<Window>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     token: Option<String>,
+    /// In the welcome: the ring the client asked for is agreed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ring: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<Refusal>,
 }
@@ -135,6 +146,7 @@ pub async fn client(
         formats: formats.iter().map(|f| f.name().to_owned()).collect(),
         nonce: Some(URL_SAFE_NO_PAD.encode(client_nonce)),
         window: Some(window),
+        ring: connector.shm_ring().then_some(RING_CAPACITY),
     };
     send(writer, &hello).await?;
 
@@ -209,11 +221,21 @@ pub async fn client(
         ));
     };
     let token = decode_field(welcome.token.as_deref(), "token")?;
+    let ring = match welcome.ring {
+        None => None,
+        Some(capacity) if connector.shm_ring() && capacity == RING_CAPACITY => Some(capacity),
+        Some(capacity) => {
+            return Err(Error::Protocol(format!(
+                "the server agreed to a shared-memory ring of {capacity} bytes, which was not asked for"
+            )));
+        }
+    };
     reader.set_max(connector.max_frame());
     Ok(Settled {
         format,
         peer_window,
         token,
+        ring,
     })
 }
 
@@ -225,6 +247,7 @@ pub struct ServerHello {
     window: Window,
     format: Format,
     client_nonce: Vec<u8>,
+    ring: Option<u32>,
 }
 
 impl ServerHello {
@@ -285,6 +308,12 @@ impl ServerHello {
             window,
             format,
             client_nonce,
+            // A ring this build cannot make, or of a size it does not take,
+            // is declined: the connection stays on the socket.
+            ring: hello
+                .ring
+                .filter(|_| RING_SUPPORTED)
+                .filter(|capacity| check_ring_capacity(*capacity).is_ok()),
         })
     }
 
@@ -363,6 +392,7 @@ impl ServerHello {
             client_nonce: self.client_nonce,
             server_nonce,
             resume,
+            ring: self.ring,
         })
     }
 }
@@ -376,6 +406,9 @@ pub struct Proven {
     pub format: Format,
     /// What the client accepts in flight.
     pub peer_window: Window,
+    /// The shared-memory ring the client asked for, if the server can give
+    /// it; the server may decline by clearing this before the welcome.
+    pub ring: Option<u32>,
     client_nonce: Vec<u8>,
     server_nonce: Vec<u8>,
     resume: Option<Vec<u8>>,
@@ -406,6 +439,7 @@ impl Proven {
             welcome: Some(true),
             window: Some(window),
             token: Some(URL_SAFE_NO_PAD.encode(token)),
+            ring: self.ring,
             ..Reply::default()
         };
         send(writer, &welcome).await?;

@@ -18,7 +18,8 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use super::{Shared, lock};
-use crate::connector::{Link, Listener, random_bytes};
+use crate::connector::{Link, Listener, UnixSocket, random_bytes};
+use crate::ring_switch::{self, Side};
 use crate::error::{Error, Result};
 use crate::peer::{Connection, Peer, Settings};
 use crate::protocol::handshake::{Proven, ServerHello, TOKEN_LEN, refusal};
@@ -131,11 +132,12 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
 async fn admit(link: Link, shared: &Arc<Shared>) -> Option<(u64, Arc<Connection>, String)> {
     let number = shared.next_connection.fetch_add(1, Ordering::Relaxed);
     let (peer_pid, peer_uid) = (link.peer_pid, link.peer_uid);
-    let mut reader = FrameReader::new(link.reader, shared.connector.max_frame());
-    let mut writer = FrameWriter::new(link.writer);
+    let socket = link.unix_socket.clone();
+    let reader = FrameReader::new(link.reader, shared.connector.max_frame());
+    let writer = FrameWriter::new(link.writer);
     let limit = shared.config.handshake_timeout;
-    let handshake = handshake(shared, &mut reader, &mut writer, number, peer_uid);
-    let (proven, token) = match tokio::time::timeout(limit, handshake).await {
+    let handshake = handshake(shared, reader, writer, number, peer_uid, socket);
+    let (proven, token, reader, writer) = match tokio::time::timeout(limit, handshake).await {
         Ok(Ok(admitted)) => admitted,
         Ok(Err(e)) => {
             refused(shared, &e, peer_pid, peer_uid);
@@ -199,11 +201,13 @@ fn refused(shared: &Shared, error: &Error, peer_pid: Option<u32>, peer_uid: Opti
 /// its steps. On success the client id is reserved for this connection.
 async fn handshake(
     shared: &Shared,
-    reader: &mut FrameReader,
-    writer: &mut FrameWriter,
+    mut frames_in: FrameReader,
+    mut frames_out: FrameWriter,
     number: u64,
     peer_uid: Option<u32>,
-) -> Result<(Proven, Arc<[u8]>)> {
+    socket: Option<UnixSocket>,
+) -> Result<(Proven, Arc<[u8]>, FrameReader, FrameWriter)> {
+    let (reader, writer) = (&mut frames_in, &mut frames_out);
     let hello = ServerHello::read(reader, writer).await?;
     if !shared.access.allows(peer_uid, own_uid()) {
         let uid = peer_uid.unwrap_or_default();
@@ -218,7 +222,10 @@ async fn handshake(
         );
         return Err(hello.refuse(writer, refusal::BUSY, &message).await);
     }
-    let proven = hello.challenge(reader, writer, &shared.connector).await?;
+    let mut proven = hello.challenge(reader, writer, &shared.connector).await?;
+    if socket.is_none() {
+        proven.ring = None;
+    }
     let token = {
         let mut holders = lock(&shared.holders);
         match holders.get(&proven.client_id) {
@@ -261,8 +268,11 @@ async fn handshake(
     proven
         .welcome(reader, writer, &shared.connector, window, &token)
         .await?;
+    let spin = shared.config.ring_spin;
+    let (reader, writer) =
+        ring_switch::switch(Side::Server, proven.ring, socket, frames_in, frames_out, spin).await?;
     reservation.armed = false;
-    Ok((proven, token))
+    Ok((proven, token, reader, writer))
 }
 
 /// Frees a client id reserved by a handshake that did not finish (failed,

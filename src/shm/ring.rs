@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 use super::SharedRegion;
+use crate::connector::Corrupted;
 
 /// Identifies a ring region (and its layout version) in its first word.
 const MAGIC: u64 = u64::from_le_bytes(*b"SBRING01");
@@ -45,9 +46,6 @@ const WRITE_AT: usize = 0;
 const READ_AT: usize = 128;
 const PARKED_AT: usize = 256;
 
-/// Smallest and largest capacity of one direction.
-pub(crate) const MIN_CAPACITY: u32 = 4096;
-pub(crate) const MAX_CAPACITY: u32 = 16 * 1024 * 1024;
 
 /// One direction of the connection: client to server, or server to client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +62,7 @@ impl From<Corrupt> for io::Error {
     fn from(corrupt: Corrupt) -> io::Error {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("the peer corrupted the shared-memory ring: {}", corrupt.0),
+            Corrupted(format!("the peer corrupted the shared-memory ring: {}", corrupt.0)),
         )
     }
 }
@@ -75,14 +73,7 @@ pub(crate) fn region_len(capacity: u32) -> usize {
 }
 
 /// Checks a capacity asked for by the peer (or by us).
-pub(crate) fn check_capacity(capacity: u32) -> Result<(), String> {
-    if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
-        return Err(format!(
-            "ring capacity {capacity} is not a power of two from {MIN_CAPACITY} to {MAX_CAPACITY}"
-        ));
-    }
-    Ok(())
-}
+pub(crate) use crate::connector::check_ring_capacity as check_capacity;
 
 /// Writes the header of a fresh (zeroed) region.
 pub(crate) fn initialize(region: &SharedRegion, capacity: u32) -> io::Result<()> {
@@ -450,7 +441,7 @@ mod tests {
         assert!(check_header(&region, CAP * 2).is_err());
         region.write(MAGIC_AT, b"garbage!").unwrap();
         assert!(check_header(&region, CAP).is_err());
-        for bad in [0, 1000, 4095, MIN_CAPACITY / 2, MAX_CAPACITY * 2] {
+        for bad in [0, 1000, 4095, 2048, 32 * 1024 * 1024] {
             assert!(check_capacity(bad).is_err(), "{bad}");
         }
         assert!(RingReader::new(region, CAP * 2, Direction::ToServer).is_err());

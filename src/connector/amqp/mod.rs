@@ -228,6 +228,7 @@ impl Parts {
             writer: Box::new(Writer::new(shared, self.peer_inbox, seal)),
             peer_pid: None,
             peer_uid: None,
+            unix_socket: None,
         }
     }
 }
