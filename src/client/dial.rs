@@ -14,8 +14,8 @@ use crate::connector::{self, Connector, Link, random_bytes};
 use crate::error::{Error, Result};
 use crate::peer::{Connection, Inbound, Settings};
 use crate::protocol::handshake;
-use crate::ring_switch::{self, Side};
 use crate::registry::Lookup;
+use crate::ring_switch::{self, Side};
 use crate::transport::{FrameReader, FrameWriter};
 
 /// What a client connects to.

@@ -95,8 +95,7 @@ impl Connector {
 fn check(address: &Address) -> Result<()> {
     if !SUPPORTED {
         return Err(Error::Unsupported(
-            "the shared-memory ring (Connector::with_shm_ring, which exists only on Linux)"
-                .into(),
+            "the shared-memory ring (Connector::with_shm_ring, which exists only on Linux)".into(),
         ));
     }
     if !matches!(address, Address::Unix(_)) {

@@ -443,7 +443,10 @@ fn parse(text: &str) -> Result<Connector, ConnectorError> {
         None | Some(Value::Bool(false)) => false,
         Some(Value::Bool(true)) if matches!(address, Address::Unix(_)) => true,
         Some(Value::Bool(true)) => {
-            return Err(invalid("r", "only a local (unix) connector can use the ring"));
+            return Err(invalid(
+                "r",
+                "only a local (unix) connector can use the ring",
+            ));
         }
         Some(_) => return Err(invalid("r", "expected true or false")),
     };

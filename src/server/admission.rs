@@ -19,10 +19,10 @@ use tokio::sync::Semaphore;
 
 use super::{Shared, lock};
 use crate::connector::{Link, Listener, UnixSocket, random_bytes};
-use crate::ring_switch::{self, Side};
 use crate::error::{Error, Result};
 use crate::peer::{Connection, Peer, Settings};
 use crate::protocol::handshake::{Proven, ServerHello, TOKEN_LEN, refusal};
+use crate::ring_switch::{self, Side};
 use crate::transport::{FrameReader, FrameWriter};
 
 /// Who may connect to a server over a Unix socket, by the peer process's
@@ -269,8 +269,15 @@ async fn handshake(
         .welcome(reader, writer, &shared.connector, window, &token)
         .await?;
     let spin = shared.config.ring_spin;
-    let (reader, writer) =
-        ring_switch::switch(Side::Server, proven.ring, socket, frames_in, frames_out, spin).await?;
+    let (reader, writer) = ring_switch::switch(
+        Side::Server,
+        proven.ring,
+        socket,
+        frames_in,
+        frames_out,
+        spin,
+    )
+    .await?;
     reservation.armed = false;
     Ok((proven, token, reader, writer))
 }

@@ -41,7 +41,11 @@ pub(crate) struct Idle {
 
 impl Idle {
     pub(crate) fn new(spin: Duration) -> Idle {
-        Idle { spin, since: None, yields: 0 }
+        Idle {
+            spin,
+            since: None,
+            yields: 0,
+        }
     }
 
     /// The waiter found what it waited for: start from spinning next time.
@@ -73,7 +77,9 @@ mod tests {
     #[test]
     fn spin_then_yield_then_park_then_start_over() {
         let mut idle = Idle::new(Duration::from_micros(200));
-        let Step::Spin(until) = idle.next() else { panic!("spins first") };
+        let Step::Spin(until) = idle.next() else {
+            panic!("spins first")
+        };
         assert!(until <= Instant::now() + SPIN_SLICE);
         std::thread::sleep(Duration::from_millis(1));
         for _ in 0..YIELDS {

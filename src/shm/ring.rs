@@ -46,7 +46,6 @@ const WRITE_AT: usize = 0;
 const READ_AT: usize = 128;
 const PARKED_AT: usize = 256;
 
-
 /// One direction of the connection: client to server, or server to client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Direction {
@@ -62,7 +61,10 @@ impl From<Corrupt> for io::Error {
     fn from(corrupt: Corrupt) -> io::Error {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            Corrupted(format!("the peer corrupted the shared-memory ring: {}", corrupt.0)),
+            Corrupted(format!(
+                "the peer corrupted the shared-memory ring: {}",
+                corrupt.0
+            )),
         )
     }
 }

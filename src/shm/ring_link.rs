@@ -52,7 +52,13 @@ pub(crate) struct RingRead {
 
 impl RingRead {
     pub(crate) fn new(ring: RingReader, socket: Socket, spin: Duration) -> RingRead {
-        RingRead { ring, socket, idle: Idle::new(spin), parked: false, eof: false }
+        RingRead {
+            ring,
+            socket,
+            idle: Idle::new(spin),
+            parked: false,
+            eof: false,
+        }
     }
 
     /// Waits for the doorbell (or the end of the socket) and clears it.
@@ -166,7 +172,13 @@ pub(crate) struct RingWrite {
 
 impl RingWrite {
     pub(crate) fn new(ring: RingWriter, socket: Socket, spin: Duration) -> RingWrite {
-        RingWrite { ring, socket, idle: Idle::new(spin), nap: None, next_nap: FIRST_NAP }
+        RingWrite {
+            ring,
+            socket,
+            idle: Idle::new(spin),
+            nap: None,
+            next_nap: FIRST_NAP,
+        }
     }
 
     /// Wakes the peer's reader if it parked: one byte on the socket. A full
@@ -272,8 +284,7 @@ impl AsyncWrite for RingWrite {
         if bytes.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        self.get_mut()
-            .poll_room(cx, |ring| Ok(ring.write(bytes)?))
+        self.get_mut().poll_room(cx, |ring| Ok(ring.write(bytes)?))
     }
 
     fn poll_write_vectored(

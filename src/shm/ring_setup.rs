@@ -86,9 +86,9 @@ fn halves(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::io::unix::AsyncFd;
     use std::os::unix::net::UnixStream;
+    use tokio::io::unix::AsyncFd;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[allow(deprecated)]
     fn socket(stream: UnixStream) -> Socket {
