@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure a RabbitMQ broker answers on 127.0.0.1:5672 (the AMQP tests in
-# tests/amqp.rs use it with the default guest/guest account): installs
+# tests/amqp/ use it with the default guest/guest account): installs
 # rabbitmq-server with apt if it is missing, starts it if it is not running,
 # and waits until it accepts connections. Idempotent.
 set -euo pipefail

@@ -4,7 +4,9 @@
 use serde_json::Value;
 use switchboard::Error;
 
-use crate::{ConnectArgs, Endpoint, Failure};
+use crate::connect::ConnectArgs;
+use crate::endpoint::Endpoint;
+use crate::exit::Failure;
 
 /// The introspection route (served by `#[switchboard::service]` servers).
 const DESCRIBE_ROUTE: &str = "switchboard.describe";

@@ -3,7 +3,7 @@
 use serde_json::json;
 use switchboard::registry::Registry;
 
-use crate::Failure;
+use crate::exit::Failure;
 
 pub(crate) const LS_HELP: &str = "\
 Lists the services in this user's registry ($XDG_RUNTIME_DIR/switchboard, or

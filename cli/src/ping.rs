@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use switchboard::{Error, PING_ROUTE, Reconnect};
 
-use crate::{ConnectArgs, Endpoint, Failure};
+use crate::connect::ConnectArgs;
+use crate::endpoint::Endpoint;
+use crate::exit::Failure;
 
 pub(crate) const PING_HELP: &str = "\
 Each round trip is a request to the route switchboard.ping, which every
@@ -70,7 +72,7 @@ pub(crate) async fn ping(
     let mut sent = 0u64;
     let mut last: Option<Error>;
     // Signals only: a connector piped in on stdin ends stdin at once.
-    let stop = crate::signals();
+    let stop = crate::stop::signals();
     tokio::pin!(stop);
     loop {
         sent += 1;

@@ -18,7 +18,8 @@ use serde_json::Value;
 use switchboard::{Connector, Context, HandlerError, Router, Server};
 use tokio::io::AsyncWriteExt;
 
-use crate::{Failure, SHUTDOWN_GRACE, usage};
+use crate::exit::{Failure, usage};
+use crate::stop::SHUTDOWN_GRACE;
 
 pub(crate) const SERVE_HELP: &str = "\
 CONFIG.toml names the service and its routes:
@@ -129,7 +130,7 @@ pub(crate) async fn serve(path: &Path) -> Result<(), Failure> {
             async move { command.run(ctx.client_id(), &params).await }
         });
     }
-    let stop = crate::stop_requested();
+    let stop = crate::stop::stop_requested();
     let server = Server::builder(router)
         .name(config.name.clone())
         .bind(&connector)
@@ -234,7 +235,7 @@ impl Command {
             .map_err(|_| {
                 HandlerError::new(format!(
                     "{program:?} did not finish within {} and was killed",
-                    crate::human(self.timeout)
+                    crate::connect::human(self.timeout)
                 ))
             })?
             .map_err(|e| HandlerError::new(format!("{program:?} could not be waited for: {e}")))?;
