@@ -56,6 +56,7 @@ fn color(system: &str) -> RGBColor {
         "raw_spin_shm" => RGBColor(215, 215, 215),
         "switchboard_local_json" => RGBColor(31, 119, 180),
         "switchboard_local_msgpack" => RGBColor(100, 170, 225),
+        "switchboard_shm" => RGBColor(214, 39, 40),
         "switchboard_tcp_json" => RGBColor(20, 60, 120),
         "switchboard_blocking" => RGBColor(23, 190, 207),
         "tarpc_uds" => RGBColor(255, 127, 14),

@@ -71,7 +71,8 @@ struct RunArgs {
     #[arg(long, value_name = "MD")]
     markdown: Option<PathBuf>,
     /// Only these systems (comma-separated): raw_blocking_uds,
-    /// raw_tokio_local, raw_poll_uds, raw_spin_shm, switchboard_local_json, switchboard_local_msgpack,
+    /// raw_tokio_local, raw_poll_uds, raw_spin_shm, switchboard_local_json,
+    /// switchboard_shm, switchboard_local_msgpack,
     /// switchboard_tcp_json, switchboard_blocking, tarpc_uds, ipc_channel,
     /// communica, raw_amqp, switchboard_amqp, communica_rmq.
     #[arg(long, value_delimiter = ',', value_name = "SYSTEM,...")]

@@ -154,6 +154,10 @@ impl AsyncRead for RingRead {
                 }
                 Step::Park => {
                     ready!(this.poll_doorbell(cx))?;
+                    // The writer cleared the flag when it rang: parking
+                    // again must set it again.
+                    this.parked = false;
+                    this.ring.unpark();
                 }
             }
         }

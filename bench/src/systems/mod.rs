@@ -30,13 +30,14 @@ use clap::ValueEnum;
 pub use communica::{describe_python, prepare_venv};
 
 /// Every system, in the order of the report's columns.
-pub const SYSTEMS: [&str; 14] = [
+pub const SYSTEMS: [&str; 15] = [
     "raw_blocking_uds",
     "raw_tokio_local",
     "raw_poll_uds",
     "raw_spin_shm",
     "switchboard_local_json",
     "switchboard_local_msgpack",
+    "switchboard_shm",
     "switchboard_tcp_json",
     "switchboard_blocking",
     "tarpc_uds",
@@ -215,6 +216,10 @@ pub fn open(system: &str, options: &Options) -> Result<Box<dyn Session>> {
             switchboard::Variant::LocalMsgPack,
             options.flavor,
         )?),
+        "switchboard_shm" => Box::new(switchboard::Client::open(
+            switchboard::Variant::LocalShm,
+            options.flavor,
+        )?),
         "switchboard_tcp_json" => Box::new(switchboard::Client::open(
             switchboard::Variant::TcpJson,
             options.flavor,
@@ -245,6 +250,7 @@ pub fn serve(system: &str, flavor: Flavor) -> Result<()> {
         "switchboard_local_json" | "switchboard_local_msgpack" => {
             switchboard::serve(switchboard::Variant::LocalJson, flavor)
         }
+        "switchboard_shm" => switchboard::serve(switchboard::Variant::LocalShm, flavor),
         "switchboard_tcp_json" => switchboard::serve(switchboard::Variant::TcpJson, flavor),
         "switchboard_blocking" => switchboard_blocking::serve(),
         "tarpc_uds" => tarpc::serve(flavor),

@@ -1,4 +1,5 @@
 //! `switchboard_local_json`, `switchboard_local_msgpack`,
+//! `switchboard_shm` (the local connector with the shared-memory ring),
 //! `switchboard_tcp_json`, `switchboard_amqp` (through the RabbitMQ broker
 //! of [`super::amqp_url`]): the library under test, through its public API
 //! only. The server serves `echo` (`String -> String`) and `bulk`
@@ -24,6 +25,8 @@ pub enum Variant {
     LocalJson,
     /// `Connector::local().with_format(Format::MsgPack)`.
     LocalMsgPack,
+    /// `Connector::local().with_shm_ring(true)`, JSON bodies.
+    LocalShm,
     /// `Connector::tcp("127.0.0.1", 0)`, JSON bodies.
     TcpJson,
     /// `Connector::amqp(url, "sbbench-<pid>")`, JSON bodies.
@@ -35,6 +38,7 @@ impl Variant {
         match self {
             Variant::LocalJson => "switchboard_local_json",
             Variant::LocalMsgPack => "switchboard_local_msgpack",
+            Variant::LocalShm => "switchboard_shm",
             Variant::TcpJson => "switchboard_tcp_json",
             Variant::AmqpJson => "switchboard_amqp",
         }
@@ -43,7 +47,9 @@ impl Variant {
     fn format(self) -> Format {
         match self {
             Variant::LocalMsgPack => Format::MsgPack,
-            Variant::LocalJson | Variant::TcpJson | Variant::AmqpJson => Format::Json,
+            Variant::LocalJson | Variant::LocalShm | Variant::TcpJson | Variant::AmqpJson => {
+                Format::Json
+            }
         }
     }
 }
@@ -78,6 +84,7 @@ pub fn serve(variant: Variant, flavor: Flavor) -> Result<()> {
                 Connector::amqp(super::amqp_url(), format!("sbbench-{}", std::process::id()))?
             }
             Variant::LocalJson | Variant::LocalMsgPack => Connector::local(),
+            Variant::LocalShm => Connector::local().with_shm_ring(true)?,
         };
         let server = Server::builder(router())
             .config(config())
