@@ -5,8 +5,11 @@
 //! - Spin: look at the ring again and again for up to the spin budget
 //!   (`Config::ring_spin`). An answer that comes within microseconds is
 //!   caught without a system call or a wake-up, which is the whole point of
-//!   the ring. The spinning happens in slices of [`SPIN_SLICE`], returning
-//!   to the runtime between them so other tasks on the thread still run.
+//!   the ring. The spinning happens in slices of [`SPIN_SLICE`]; between
+//!   them the waiter returns to the runtime, so other tasks on the thread
+//!   still run, and calls `sched_yield`, so a peer that shares this CPU
+//!   (two cores and a busy machine) gets to answer instead of waiting for
+//!   the spin to end.
 //! - Yield: a few more looks, each after `sched_yield` and a turn of the
 //!   runtime, so a thread that needs this CPU gets it.
 //! - Park: sleep until the doorbell rings (see `ring_link`). An idle

@@ -17,9 +17,6 @@
 //! sides update are reached only as atomics. What the bytes say is the
 //! caller's to validate: they are input from the peer.
 
-// The ring and the payload pool build on this; until both have landed some
-// of it is unused.
-#![allow(dead_code, unused_imports)]
 
 #[cfg(target_os = "linux")]
 mod fd_passing;
@@ -35,6 +32,6 @@ mod ring_link;
 pub(crate) mod ring_setup;
 
 #[cfg(target_os = "linux")]
-pub(crate) use fd_passing::{Received, recv_with_fds, send_with_fds};
+pub(crate) use fd_passing::{recv_with_fds, send_with_fds};
 #[cfg(target_os = "linux")]
 pub(crate) use region::SharedRegion;

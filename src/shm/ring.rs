@@ -243,6 +243,7 @@ impl RingWriter {
     }
 
     /// True when everything written was consumed.
+    #[cfg(test)]
     pub(crate) fn is_empty(&mut self) -> Result<bool, Corrupt> {
         Ok(self.free()? == self.ring.capacity as usize)
     }

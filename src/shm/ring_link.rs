@@ -111,6 +111,15 @@ fn spin_until(until: Instant, mut ready: impl FnMut() -> io::Result<bool>) -> io
     Ok(())
 }
 
+/// Ends a spin slice that found nothing: lets the OS run a thread waiting
+/// for this CPU (the peer, when both share one: spinning then only delays
+/// it) and the runtime run the thread's other tasks, then looks again.
+fn between_slices<T>(cx: &mut Context<'_>) -> Poll<T> {
+    std::thread::yield_now();
+    cx.waker().wake_by_ref();
+    Poll::Pending
+}
+
 impl AsyncRead for RingRead {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -141,12 +150,11 @@ impl AsyncRead for RingRead {
                 Step::Spin(until) => {
                     let ring = &mut this.ring;
                     spin_until(until, || Ok(ring.available()? > 0))?;
+                    if this.ring.available()? == 0 {
+                        return between_slices(cx);
+                    }
                 }
-                Step::Yield => {
-                    std::thread::yield_now();
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
+                Step::Yield => return between_slices(cx),
                 Step::Park if !this.parked => {
                     // Look once more after announcing it (see `ring`).
                     this.ring.park();
@@ -261,12 +269,11 @@ impl RingWrite {
                 Step::Spin(until) => {
                     let ring = &mut self.ring;
                     spin_until(until, || Ok(!ring.is_full()?))?;
+                    if self.ring.is_full()? {
+                        return between_slices(cx);
+                    }
                 }
-                Step::Yield => {
-                    std::thread::yield_now();
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
+                Step::Yield => return between_slices(cx),
                 Step::Park => {
                     self.check_peer()?;
                     self.nap = Some(Box::pin(tokio::time::sleep(self.next_nap)));

@@ -32,8 +32,10 @@ const REQUEST_RING: usize = 4096;
 const ANSWER_RING: usize = REQUEST_RING + SLOTS * SLOT;
 const SIZE: usize = ANSWER_RING + SLOTS * SLOT;
 const IDLE_AFTER: Duration = Duration::from_millis(20);
-/// About 10 µs of pausing before a spinner starts yielding its CPU.
-const SPINS_BEFORE_YIELD: u32 = 1000;
+/// A few microseconds of pausing before a spinner starts yielding its CPU:
+/// on an idle machine an answer comes long before; on a busy one the peer
+/// may share this CPU, and spinning longer only delays it.
+const SPINS_BEFORE_YIELD: u32 = 100;
 
 /// The shared pages, mapped.
 struct Shared {
