@@ -17,7 +17,6 @@
 //! sides update are reached only as atomics. What the bytes say is the
 //! caller's to validate: they are input from the peer.
 
-
 #[cfg(target_os = "linux")]
 mod fd_passing;
 #[cfg(target_os = "linux")]
