@@ -22,6 +22,7 @@ use crate::peer::{Connection, Inbound, Peer};
 use crate::protocol::handshake;
 use crate::registry::Lookup;
 use crate::router::Router;
+use crate::stream::Stream;
 
 pub(crate) use dial::probe_handshake;
 use dial::{Dialer, Target};
@@ -196,11 +197,13 @@ impl ClientBuilder {
         ))
         .abort_handle();
         Ok(Client {
-            id,
-            shared,
-            supervisor,
-            while_down,
-            request_timeout,
+            inner: Arc::new(Handle {
+                id,
+                shared,
+                supervisor,
+                while_down,
+                request_timeout,
+            }),
         })
     }
 }
@@ -209,7 +212,10 @@ fn random_id() -> String {
     format!("client-{}", dial::hex(&random_bytes::<8>()))
 }
 
-/// A connection to a server. Dropping it closes the connection.
+/// A connection to a server. Cloning it is cheap and gives another handle
+/// to the same connection (for another task, or for a typed client:
+/// `CalculatorClient::new(client.clone())`); the connection closes when
+/// [`Client::close`] is called on any clone, or when the last one drops.
 ///
 /// ```
 /// use switchboard::{Client, Connector, Router, Server};
@@ -228,7 +234,14 @@ fn random_id() -> String {
 /// client.throw("log", "done").await?; // a notification: no answer
 /// # Ok(()) }
 /// ```
+#[derive(Clone)]
 pub struct Client {
+    inner: Arc<Handle>,
+}
+
+/// What the clones of one [`Client`] share: one connection, its
+/// reconnecting supervisor and its settings. Dropped with the last clone.
+struct Handle {
     id: String,
     shared: Arc<Shared>,
     supervisor: AbortHandle,
@@ -240,9 +253,9 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("id", &self.id)
-            .field("link", &*self.shared.state.borrow())
-            .field("peer", &self.shared.peer())
+            .field("id", &self.inner.id)
+            .field("link", &*self.inner.shared.state.borrow())
+            .field("peer", &self.inner.shared.peer())
             .finish()
     }
 }
@@ -293,14 +306,14 @@ impl Client {
     /// This client's id, as the server knows it (the same across
     /// reconnects).
     pub fn id(&self) -> &str {
-        &self.id
+        &self.inner.id
     }
 
     /// What proves this client's id when it connects again
     /// ([`ClientBuilder::resume`]); it changes when a reconnect reaches a
     /// restarted server.
     pub fn resumption(&self) -> Resumption {
-        self.shared.resumption()
+        self.inner.shared.resumption()
     }
 
     /// The handle of the current connection (a clone: keep it to send from
@@ -309,7 +322,7 @@ impl Client {
     /// it again, or call the client's own methods, which always use the
     /// current connection.
     pub fn peer(&self) -> Peer {
-        self.shared.peer()
+        self.inner.shared.peer()
     }
 
     /// The link's state now and its changes: when it drops, every attempt
@@ -330,7 +343,7 @@ impl Client {
     /// # }
     /// ```
     pub fn link_state(&self) -> watch::Receiver<LinkState> {
-        self.shared.state.subscribe()
+        self.inner.shared.state.subscribe()
     }
 
     /// The current connection's peer, per the reconnect policy when the
@@ -338,21 +351,21 @@ impl Client {
     /// [`WhileDown::FailFast`], else the next one, waiting at most `limit`.
     /// Returns the peer and how long it had to wait for it, if it did.
     async fn current(&self, limit: Option<Duration>) -> Result<(Peer, Option<Duration>)> {
-        let peer = self.shared.peer();
+        let peer = self.inner.shared.peer();
         if !peer.is_closed() {
             return Ok((peer, None));
         }
-        match self.while_down {
+        match self.inner.while_down {
             None => return Ok((peer, None)),
             Some(WhileDown::FailFast) => return Err(Error::Disconnected),
             Some(WhileDown::Wait) => {}
         }
         let started = Instant::now();
-        let mut state = self.shared.state.subscribe();
+        let mut state = self.inner.shared.state.subscribe();
         let wait = async {
             loop {
                 let now = *state.borrow_and_update();
-                let peer = self.shared.peer();
+                let peer = self.inner.shared.peer();
                 match now {
                     LinkState::Closed => return peer,
                     LinkState::Up { .. } if !peer.is_closed() => return peer,
@@ -378,10 +391,10 @@ impl Client {
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        match self.current(self.request_timeout).await? {
+        match self.current(self.inner.request_timeout).await? {
             (peer, None) => peer.request(route, params).await,
             // The wait counts against the request's timeout.
-            (peer, Some(waited)) => match self.request_timeout {
+            (peer, Some(waited)) => match self.inner.request_timeout {
                 Some(limit) => {
                     let left = limit.saturating_sub(waited);
                     let result = peer.request_timeout(route, params, left).await;
@@ -436,7 +449,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn call<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
-        let (peer, _) = self.current(self.request_timeout).await?;
+        let (peer, _) = self.current(self.inner.request_timeout).await?;
         peer.call(route, params).await
     }
 
@@ -447,18 +460,18 @@ impl Client {
     ///
     /// [`Stream`]: crate::Stream
     /// [`Stream::next`]: crate::Stream::next
-    pub async fn request_stream<T, R>(&self, route: &str, params: &T) -> Result<crate::Stream<R>>
+    pub async fn request_stream<T, R>(&self, route: &str, params: &T) -> Result<Stream<R>>
     where
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let (peer, _) = self.current(self.request_timeout).await?;
+        let (peer, _) = self.current(self.inner.request_timeout).await?;
         peer.request_stream(route, params).await
     }
 
     /// Sends a notification (fire and forget).
     pub async fn throw<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
-        let (peer, _) = self.current(self.request_timeout).await?;
+        let (peer, _) = self.current(self.inner.request_timeout).await?;
         peer.throw(route, params).await
     }
 
@@ -466,33 +479,54 @@ impl Client {
     /// by the server going away (without reconnect), or when reconnecting
     /// gives up.
     pub async fn closed(&self) {
-        let mut state = self.shared.state.subscribe();
+        let mut state = self.inner.shared.state.subscribe();
         let _ = state.wait_for(|state| *state == LinkState::Closed).await;
     }
 
-    /// Like [`Client::close`], for owners that share the client (the
-    /// blocking client's clones).
-    pub(crate) async fn close_shared(&self) {
-        self.shared.closing.send_replace(true);
-        self.shared
+    /// Closes the connection after writing what is queued (waiting up to
+    /// five seconds for that), and stops reconnecting: for every clone of
+    /// this client, as they share the connection. Later calls on any of
+    /// them fail with [`Error::Closed`], and [`Client::closed`] returns.
+    /// Without `close`, the connection closes when the last clone drops.
+    ///
+    /// ```
+    /// # use switchboard::{Client, Connector, Error, Router, Server};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> switchboard::Result<()> {
+    /// # let server = Server::bind(&Connector::local(), Router::new().route("ping", |_: ()| async {})).await?;
+    /// let client = Client::connect(server.connector()).await?;
+    /// let other = client.clone();
+    /// client.close().await;
+    /// assert!(matches!(other.request::<_, ()>("ping", &()).await, Err(Error::Closed)));
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(&self) {
+        self.inner.shared.closing.send_replace(true);
+        self.inner
+            .shared
             .connection()
             .close_and_flush(Duration::from_secs(5))
             .await;
-    }
-
-    /// Closes the connection after writing what is queued (waiting up to
-    /// five seconds for that), and stops reconnecting.
-    pub async fn close(self) {
-        self.close_shared().await;
+        // What dropping the last clone does, now: the other clones must
+        // not keep the socket (and the server's slot) open.
+        self.inner.shared.connection().shut_down();
+        self.inner.end();
     }
 }
 
-impl Drop for Client {
-    fn drop(&mut self) {
+impl Handle {
+    /// Closes the connection at once and for good (no reconnecting).
+    fn end(&self) {
         self.shared.closing.send_replace(true);
         self.shared.connection().close();
         self.supervisor.abort();
         self.shared.state.send_replace(LinkState::Closed);
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.end();
     }
 }
 

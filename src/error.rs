@@ -8,7 +8,8 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::connector::ConnectorError;
+use crate::connector::state_error::ConnectorError;
+use crate::protocol::format::{self, CodecError, Format};
 
 /// What the serializer (serde_json or rmp-serde) said about a body it could
 /// not encode or decode.
@@ -291,6 +292,16 @@ impl Error {
     }
 }
 
+/// A body the format's codec could not decode, in the crate's terms.
+impl From<CodecError> for Error {
+    fn from(error: CodecError) -> Error {
+        match error {
+            CodecError::Decode(e) => Error::Decode(e),
+            CodecError::Unsupported(what) => Error::Unsupported(what),
+        }
+    }
+}
+
 /// A handler's error value, as it came over the wire: decode it into the
 /// type the handler returned.
 ///
@@ -310,18 +321,18 @@ impl Error {
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct ErrorData {
-    format: crate::connector::Format,
+    format: Format,
     bytes: Vec<u8>,
 }
 
 impl ErrorData {
-    pub(crate) fn new(format: crate::connector::Format, bytes: Vec<u8>) -> ErrorData {
+    pub(crate) fn new(format: Format, bytes: Vec<u8>) -> ErrorData {
         ErrorData { format, bytes }
     }
 
     /// Decodes the value. Fails with [`Error::Decode`] when it is not a `T`.
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
-        crate::protocol::serializer::decode(self.format, &self.bytes)
+        format::decode(self.format, &self.bytes).map_err(Error::from)
     }
 }
 

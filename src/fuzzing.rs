@@ -14,8 +14,9 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::Config;
-use crate::connector::{Connector, Format};
+use crate::connector::Connector;
 use crate::error::{Error, Result};
+use crate::protocol::format::Format;
 use crate::protocol::handshake::{self, ServerHello, TOKEN_LEN};
 use crate::protocol::{Message, message, serializer};
 use crate::transport::{FrameReader, FrameWriter};

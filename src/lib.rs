@@ -35,6 +35,12 @@
 //! handlers, and [`Stream`] for answers that come as many items.
 
 #![warn(missing_docs)]
+// On docs.rs (`--cfg docsrs`, nightly rustdoc): items compiled only with a
+// feature carry an "Available on crate feature ... only" mark. No public
+// item needs `amqp` to compile: `Connector::amqp` parses and prints broker
+// connectors everywhere (so a parent or the CLI can pass them on), and
+// binding or connecting one says when the feature is missing.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod blocking;
 mod client;
@@ -60,11 +66,11 @@ pub use client::{
     Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, LinkState, Reconnect, Resumption, WhileDown,
 };
 pub use config::Config;
-pub use connector::{Address, Connector, ConnectorError, Format, Secret};
+pub use connector::{Address, Connector, ConnectorError, Secret};
 pub use error::{Error, ErrorData, Result};
 pub use handoff::{CommandExt, ENV_VAR};
 pub use peer::Peer;
-pub use protocol::{Bytes, code};
+pub use protocol::{Bytes, Format, code};
 pub use router::{
     BlockingHandler, Context, DESCRIBE_ROUTE, FromCall, FromContext, Handler, HandlerError,
     IntoAnswer, IntoFailure, PING_ROUTE, Router, State,

@@ -11,10 +11,11 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::Result;
-use crate::peer::Incoming;
+use crate::peer::{Incoming, Peer};
 use crate::router::HandlerError;
 
 type Produced<T> =
@@ -58,6 +59,26 @@ enum Inner<T> {
     Local(Produced<T>),
     /// Arriving from the peer.
     Remote(Incoming<T>),
+}
+
+impl Peer {
+    /// Sends a request whose answer is a stream of items (see
+    /// [`Stream`]). The peer's credit for the request is
+    /// waited for at most the default request timeout; the items then come
+    /// as fast as the consumer takes them, with no overall time limit.
+    /// Dropping the stream cancels the request on the other side.
+    //
+    // Defined here, not in the peer: the peer hands out its own incoming
+    // items, and the API's `Stream` wraps them.
+    pub async fn request_stream<T, R>(&self, route: &str, params: &T) -> Result<Stream<R>>
+    where
+        T: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.request_incoming(route, params)
+            .await
+            .map(Stream::remote)
+    }
 }
 
 impl<T> std::fmt::Debug for Stream<T> {

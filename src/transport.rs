@@ -383,10 +383,10 @@ impl AsyncRead for Activity {
     ) -> std::task::Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            if let Some(flag) = &self.flag {
-                flag.store(true, Ordering::Relaxed);
-            }
+        if buf.filled().len() > before
+            && let Some(flag) = &self.flag
+        {
+            flag.store(true, Ordering::Relaxed);
         }
         polled
     }

@@ -288,7 +288,11 @@ async fn soak() {
         let mut running: Vec<Child> = (0..clients)
             .map(|_| {
                 next_index += 1;
-                let requests = if next_index % 2 == 0 { short } else { long };
+                let requests = if next_index.is_multiple_of(2) {
+                    short
+                } else {
+                    long
+                };
                 spawn_client(server.connector(), next_index, requests)
             })
             .collect();
@@ -297,7 +301,7 @@ async fn soak() {
         let round_end = Instant::now() + Duration::from_secs(5);
         while Instant::now() < round_end {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            if random.next() % 4 == 0 && !running.is_empty() {
+            if random.next().is_multiple_of(4) && !running.is_empty() {
                 let victim = (random.next() as usize) % running.len();
                 let _ = running[victim].kill();
                 let _ = running.remove(victim).wait();

@@ -24,7 +24,7 @@ async fn a_hundred_thousand_notifications_arrive_in_order() {
         async move {
             // Now and then a handler waits, which moves the rest behind it
             // to the worker: order must hold across that too.
-            if n % 997 == 0 {
+            if n.is_multiple_of(997) {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             record.lock().unwrap().push(n);

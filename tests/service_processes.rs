@@ -87,10 +87,10 @@ impl Drop for Serving {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Ok(connector) = Connector::load_state(&self.connector) {
-            if let Address::Unix(path) = connector.address() {
-                let _ = std::fs::remove_dir_all(path.parent().unwrap());
-            }
+        if let Ok(connector) = Connector::load_state(&self.connector)
+            && let Address::Unix(path) = connector.address()
+        {
+            let _ = std::fs::remove_dir_all(path.parent().unwrap());
         }
     }
 }

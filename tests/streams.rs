@@ -169,7 +169,7 @@ async fn a_slow_consumer_holds_its_producer_back() {
         let item = stream.next().await.unwrap().unwrap();
         assert_eq!(u64::from_le_bytes(item[..8].try_into().unwrap()), read);
         read += 1;
-        if read % 20 == 0 {
+        if read.is_multiple_of(20) {
             // Give the producer every chance to run ahead.
             tokio::time::sleep(Duration::from_millis(20)).await;
             furthest_ahead = furthest_ahead.max(produced.get() - read);

@@ -12,7 +12,8 @@ use plotters::coord::ranged1d::{AsRangedCoord, SegmentValue, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::report::{baseline, number, ratio, times, unit};
+use crate::numbers::{number, unit};
+use crate::report::{baseline, ratio, times};
 use crate::scenarios::{KEYS, Results};
 use crate::systems::SYSTEMS;
 

@@ -13,6 +13,7 @@
 //! PNG).
 
 mod chart;
+mod numbers;
 mod procs;
 mod report;
 mod scenarios;

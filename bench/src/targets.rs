@@ -1,7 +1,7 @@
 //! The targets switchboard will be held to, as ratios or limits within one
 //! run, checked as PASS, MISS or N/A (a system needed was not measured).
 
-use crate::report::{number, unit};
+use crate::numbers::{number, unit};
 use crate::scenarios::{BANDWIDTH, CONNECT, IDLE, PIPELINED, RTT_P50, RTT_P99, Results};
 use crate::systems::Flavor;
 

@@ -12,6 +12,7 @@ use clap::Parser;
 
 mod args;
 mod call;
+mod colour;
 mod completions;
 mod connect;
 mod describe;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour::on_stderr())
         .init();
     if let Command::Completions { shell } = cli.command {
         completions::print(shell);

@@ -91,10 +91,10 @@ impl Daemon {
     fn kill(mut self) {
         let _ = self.process.kill();
         let _ = self.process.wait();
-        if let Ok(connector) = switchboard::Connector::load_state(&self.first_line) {
-            if let switchboard::Address::Unix(path) = connector.address() {
-                let _ = std::fs::remove_dir_all(path.parent().unwrap());
-            }
+        if let Ok(connector) = switchboard::Connector::load_state(&self.first_line)
+            && let switchboard::Address::Unix(path) = connector.address()
+        {
+            let _ = std::fs::remove_dir_all(path.parent().unwrap());
         }
         drop(self.process.stdin.take());
     }

@@ -33,7 +33,9 @@ pub fn generate(service: &Service) -> TokenStream {
 
         impl #client {
             /// Calls the service over `client`'s connection, which stays open as
-            /// long as this client or a clone of it lives.
+            /// long as any clone of `client` or of this typed client lives (pass
+            /// `client.clone()` to keep using `client` for other routes or
+            /// `close()`).
             #vis fn new(client: ::switchboard::Client) -> Self {
                 Self { caller: ::switchboard::__private::Caller::from_client(client) }
             }

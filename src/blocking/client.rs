@@ -48,10 +48,11 @@ use crate::router::Router;
 /// ```
 ///
 /// # Panics
-/// Every blocking method panics when called from inside an async runtime's
-/// task ("Cannot start a runtime from within a runtime"): blocking there
-/// would stall the tasks that thread runs. Use [`crate::Client`] in async
-/// code, or call from `tokio::task::spawn_blocking`, which is fine.
+/// Every blocking method panics when called inside a running async
+/// runtime (`#[tokio::main]`, `Runtime::block_on`, a task), with a message
+/// naming the method: blocking there would stall the tasks that thread
+/// runs. Use [`crate::Client`] in async code, or call from
+/// `tokio::task::spawn_blocking`, which is fine (see [the module](super)).
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<InRuntime<AsyncClient>>,
@@ -157,7 +158,14 @@ impl ClientBuilder {
     /// blocks until connected or failed.
     #[track_caller]
     pub fn connect(self) -> Result<Client> {
-        let client = run(self.inner.connect())?;
+        self.connect_as("blocking::ClientBuilder::connect")
+    }
+
+    /// [`ClientBuilder::connect`], for the method `call` (named if it is
+    /// made inside a runtime).
+    #[track_caller]
+    fn connect_as(self, call: &str) -> Result<Client> {
+        let client = run(call, self.inner.connect())?;
         Ok(Client {
             inner: Arc::new(InRuntime::new(client)),
         })
@@ -169,7 +177,7 @@ impl Client {
     /// 10 s to find the server.
     #[track_caller]
     pub fn connect(connector: &Connector) -> Result<Client> {
-        Client::builder(connector).connect()
+        Client::builder(connector).connect_as("blocking::Client::connect")
     }
 
     /// A builder for id, routes, timeouts and reconnecting.
@@ -183,7 +191,7 @@ impl Client {
     /// [`crate::Client::connect_named`].
     #[track_caller]
     pub fn connect_named(name: &str) -> Result<Client> {
-        Client::builder_named(name).connect()
+        Client::builder_named(name).connect_as("blocking::Client::connect_named")
     }
 
     /// A builder for a client that connects by name, like
@@ -213,7 +221,10 @@ impl Client {
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        run(self.inner.request(route, params))
+        run(
+            "blocking::Client::request",
+            self.inner.request(route, params),
+        )
     }
 
     /// Sends a request and waits at most `timeout`; on timeout the request
@@ -224,7 +235,10 @@ impl Client {
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        run(self.inner.request_timeout(route, params, timeout))
+        run(
+            "blocking::Client::request_timeout",
+            self.inner.request_timeout(route, params, timeout),
+        )
     }
 
     /// Sends a request answered by a stream of items, and returns them as
@@ -257,14 +271,18 @@ impl Client {
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        run(self.inner.request_stream(route, params)).map(Items::new)
+        run(
+            "blocking::Client::request_stream",
+            self.inner.request_stream(route, params),
+        )
+        .map(Items::new)
     }
 
     /// Sends a notification (fire and forget); returns once it is queued,
     /// waiting only while the server has no room for it.
     #[track_caller]
     pub fn throw<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> Result<()> {
-        run(self.inner.throw(route, params))
+        run("blocking::Client::throw", self.inner.throw(route, params))
     }
 
     /// The handle of the current connection (see [`crate::Client::peer`]).
@@ -284,12 +302,12 @@ impl Client {
     #[track_caller]
     pub fn close(&self) {
         let closing = async {
-            self.inner.close_shared().await;
+            self.inner.close().await;
             Ok(())
         };
         // Only a runtime that failed to start gives an error, and then
         // there is no connection to close.
-        let _ = run(closing);
+        let _ = run("blocking::Client::close", closing);
     }
 
     /// The async client underneath. Its futures may be run with

@@ -19,6 +19,7 @@
 
 use std::future::Future;
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -127,7 +128,10 @@ impl Shared {
     }
 
     #[track_caller]
-    fn block_on<F: Future>(&self, future: F) -> F::Output {
+    fn block_on<F: Future>(&self, call: &str, future: F) -> F::Output {
+        if inside_running_runtime() {
+            panic!("{}", inside_runtime(call));
+        }
         {
             let mut calls = lock(&self.calls);
             calls.running += 1;
@@ -150,19 +154,69 @@ impl Shared {
             }
         }
         let _ending = Ending(self);
-        self.runtime.block_on(future)
+        // Should `inside_running_runtime` miss a case, tokio refuses before
+        // it polls anything, and its panic is turned into the same one
+        // (after tokio's own message, which the panic hook has printed).
+        match panic::catch_unwind(AssertUnwindSafe(|| self.runtime.block_on(future))) {
+            Ok(output) => output,
+            Err(payload) if is_nested_runtime(&*payload) => panic!("{}", inside_runtime(call)),
+            Err(payload) => panic::resume_unwind(payload),
+        }
     }
 }
 
-/// Runs `future` to completion on the calling thread, inside the shared
+/// Whether this thread is polling inside a running tokio runtime: in a
+/// `block_on` or a task, where `Runtime::block_on` would panic with
+/// tokio's generic message. tokio has no question for it (being inside a
+/// runtime's context is not enough: `spawn_blocking`, `block_in_place` and
+/// a `Handle::enter` guard are fine), but it gives each of those polls a
+/// budget of 128 operations, and everything else an unlimited one. So: 129
+/// operations tell them apart, and are only spent when the answer is yes.
+fn inside_running_runtime() -> bool {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return false;
+    }
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    (0..=128).any(|_| {
+        std::pin::pin!(tokio::task::consume_budget())
+            .poll(&mut cx)
+            .is_pending()
+    })
+}
+
+/// Whether a panic is tokio's refusal to block inside a running runtime.
+fn is_nested_runtime(payload: &(dyn std::any::Any + Send)) -> bool {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+    message
+        .is_some_and(|message| message.starts_with("Cannot start a runtime from within a runtime"))
+}
+
+/// What a blocking call made inside a running async runtime panics with:
+/// which call, why, and the two ways out.
+fn inside_runtime(call: &str) -> String {
+    format!(
+        "switchboard::blocking: `{call}` was called inside a running async runtime \
+         (in `#[tokio::main]`, `Runtime::block_on` or an async task), where blocking the \
+         thread would stall the runtime's other tasks. In async code use the async API \
+         (`switchboard::Client`, `switchboard::Server`, or the typed client rather than its \
+         blocking twin); or move the blocking call off the runtime's threads with \
+         `tokio::task::spawn_blocking(move || ...)` or `std::thread::spawn`"
+    )
+}
+
+/// Runs `future`, the body of the blocking method `call` (named in the
+/// panic below), to completion on the calling thread, inside the shared
 /// runtime. Errors of the runtime itself come back as [`Error::Io`].
 ///
 /// # Panics
-/// When called from inside an async runtime's task (tokio's own panic:
-/// "Cannot start a runtime from within a runtime").
+/// When called inside a running async runtime, with a message that names
+/// `call` and says what to do instead.
 #[track_caller]
-pub(super) fn run<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
-    shared()?.block_on(future)
+pub(super) fn run<T>(call: &str, future: impl Future<Output = Result<T>>) -> Result<T> {
+    shared()?.block_on(call, future)
 }
 
 /// Runs `future` to completion on the shared runtime and returns its
@@ -171,14 +225,14 @@ pub(super) fn run<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
 /// `#[switchboard::service]`). Not a stable API.
 ///
 /// # Panics
-/// When called from inside an async runtime's task, and when the runtime
-/// cannot be started (the operating system refused a thread or an event
-/// queue).
+/// When called inside a running async runtime (naming `call`), and when
+/// the runtime cannot be started (the operating system refused a thread
+/// or an event queue).
 #[doc(hidden)]
 #[track_caller]
-pub fn block_on<F: Future>(future: F) -> F::Output {
+pub fn block_on<F: Future>(call: &str, future: F) -> F::Output {
     match shared() {
-        Ok(shared) => shared.block_on(future),
+        Ok(shared) => shared.block_on(call, future),
         Err(e) => panic!("{e}"),
     }
 }

@@ -73,7 +73,10 @@ impl Server {
         connector: &Connector,
         router: Router<S>,
     ) -> Result<Server> {
-        let server = run(AsyncServer::bind_named(name, connector, router))?;
+        let server = run(
+            "blocking::Server::bind_named",
+            AsyncServer::bind_named(name, connector, router),
+        )?;
         Ok(Server {
             inner: InRuntime::new(server),
         })
@@ -92,7 +95,7 @@ impl Server {
     /// ```
     #[track_caller]
     pub fn bind_with(connector: &Connector, builder: ServerBuilder) -> Result<Server> {
-        let server = run(builder.bind(connector))?;
+        let server = run("blocking::Server::bind", builder.bind(connector))?;
         Ok(Server {
             inner: InRuntime::new(server),
         })
@@ -116,7 +119,7 @@ impl Server {
             self.inner.wait_for_clients(count).await;
             Ok(())
         };
-        let _ = run(waiting);
+        let _ = run("blocking::Server::wait_for_clients", waiting);
     }
 
     /// Sends a request to the client with this id and waits for its
@@ -127,7 +130,10 @@ impl Server {
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        run(self.inner.request(client_id, route, params))
+        run(
+            "blocking::Server::request",
+            self.inner.request(client_id, route, params),
+        )
     }
 
     /// Like [`Server::request`], waiting at most `timeout`.
@@ -147,7 +153,10 @@ impl Server {
             .inner
             .client(client_id)
             .ok_or_else(|| Error::UnknownClient(client_id.to_owned()))?;
-        run(peer.request_timeout(route, params, timeout))
+        run(
+            "blocking::Server::request_timeout",
+            peer.request_timeout(route, params, timeout),
+        )
     }
 
     /// Sends a request to the client with this id that it answers with a
@@ -162,7 +171,11 @@ impl Server {
             .inner
             .client(client_id)
             .ok_or_else(|| Error::UnknownClient(client_id.to_owned()))?;
-        run(peer.request_stream(route, params)).map(Items::new)
+        run(
+            "blocking::Server::request_stream",
+            peer.request_stream(route, params),
+        )
+        .map(Items::new)
     }
 
     /// Sends a request to any one connected client (taking turns).
@@ -172,7 +185,10 @@ impl Server {
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        run(self.inner.request_any(route, params))
+        run(
+            "blocking::Server::request_any",
+            self.inner.request_any(route, params),
+        )
     }
 
     /// Sends a notification to the client with this id.
@@ -183,7 +199,10 @@ impl Server {
         route: &str,
         params: &T,
     ) -> Result<()> {
-        run(self.inner.throw(client_id, route, params))
+        run(
+            "blocking::Server::throw",
+            self.inner.throw(client_id, route, params),
+        )
     }
 
     /// Sends a notification to every connected client; returns how many it
@@ -191,7 +210,7 @@ impl Server {
     #[track_caller]
     pub fn broadcast<T: Serialize + ?Sized>(&self, route: &str, params: &T) -> usize {
         let sending = async { Ok(self.inner.broadcast(route, params).await) };
-        run(sending).unwrap_or(0)
+        run("blocking::Server::broadcast", sending).unwrap_or(0)
     }
 
     /// Graceful shutdown (see [`crate::Server::shutdown`]); when it returns,
@@ -210,6 +229,6 @@ impl Server {
             server.shutdown_timeout(grace).await;
             Ok(())
         };
-        let _ = run(stopping);
+        let _ = run("blocking::Server::shutdown", stopping);
     }
 }

@@ -41,6 +41,6 @@ impl<T: DeserializeOwned> Iterator for Items<T> {
     /// blocking call.
     #[track_caller]
     fn next(&mut self) -> Option<Result<T>> {
-        block_on(self.stream.next())
+        block_on("blocking::Items::next", self.stream.next())
     }
 }

@@ -79,10 +79,10 @@ impl Dialer {
                 Err(error @ Error::NameNotFound { .. }) => Some(error),
                 Err(error) => return Err(error),
             };
-            if let Some(error) = error {
-                if Instant::now() + delay >= deadline {
-                    return Err(error);
-                }
+            if let Some(error) = error
+                && Instant::now() + delay >= deadline
+            {
+                return Err(error);
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(100));

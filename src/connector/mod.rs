@@ -18,6 +18,7 @@ mod local_windows;
 mod ring_setting;
 mod secret;
 mod state;
+pub(crate) mod state_error;
 #[cfg(unix)]
 mod unix_halves;
 
@@ -31,7 +32,10 @@ pub(crate) use ring_setting::{
 };
 pub(crate) use secret::random_bytes;
 pub use secret::{MAX_SECRET_LEN, MIN_SECRET_LEN, SECRET_LEN, Secret};
-pub use state::{BodyError, ConnectorError, STATE_PREFIX, STATE_VERSION};
+pub use state::STATE_PREFIX;
+pub use state_error::{BodyError, ConnectorError, STATE_VERSION};
+// The body format is the protocol's; a connector stores which one it asks for.
+pub use crate::protocol::format::Format;
 
 use crate::error::{Error, Result};
 
@@ -94,45 +98,6 @@ impl fmt::Display for Address {
             Address::Tcp { host, port } if host.contains(':') => write!(f, "tcp:[{host}]:{port}"),
             Address::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
             Address::Amqp { url, service } => write!(f, "amqp:{service} at {url}"),
-        }
-    }
-}
-
-/// The body serializer a connector asks for. The client proposes it in the
-/// handshake and falls back to JSON when the server does not support it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Format {
-    /// JSON via serde_json: readable, and what other languages speak first.
-    #[default]
-    Json,
-    /// MessagePack via rmp-serde: compact, and byte strings pass untouched.
-    MsgPack,
-}
-
-impl Format {
-    /// The name used on the wire and in dumped state.
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Json => "json",
-            Format::MsgPack => "msgpack",
-        }
-    }
-
-    /// The format with this wire name, if any.
-    pub fn from_name(name: &str) -> Option<Format> {
-        match name {
-            "json" => Some(Format::Json),
-            "msgpack" => Some(Format::MsgPack),
-            _ => None,
-        }
-    }
-
-    /// True when this build can encode and decode the format.
-    pub fn is_available(self) -> bool {
-        match self {
-            Format::Json => true,
-            Format::MsgPack => cfg!(feature = "msgpack"),
         }
     }
 }

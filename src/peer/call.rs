@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::outbox::When;
 use super::{Failure, Outcome, Peer};
+use crate::error::Error;
 use crate::protocol::{Body, RequestId, code, message, serializer};
 use crate::transport::OutFrame;
 
@@ -123,7 +124,7 @@ impl Responder {
             let Some(frame) = frame? else {
                 return Ok(());
             };
-            let gone = |e: crate::Error| Failure::new(code::INTERNAL_ERROR, e.to_string());
+            let gone = |e: Error| Failure::new(code::INTERNAL_ERROR, e.to_string());
             peer.take_credit(&frame, None).await.map_err(gone)?;
             peer.push(frame, When::Now).map_err(gone).map(drop)
         }
@@ -135,7 +136,7 @@ impl Responder {
     }
 }
 
-fn unsendable(error: crate::Error) -> Failure {
+fn unsendable(error: Error) -> Failure {
     Failure::new(
         code::INTERNAL_ERROR,
         format!("could not send the result: {error}"),

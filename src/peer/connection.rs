@@ -18,8 +18,8 @@ use super::pending::Pending;
 use super::running::Running;
 use super::{ErrorHook, Inbound, Peer, Shared, deadlines, keepalive, reader};
 use crate::config::{Config, Window};
-use crate::connector::Format;
 use crate::error::Error;
+use crate::protocol::format::Format;
 use crate::transport::{FrameReader, FrameWriter, Spare};
 
 /// What a connection is started with, besides its link.
@@ -161,12 +161,22 @@ impl Connection {
     }
 }
 
-impl Drop for Connection {
-    fn drop(&mut self) {
+impl Connection {
+    /// Closes and stops reading now, which lets the socket go (the writer
+    /// ends by itself once it has written what was queued), for an owner
+    /// that closes a connection others still hold (`Client::close` on one
+    /// of its clones). Dropping the last holder does the same.
+    pub fn shut_down(&self) {
         self.close();
         for task in &self.tasks {
             task.abort();
         }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.shut_down();
         // The writer finishes flushing on its own after the end; it is
         // aborted only if the OS never lets it finish.
         let writer = self.writer.clone();

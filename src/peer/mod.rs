@@ -31,9 +31,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::connector::Format;
 use crate::error::Error;
 use crate::protocol::code;
+use crate::protocol::format::Format;
 use crate::transport::Spare;
 
 mod busy_poll;

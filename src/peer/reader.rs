@@ -108,10 +108,10 @@ impl Answers {
 async fn next_frame(reader: &mut FrameReader, busy: Option<&BusyPoll>) -> Result<Option<Frame>> {
     let drained = reader.is_drained();
     let mut next = std::pin::pin!(reader.read());
-    if let Some(busy) = busy.filter(|_| drained) {
-        if let Some(frame) = busy.poll(next.as_mut()).await {
-            return frame;
-        }
+    if let Some(busy) = busy.filter(|_| drained)
+        && let Some(frame) = busy.poll(next.as_mut()).await
+    {
+        return frame;
     }
     next.await
 }

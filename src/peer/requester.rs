@@ -24,8 +24,8 @@ use super::lifecycle::End;
 use super::outbox::{Owed, When};
 use super::pending::{Deadline, Registered, Reply};
 use super::{Failure, Peer, Shared};
-use crate::connector::Format;
 use crate::error::{Error, Result};
+use crate::protocol::format::Format;
 use crate::protocol::{RequestId, code, message, serializer};
 use crate::transport::{HEADER_LEN, OutFrame};
 
@@ -124,12 +124,15 @@ impl Peer {
         Ok(())
     }
 
-    /// Sends a request whose answer is a stream of items (see
-    /// [`Stream`](crate::Stream)). The peer's credit for the request is
-    /// waited for at most the default request timeout; the items then come
-    /// as fast as the consumer takes them, with no overall time limit.
-    /// Dropping the stream cancels the request on the other side.
-    pub async fn request_stream<T, R>(&self, route: &str, params: &T) -> Result<crate::Stream<R>>
+    /// Sends a request whose answer is a stream of items, and returns them
+    /// as they arrive: what the API's `Stream` (`stream.rs`, which also
+    /// gives `Peer` its public `request_stream`) reads. The peer's credit
+    /// for the request is waited for at most the default request timeout.
+    pub(crate) async fn request_incoming<T, R>(
+        &self,
+        route: &str,
+        params: &T,
+    ) -> Result<Incoming<R>>
     where
         T: Serialize + ?Sized,
         R: DeserializeOwned,
@@ -141,12 +144,7 @@ impl Peer {
                 shared.pending.insert_stream(id, cost)
             })
             .await?;
-        Ok(crate::Stream::remote(Incoming::new(
-            self.clone(),
-            id,
-            route,
-            registered.waiter,
-        )))
+        Ok(Incoming::new(self.clone(), id, route, registered.waiter))
     }
 
     /// Encodes a request, waits for the peer's credit for it (until

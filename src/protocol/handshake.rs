@@ -23,10 +23,11 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use super::format::Format;
 use super::{PROTOCOL_VERSION, serializer};
 use crate::config::Window;
 use crate::connector::{
-    Connector, Format, RING_CAPACITY, RING_SUPPORTED, check_ring_capacity, random_bytes,
+    Connector, RING_CAPACITY, RING_SUPPORTED, check_ring_capacity, random_bytes,
 };
 use crate::error::{Error, Result};
 use crate::transport::{FrameReader, FrameWriter, OutFrame, seal};

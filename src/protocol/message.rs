@@ -3,8 +3,9 @@
 
 use serde::Serialize;
 
+use super::body::Body;
+use super::format::Format;
 use super::serializer;
-use crate::connector::Format;
 use crate::error::{Error, Result};
 use crate::transport::{Frame, OutFrame, seal};
 
@@ -26,40 +27,6 @@ const MAX_ERROR_MESSAGE: usize = 16 * 1024;
 
 /// A request or response id, unique among one side's requests in flight.
 pub type RequestId = u64;
-
-/// The route and encoded body inside a received frame, without copying
-/// either out of it.
-#[derive(Debug)]
-pub struct Body {
-    frame: Frame,
-    route: std::ops::Range<usize>,
-    start: usize,
-}
-
-impl Body {
-    /// The body's bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.frame[self.start..]
-    }
-
-    /// The frame as shared memory, and where the body starts in it. The
-    /// frame stays alive as long as any clone of it.
-    pub fn share(&mut self) -> (::bytes::Bytes, usize) {
-        (self.frame.share(), self.start)
-    }
-
-    /// The frame's memory, emptied, for building another frame in, unless
-    /// it is large (a large one goes back to its reader's spare instead).
-    pub fn into_small_buffer(self) -> Option<Vec<u8>> {
-        self.frame.into_small_buffer()
-    }
-
-    /// The route a request or notification is addressed to (empty for a
-    /// response).
-    pub fn route(&self) -> &str {
-        std::str::from_utf8(&self.frame[self.route.clone()]).expect("checked when parsed")
-    }
-}
 
 /// One decoded frame.
 #[derive(Debug)]

@@ -2,12 +2,16 @@
 //! body serializers and the error codes. PROTOCOL.md is the normative text;
 //! this module is its implementation.
 
+mod body;
+pub mod format;
 pub mod handshake;
 pub mod message;
 mod payload;
 pub mod serializer;
 
-pub use message::{Body, Message, RequestId};
+pub use body::Body;
+pub use format::Format;
+pub use message::{Message, RequestId};
 pub use payload::Bytes;
 
 /// The protocol version this build speaks, exchanged in the handshake.

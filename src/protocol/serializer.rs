@@ -4,9 +4,9 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::message::Body;
+use super::body::Body;
+use super::format::{self, Format};
 use super::payload;
-use crate::connector::Format;
 use crate::error::{Error, Result};
 use crate::transport::OutFrame;
 
@@ -67,26 +67,5 @@ pub fn decode_body<T: DeserializeOwned>(format: Format, body: &mut Body) -> Resu
 
 /// Decodes a body in `format` into `T`.
 pub fn decode<T: DeserializeOwned>(format: Format, bytes: &[u8]) -> Result<T> {
-    match format {
-        Format::Json => serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.into())),
-        #[cfg(feature = "msgpack")]
-        Format::MsgPack => {
-            let mut decoder = rmp_serde::Deserializer::from_read_ref(bytes);
-            decoder.set_max_depth(MAX_DEPTH);
-            T::deserialize(&mut decoder).map_err(|e| Error::Decode(e.into()))
-        }
-        #[allow(unreachable_patterns)]
-        other => Err(Error::Unsupported(format!(
-            "the {} format (feature not enabled)",
-            other.name()
-        ))),
-    }
+    format::decode(format, bytes).map_err(Error::from)
 }
-
-/// Deepest nesting of arrays and maps a MessagePack body may have: the
-/// same as serde_json's limit for JSON. rmp-serde's own default (1024) lets
-/// a body of a thousand bytes overflow a 2 MiB tokio worker stack in a
-/// debug build, aborting the process, wherever a handler's parameters
-/// recurse (`serde_json::Value`) or skip an unknown field.
-#[cfg(feature = "msgpack")]
-const MAX_DEPTH: usize = 128;

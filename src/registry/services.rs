@@ -33,8 +33,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use super::check_name;
-use crate::connector::{Connector, Format, Secret};
+use crate::connector::{Connector, Secret};
 use crate::error::{Error, Result};
+use crate::protocol::format::Format;
 
 /// The environment variable naming the services file that
 /// [`Services::from_env`] (and so connecting by name) reads.
@@ -184,10 +185,10 @@ impl Services {
                     .into(),
             ));
         }
-        if let Some(format) = &spec.format {
-            if Format::from_name(format).is_none() {
-                return Err(self.error(name, format!("format {format:?} is not json or msgpack")));
-            }
+        if let Some(format) = &spec.format
+            && Format::from_name(format).is_none()
+        {
+            return Err(self.error(name, format!("format {format:?} is not json or msgpack")));
         }
         self.address(name, spec).map(|_| ())
     }

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Result;
 use crate::peer::Peer;
+use crate::stream::Stream;
 
 /// What a handler knows about its call: which client, which route, and a
 /// handle to send requests back over the same connection.
@@ -83,7 +84,7 @@ impl Context {
 
     /// Sends a request back to the caller, answered by a stream
     /// ([`Peer::request_stream`]).
-    pub async fn request_stream<T, R>(&self, route: &str, params: &T) -> Result<crate::Stream<R>>
+    pub async fn request_stream<T, R>(&self, route: &str, params: &T) -> Result<Stream<R>>
     where
         T: Serialize + ?Sized,
         R: DeserializeOwned,

@@ -182,10 +182,10 @@ async fn admit(link: Link, shared: &Arc<Shared>) -> Option<(u64, Arc<Connection>
         replaced
     };
     // A client that proved it held its id replaces its old connection.
-    if let Some(old) = replaced.filter(|old| old.number != number) {
-        if let Some(old) = lock(&shared.connections).remove(&old.number) {
-            old.close();
-        }
+    if let Some(old) = replaced.filter(|old| old.number != number)
+        && let Some(old) = lock(&shared.connections).remove(&old.number)
+    {
+        old.close();
     }
     tracing::debug!(client_id = %proven.client_id, ?peer_pid, ?peer_uid, "client connected");
     (shared.on_connect)(connection.peer());

@@ -8,7 +8,7 @@ mod shutdown;
 
 pub use shutdown::Shutdown;
 
-use crate::Router;
+use crate::router::Router;
 
 /// A set of routes that belong together and can describe themselves:
 /// what `#[switchboard::service]` generates as `<Trait>Server<T>` for

@@ -2,7 +2,6 @@
 //! API: it changes with the macro, which names it only as
 //! `::switchboard::__private`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -11,7 +10,13 @@ use serde::de::DeserializeOwned;
 pub use serde;
 pub use serde_json;
 
-use crate::{Client, Connector, Error, Peer, Result, Stream, blocking, code};
+use crate::blocking;
+use crate::client::Client;
+use crate::connector::Connector;
+use crate::error::{Error, Result};
+use crate::peer::Peer;
+use crate::protocol::code;
+use crate::stream::Stream;
 
 /// The generated clients' connection: a client (whose calls follow its
 /// reconnects, and which stays open while a clone of this lives) or a bare
@@ -24,7 +29,7 @@ pub struct Caller {
 
 #[derive(Clone)]
 enum Target {
-    Client(Arc<Client>),
+    Client(Client),
     Peer(Peer),
 }
 
@@ -43,7 +48,7 @@ impl Caller {
     /// Calls through `client`, keeping it open.
     pub fn from_client(client: Client) -> Caller {
         Caller {
-            target: Target::Client(Arc::new(client)),
+            target: Target::Client(client),
             timeout: None,
         }
     }
@@ -228,10 +233,9 @@ fn typed_error_of<E: DeserializeOwned>(error: Error) -> Result<E> {
         data: Some(data),
         ..
     } = &error
+        && let Ok(typed) = data.decode()
     {
-        if let Ok(typed) = data.decode() {
-            return Ok(typed);
-        }
+        return Ok(typed);
     }
     Err(error)
 }

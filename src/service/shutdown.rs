@@ -7,7 +7,9 @@ use serde::de::IgnoredAny;
 use tokio::sync::watch;
 
 use super::Service;
-use crate::{Peer, Result, Router};
+use crate::error::Result;
+use crate::peer::Peer;
+use crate::router::Router;
 
 /// The route [`Shutdown`] answers.
 const ROUTE: &str = "switchboard.shutdown";
