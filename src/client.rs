@@ -134,6 +134,8 @@ impl ClientBuilder {
     /// router again; a client made by [`Client::builder_named`] looks the
     /// name up again for every attempt. Off by default. Watch
     /// [`Client::link_state`] to learn when the link drops and returns.
+    /// Ignored for an inherited channel's connector
+    /// ([`ChildChannel`](crate::ChildChannel)), which connects once.
     ///
     /// ```no_run
     /// use switchboard::{Client, Reconnect};
@@ -189,13 +191,11 @@ impl ClientBuilder {
             .dial_until(self.token.as_deref(), deadline, self.connect_timeout)
             .await?;
         let shared = Arc::new(Shared::new(connection, resumption));
-        let while_down = self.reconnect.as_ref().map(Reconnect::policy);
-        let supervisor = tokio::spawn(reconnect::supervise(
-            Arc::clone(&shared),
-            dialer,
-            self.reconnect,
-        ))
-        .abort_handle();
+        // An inherited channel connects once: its end is gone with the link.
+        let reconnect = self.reconnect.filter(|_| !dialer.connects_once());
+        let while_down = reconnect.as_ref().map(Reconnect::policy);
+        let supervisor = tokio::spawn(reconnect::supervise(Arc::clone(&shared), dialer, reconnect))
+            .abort_handle();
         Ok(Client {
             inner: Arc::new(Handle {
                 id,

@@ -3,6 +3,10 @@
 //! Variants are grouped by whose fault the failure was, so a caller can decide
 //! what to do without parsing messages: fix its own input, retry the
 //! connection, or report what the peer said.
+//!
+//! Every layer returns it, so it sits below them all; it names only two
+//! leaves above it, whose errors it wraps: the connector string's
+//! (`connector/state_error.rs`) and the body codec's (`protocol/format.rs`).
 
 use std::io;
 use std::path::PathBuf;

@@ -66,6 +66,8 @@ pub use client::{
     Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, LinkState, Reconnect, Resumption, WhileDown,
 };
 pub use config::Config;
+#[cfg(any(unix, windows))]
+pub use connector::ChildChannel;
 pub use connector::{Address, Connector, ConnectorError, Secret};
 pub use error::{Error, ErrorData, Result};
 pub use handoff::{CommandExt, ENV_VAR};
@@ -75,7 +77,10 @@ pub use router::{
     BlockingHandler, Context, DESCRIBE_ROUTE, FromCall, FromContext, Handler, HandlerError,
     IntoAnswer, IntoFailure, PING_ROUTE, Router, State,
 };
-pub use server::{Access, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, Server, ServerBuilder};
+pub use server::{
+    Access, DEFAULT_HELLO_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES,
+    DEFAULT_MAX_HANDSHAKES_PER_PEER, Server, ServerBuilder,
+};
 pub use service::{Service, Shutdown};
 #[doc = include_str!("service/macro.md")]
 pub use switchboard_macros::service;

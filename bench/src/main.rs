@@ -75,7 +75,8 @@ struct RunArgs {
     /// raw_tokio_local, raw_poll_uds, raw_spin_shm, switchboard_local_json,
     /// switchboard_shm, switchboard_local_msgpack,
     /// switchboard_tcp_json, switchboard_blocking, tarpc_uds, ipc_channel,
-    /// communica, raw_amqp, switchboard_amqp, communica_rmq.
+    /// communica, switchboard_python, mp_connection, raw_amqp,
+    /// switchboard_amqp, communica_rmq.
     #[arg(long, value_delimiter = ',', value_name = "SYSTEM,...")]
     systems: Vec<String>,
     /// Only these scenarios (comma-separated).

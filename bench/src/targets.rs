@@ -27,7 +27,7 @@ enum Bound {
     TimesOwn(f64, &'static str),
 }
 
-const TARGETS: [Target; 17] = [
+const TARGETS: [Target; 21] = [
     // The socket near its own floor: both processes busy-polling it.
     Target {
         key: RTT_P50,
@@ -132,6 +132,31 @@ const TARGETS: [Target; 17] = [
         key: PIPELINED,
         system: "switchboard_amqp",
         rule: Rule::AtLeast(Bound::Times(3.0, "communica_rmq")),
+        only: None,
+    },
+    // The Python package against the Rust server beats Python's own IPC.
+    Target {
+        key: RTT_P50,
+        system: "switchboard_python",
+        rule: Rule::AtMost(Bound::Times(1.0, "communica")),
+        only: None,
+    },
+    Target {
+        key: RTT_P50,
+        system: "switchboard_python",
+        rule: Rule::AtMost(Bound::Times(1.0, "mp_connection")),
+        only: None,
+    },
+    Target {
+        key: PIPELINED,
+        system: "switchboard_python",
+        rule: Rule::AtLeast(Bound::Times(1.0, "communica")),
+        only: None,
+    },
+    Target {
+        key: PIPELINED,
+        system: "switchboard_python",
+        rule: Rule::AtLeast(Bound::Times(1.0, "mp_connection")),
         only: None,
     },
 ];

@@ -57,8 +57,14 @@ pub(crate) enum Command {
     EchoServer {
         /// Listen on TCP HOST:PORT instead of a private local socket (port 0
         /// picks a free one).
-        #[arg(long, value_name = "HOST:PORT", conflicts_with = "amqp")]
+        #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["amqp", "connector"])]
         tcp: Option<String>,
+        /// Serve this connector (sb1:..., - for the first line of standard
+        /// input, or env:VAR) instead of a fresh one: given the connector of
+        /// a broker service, this joins it as another instance with the same
+        /// secret, sharing its clients.
+        #[arg(long, value_name = "CONN", conflicts_with = "amqp")]
+        connector: Option<String>,
         /// Serve through the RabbitMQ broker at this URL
         /// (amqp://user:password@host:port/vhost); needs --address. The
         /// binary must be built with the `amqp` feature.
@@ -143,6 +149,12 @@ pub(crate) enum Command {
         /// The configuration file (TOML).
         #[arg(value_name = "CONFIG.toml")]
         config: std::path::PathBuf,
+        /// Serve this connector (sb1:..., - for the first line of standard
+        /// input, or env:VAR) instead of the configuration's: given the
+        /// connector of a broker service, this joins it as another instance
+        /// with the same secret.
+        #[arg(long, value_name = "CONN")]
+        connector: Option<String>,
     },
     /// Print a shell completion script to standard output.
     #[command(after_help = completions::COMPLETIONS_HELP)]

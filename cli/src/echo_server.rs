@@ -32,6 +32,10 @@ Examples:
   switchboard echo-server --name echo &          # then: switchboard call @echo echo 1
   switchboard echo-server --tcp 127.0.0.1:0 > connector.txt &
   coproc SERVER { switchboard echo-server; }    # bash: stops when the shell closes the pipe
+  switchboard echo-server --amqp amqp://guest:guest@127.0.0.1:5672/%2f --address jobs > jobs.txt &
+  SB_JOBS=$(head -1 jobs.txt) switchboard echo-server --connector env:SB_JOBS &
+                                                # a second instance of jobs, same secret:
+                                                # the broker spreads jobs.txt's clients over both
 
 Exit codes:
   0  stopped by a signal or the end of its stdin pipe
@@ -40,13 +44,15 @@ Exit codes:
 
 pub(crate) async fn echo_server(
     tcp: Option<String>,
+    given: Option<Connector>,
     amqp: Option<(String, String)>,
     name: Option<String>,
 ) -> Result<(), Failure> {
     let connector = match tcp {
-        None => match amqp {
-            Some((url, service)) => Connector::amqp(url, service)?,
-            None => Connector::local(),
+        None => match (given, amqp) {
+            (Some(given), _) => given,
+            (None, Some((url, service))) => Connector::amqp(url, service)?,
+            (None, None) => Connector::local(),
         },
         Some(spec) => {
             let (host, port) = spec

@@ -26,7 +26,7 @@ mod serve;
 mod stop;
 
 use args::{Cli, Command};
-use endpoint::read_endpoint;
+use endpoint::{read_connector, read_endpoint};
 use exit::Failure;
 
 fn main() -> ExitCode {
@@ -77,10 +77,14 @@ async fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::EchoServer {
             tcp,
+            connector,
             amqp,
             address,
             name,
-        } => echo_server::echo_server(tcp, amqp.zip(address), name).await,
+        } => {
+            let connector = connector.as_deref().map(read_connector).transpose()?;
+            echo_server::echo_server(tcp, connector, amqp.zip(address), name).await
+        }
         Command::Ls { json } => names::ls(json).await,
         Command::Ping {
             connector,
@@ -92,7 +96,10 @@ async fn run(command: Command) -> Result<(), Failure> {
             json,
             connect,
         } => describe::describe(&read_endpoint(&connector)?, json, connect).await,
-        Command::Serve { config } => serve::serve(&config).await,
+        Command::Serve { config, connector } => {
+            let connector = connector.as_deref().map(read_connector).transpose()?;
+            serve::serve(&config, connector).await
+        }
         Command::Call {
             target,
             params,

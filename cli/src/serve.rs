@@ -26,6 +26,8 @@ CONFIG.toml names the service and its routes:
 
   name = \"tools\"                 # registered as @tools (required)
   tcp = \"127.0.0.1:0\"            # optional: listen on TCP instead of a private local socket
+  max_running = 16               # optional: commands running at once, all routes (default 16);
+                                 # further requests wait their turn
 
   [routes.upper]
   command = [\"tr\", \"a-z\", \"A-Z\"]
@@ -63,12 +65,17 @@ Exit codes:
 
 /// The default time a command may run.
 const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// The default of `max_running`: commands running at once, all routes
+/// together. Each is a process: without a cap, whoever holds the connector
+/// could start hundreds (256 requests in flight per connection).
+const DEFAULT_MAX_RUNNING: usize = 16;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
     name: String,
     tcp: Option<String>,
+    max_running: Option<usize>,
     /// `[routes.NAME]` tables, or `[[routes]]` entries with a `name`.
     #[serde(default)]
     routes: Option<toml::Value>,
@@ -97,11 +104,14 @@ struct Command {
     timeout: Duration,
 }
 
-pub(crate) async fn serve(path: &Path) -> Result<(), Failure> {
+/// Serves the routes of the configuration at `path`, on `given` if the
+/// command line named a connector.
+pub(crate) async fn serve(path: &Path, given: Option<Connector>) -> Result<(), Failure> {
     let (config, routes, dir) = load(path)?;
-    let connector = match &config.tcp {
-        None => Connector::local(),
-        Some(spec) => {
+    let connector = match (&config.tcp, given) {
+        (_, Some(given)) => given,
+        (None, None) => Connector::local(),
+        (Some(spec), None) => {
             let (host, port) = spec.rsplit_once(':').ok_or_else(|| {
                 usage(format!(
                     "{}: tcp = {spec:?} is not HOST:PORT",
@@ -117,6 +127,9 @@ pub(crate) async fn serve(path: &Path) -> Result<(), Failure> {
             Connector::tcp(host.trim_start_matches('[').trim_end_matches(']'), port)?
         }
     };
+    let running = Arc::new(tokio::sync::Semaphore::new(
+        config.max_running.unwrap_or(DEFAULT_MAX_RUNNING).max(1),
+    ));
     let mut router = Router::new();
     for (route, spec) in routes {
         let command = Arc::new(Command {
@@ -125,9 +138,17 @@ pub(crate) async fn serve(path: &Path) -> Result<(), Failure> {
             dir: dir.clone(),
             timeout: Duration::from_millis(spec.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
         });
+        let running = Arc::clone(&running);
         router = router.route_concurrent(&route, move |ctx: Context, params: Value| {
-            let command = Arc::clone(&command);
-            async move { command.run(ctx.client_id(), &params).await }
+            let (command, running) = (Arc::clone(&command), Arc::clone(&running));
+            async move {
+                // Waits its turn; a request cancelled meanwhile starts nothing.
+                let _turn = running
+                    .acquire()
+                    .await
+                    .map_err(|_| HandlerError::new("the server is stopping"))?;
+                command.run(ctx.client_id(), &params).await
+            }
         });
     }
     let stop = crate::stop::stop_requested();

@@ -43,6 +43,16 @@ pub(super) struct Dialer {
 }
 
 impl Dialer {
+    /// True when the target can be connected only once (an inherited
+    /// channel), so a dropped link is final.
+    pub(super) fn connects_once(&self) -> bool {
+        matches!(
+            &self.target,
+            Target::Connector(connector)
+                if matches!(connector.address(), connector::Address::Inherited { .. })
+        )
+    }
+
     /// Connects, retrying while the server is not up yet (nothing listens,
     /// the name is not registered) until `deadline`, then authenticates.
     pub(super) async fn dial_until(

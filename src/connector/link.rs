@@ -5,6 +5,7 @@
 //! this module sees only those halves.
 
 use std::io;
+use std::net::IpAddr;
 #[cfg(unix)]
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct Link {
     /// stream (descriptors, the shared-memory ring's doorbell); `None` for
     /// other transports.
     pub unix_socket: Option<UnixSocket>,
+    /// The address at the other end (TCP only).
+    pub peer_ip: Option<IpAddr>,
 }
 
 /// What a link's reader fails with (inside an `io::Error` of kind
@@ -54,6 +57,7 @@ impl Link {
     fn tcp(stream: TcpStream) -> Link {
         // Requests are small and latency-bound; never wait for Nagle.
         let _ = stream.set_nodelay(true);
+        let peer_ip = stream.peer_addr().ok().map(|address| address.ip());
         let (reader, writer) = stream.into_split();
         Link {
             reader: Box::new(reader),
@@ -61,6 +65,7 @@ impl Link {
             peer_pid: None,
             peer_uid: None,
             unix_socket: None,
+            peer_ip,
         }
     }
 
@@ -79,31 +84,42 @@ impl Link {
         #[cfg(not(unix))]
         let peer_uid = None;
         #[cfg(unix)]
-        let (reader, writer, unix_socket) = {
+        {
             let LocalStream::UdSocket(socket) = stream;
-            let (reader, writer) = super::unix_halves::split(OwnedFd::try_from(socket)?)?;
-            let socket = reader.socket();
-            (
-                Box::new(reader) as Box<dyn AsyncRead + Send + Unpin>,
-                Box::new(writer) as Box<dyn AsyncWrite + Send + Unpin>,
-                Some(socket),
-            )
-        };
+            Link::unix_stream(OwnedFd::try_from(socket)?, peer_pid, peer_uid)
+        }
         #[cfg(not(unix))]
-        let (reader, writer, unix_socket) = {
+        {
             let stream = Arc::new(stream);
-            (
-                Box::new(Shared(Arc::clone(&stream))) as Box<dyn AsyncRead + Send + Unpin>,
-                Box::new(Shared(stream)) as Box<dyn AsyncWrite + Send + Unpin>,
-                None,
-            )
-        };
+            Ok(Link {
+                reader: Box::new(Shared(Arc::clone(&stream))),
+                writer: Box::new(Shared(stream)),
+                peer_pid,
+                peer_uid,
+                peer_ip: None,
+                unix_socket: None,
+            })
+        }
+    }
+
+    /// A connected Unix stream socket, however it was made: accepted,
+    /// connected by path, or one end of a socketpair (an inherited
+    /// channel). Everything that works over one works over the others.
+    #[cfg(unix)]
+    pub(super) fn unix_stream(
+        socket: OwnedFd,
+        peer_pid: Option<u32>,
+        peer_uid: Option<u32>,
+    ) -> io::Result<Link> {
+        let (reader, writer) = super::unix_halves::split(socket)?;
+        let unix_socket = Some(reader.socket());
         Ok(Link {
-            reader,
-            writer,
+            reader: Box::new(reader),
+            writer: Box::new(writer),
             peer_pid,
             peer_uid,
             unix_socket,
+            peer_ip: None,
         })
     }
 }
@@ -216,6 +232,16 @@ impl Listener {
             }
             #[cfg(not(feature = "amqp"))]
             Address::Amqp { .. } => return Err(Error::Unsupported(without_amqp(connector))),
+            Address::Inherited { .. } => {
+                return Err(Error::InvalidArgument {
+                    what: "connector",
+                    reason: format!(
+                        "{display} is an inherited channel's connector: the child that \
+                         inherited it connects with it (Client::connect); a server cannot \
+                         bind it. A parent makes one with Server::child_channel"
+                    ),
+                });
+            }
             #[cfg(any(unix, windows))]
             address => {
                 let (listener, local) =
@@ -289,6 +315,8 @@ pub async fn connect(connector: &Connector) -> io::Result<Link> {
             io::ErrorKind::Unsupported,
             without_amqp(connector),
         )),
+        #[cfg(any(unix, windows))]
+        Address::Inherited { number } => super::inherited::connect(*number),
         #[cfg(any(unix, windows))]
         address => local::connect(address).await,
         #[cfg(not(any(unix, windows)))]

@@ -65,6 +65,8 @@ impl LocalListener {
         };
         let dir = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() && !parent.exists() => {
+                // Making one: first clear away those of servers that died.
+                super::stale_dirs::reap_once();
                 Some(private_dir(parent, open_to_others).map_err(bind_error)?)
             }
             _ => None,

@@ -10,6 +10,12 @@
 #[cfg(feature = "amqp")]
 mod amqp;
 mod amqp_url;
+#[cfg(any(unix, windows))]
+mod inherited;
+#[cfg(unix)]
+mod inherited_unix;
+#[cfg(windows)]
+mod inherited_windows;
 mod link;
 #[cfg(unix)]
 mod local_unix;
@@ -17,6 +23,8 @@ mod local_unix;
 mod local_windows;
 mod ring_setting;
 mod secret;
+#[cfg(unix)]
+mod stale_dirs;
 mod state;
 pub(crate) mod state_error;
 #[cfg(unix)]
@@ -26,6 +34,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use amqp_url::{AmqpUrl, MAX_SERVICE_LEN};
+#[cfg(any(unix, windows))]
+pub use inherited::ChildChannel;
+#[cfg(any(unix, windows))]
+pub(crate) use inherited::pair as channel_pair;
 pub(crate) use link::{BindGuard, Corrupted, Link, Listener, UnixSocket, connect};
 pub(crate) use ring_setting::{
     RING_CAPACITY, SUPPORTED as RING_SUPPORTED, check_capacity as check_ring_capacity,
@@ -71,6 +83,14 @@ pub enum Address {
         /// [`MAX_SERVICE_LEN`] characters).
         service: String,
     },
+    /// One end of a connected pair that this process inherited from its
+    /// parent (see [`ChildChannel`]): nothing in the filesystem or the
+    /// pipe namespace names it, only this number. It connects once, in the
+    /// process that inherited it.
+    Inherited {
+        /// The descriptor number (Unix) or handle value (Windows).
+        number: u64,
+    },
 }
 
 impl Address {
@@ -81,12 +101,16 @@ impl Address {
             Address::Pipe(_) => "pipe",
             Address::Tcp { .. } => "tcp",
             Address::Amqp { .. } => "amqp",
+            Address::Inherited { .. } => "inherited",
         }
     }
 
     /// True for the same-machine kinds (Unix socket, named pipe).
     pub fn is_local(&self) -> bool {
-        matches!(self, Address::Unix(_) | Address::Pipe(_))
+        matches!(
+            self,
+            Address::Unix(_) | Address::Pipe(_) | Address::Inherited { .. }
+        )
     }
 }
 
@@ -98,6 +122,10 @@ impl fmt::Display for Address {
             Address::Tcp { host, port } if host.contains(':') => write!(f, "tcp:[{host}]:{port}"),
             Address::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
             Address::Amqp { url, service } => write!(f, "amqp:{service} at {url}"),
+            #[cfg(windows)]
+            Address::Inherited { number } => write!(f, "inherited:handle {number:#x}"),
+            #[cfg(not(windows))]
+            Address::Inherited { number } => write!(f, "inherited:descriptor {number}"),
         }
     }
 }

@@ -8,8 +8,8 @@
 //!
 //! | key | meaning | required |
 //! |-----|---------|----------|
-//! | `k` | kind: `unix`, `pipe`, `tcp` or `amqp` | yes |
-//! | `a` | address: socket path, pipe name, `host:port` (`[v6]:port`), or the AMQP service name | yes |
+//! | `k` | kind: `unix`, `pipe`, `tcp`, `amqp` or `inherited` | yes |
+//! | `a` | address: socket path, pipe name, `host:port` (`[v6]:port`), the AMQP service name, or the inherited descriptor's (handle's) number in decimal | yes |
 //! | `u` | `amqp` only: the broker URL, password included | for `amqp` |
 //! | `s` | secret, base64url, 16 to 64 bytes | no (absent: no authentication) |
 //! | `f` | body format: `json` or `msgpack` | no (default `json`) |
@@ -66,6 +66,7 @@ impl Connector {
                 body.insert("u".into(), url.expose().into());
                 service.clone()
             }
+            Address::Inherited { number } => number.to_string(),
         };
         body.insert("a".into(), address.into());
         if let Some(secret) = &self.secret {
@@ -191,6 +192,7 @@ fn parse(text: &str) -> Result<Connector, ConnectorError> {
                 service: address_text.to_owned(),
             }
         }
+        "inherited" => parse_inherited(address_text)?,
         other => {
             return Err(ConnectorError::UnknownKind(
                 other.chars().take(32).collect(),
@@ -293,6 +295,24 @@ fn parse_host_port(text: &str) -> Result<Address, ConnectorError> {
         host: host.to_owned(),
         port,
     })
+}
+
+/// An inherited channel's number: decimal digits only (no sign, no
+/// spaces), as `dump_state` writes it.
+fn parse_inherited(text: &str) -> Result<Address, ConnectorError> {
+    let number = Some(text)
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|t| t.parse::<u64>().ok())
+        .ok_or_else(|| {
+            invalid(
+                "a",
+                format!(
+                    "{:?} is not a descriptor or handle number",
+                    text.chars().take(24).collect::<String>()
+                ),
+            )
+        })?;
+    Ok(Address::Inherited { number })
 }
 
 /// A TCP host must be a plausible name or IP literal.

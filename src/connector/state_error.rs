@@ -104,7 +104,7 @@ pub enum ConnectorError {
         reason: String,
     },
     /// The kind field names no connector kind this build knows.
-    #[error("unknown connector kind {0:?} (known: unix, pipe, tcp, amqp)")]
+    #[error("unknown connector kind {0:?} (known: unix, pipe, tcp, amqp, inherited)")]
     UnknownKind(String),
 }
 

@@ -20,17 +20,27 @@ use crate::registry::{self, Registration, Registry};
 use crate::router::Router;
 
 mod admission;
+#[cfg(any(unix, windows))]
+mod channel;
 
 pub use admission::Access;
-use admission::{Holders, Limits};
+use admission::{Holders, Limits, Unauthenticated};
 
 /// Called with a client's [`Peer`] when it connects or leaves.
 type PeerHook = Arc<dyn Fn(&Peer) + Send + Sync>;
 
 /// The default of [`ServerBuilder::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// The default of [`ServerBuilder::max_handshakes`].
-pub const DEFAULT_MAX_HANDSHAKES: usize = 64;
+/// The default of [`ServerBuilder::max_handshakes`]: how many connections
+/// may be in the handshake at once before the oldest is shed.
+///
+/// Until 0.1 this was 64 and accepting paused at it, which let a few idle
+/// connections lock every good client out; accepting no longer pauses.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 512;
+/// The default of [`ServerBuilder::max_handshakes_per_peer`].
+pub const DEFAULT_MAX_HANDSHAKES_PER_PEER: usize = 256;
+/// The default of [`ServerBuilder::hello_timeout`].
+pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Configures a [`Server`] before binding.
 #[must_use = "a builder does nothing until `bind` is called"]
@@ -107,11 +117,52 @@ impl ServerBuilder {
         self
     }
 
-    /// How many clients may be in the handshake at once; further ones wait
-    /// in the operating system's backlog. Default:
+    /// How many connections may be in the handshake (connected, not yet
+    /// proven to hold the secret) at once. The server never stops
+    /// accepting: a new connection past this many sheds the oldest one in
+    /// the handshake, so idle connections cannot keep a good client, which
+    /// is through the handshake in a few round trips, waiting. Clients that
+    /// finished the handshake are never shed, and neither is a connection
+    /// younger than 250 ms (so a burst of good clients may exceed the cap
+    /// for a moment; running out of file descriptors sheds the oldest at
+    /// any age). Default:
     /// [`DEFAULT_MAX_HANDSHAKES`].
+    ///
+    /// ```
+    /// # use switchboard::{Router, Server};
+    /// let builder = Server::builder(Router::new()).max_handshakes(1024).max_handshakes_per_peer(64);
+    /// ```
     pub fn max_handshakes(mut self, max: usize) -> ServerBuilder {
         self.limits.max_handshakes = max;
+        self
+    }
+
+    /// How many connections from one peer may be in the handshake at once:
+    /// the peer is the user at the other end of a Unix socket, or the IP
+    /// address of a TCP client (named pipes and the broker tell neither;
+    /// only [`ServerBuilder::max_handshakes`] applies to them). Past it, a
+    /// new connection sheds that peer's oldest one in the handshake, so a
+    /// single peer cannot shed everyone else's. Default:
+    /// [`DEFAULT_MAX_HANDSHAKES_PER_PEER`].
+    pub fn max_handshakes_per_peer(mut self, max: usize) -> ServerBuilder {
+        self.limits.max_handshakes_per_peer = max;
+        self
+    }
+
+    /// How long a new connection may take to send its hello (the
+    /// handshake's first frame, which a client sends as soon as it is
+    /// connected); then it is closed. The rest of the handshake has
+    /// [`Config::handshake_timeout`]. Default: [`DEFAULT_HELLO_TIMEOUT`]
+    /// (1 s).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use switchboard::{Router, Server};
+    /// // A client across a slow network link:
+    /// let builder = Server::builder(Router::new()).hello_timeout(Duration::from_secs(3));
+    /// ```
+    pub fn hello_timeout(mut self, timeout: Duration) -> ServerBuilder {
+        self.limits.hello_timeout = timeout;
         self
     }
 
@@ -163,8 +214,24 @@ impl ServerBuilder {
         };
         let mut listener = Listener::bind(connector, self.access.open_to_others()).await?;
         let cleanup = listener.take_cleanup();
+        let name = self.name.clone();
+        let mut server = self.start(listener.connector().clone(), Some(listener), cleanup);
+        if let (Some(registry), Some((name, _))) = (registry, &name) {
+            // On failure the server is dropped, and its address freed.
+            server.registration = Some(registry.publish(name, server.connector()).await?);
+        }
+        Ok(server)
+    }
+
+    /// The server, accepting on `listener` if there is one.
+    fn start(
+        self,
+        connector: Connector,
+        listener: Option<Listener>,
+        cleanup: Option<BindGuard>,
+    ) -> Server {
         let shared = Arc::new(Shared {
-            connector: listener.connector().clone(),
+            connector,
             router: self.router,
             on_error: self.on_error,
             on_connect: self.on_connect,
@@ -173,23 +240,22 @@ impl ServerBuilder {
             limits: self.limits,
             access: self.access,
             holders: Mutex::default(),
+            unauthenticated: Mutex::default(),
             connections: Mutex::default(),
             next_connection: AtomicU64::new(0),
             next_pick: AtomicUsize::new(0),
             client_count: watch::Sender::new(0),
         });
-        let accept = tokio::spawn(admission::accept_loop(listener, Arc::clone(&shared)));
-        let mut server = Server {
+        let accept = match listener {
+            Some(listener) => tokio::spawn(admission::accept_loop(listener, Arc::clone(&shared))),
+            None => tokio::spawn(async {}),
+        };
+        Server {
             shared,
             accept,
             _cleanup: cleanup,
             registration: None,
-        };
-        if let (Some(registry), Some((name, _))) = (registry, &self.name) {
-            // On failure the server is dropped, and its address freed.
-            server.registration = Some(registry.publish(name, server.connector()).await?);
         }
-        Ok(server)
     }
 }
 
@@ -205,6 +271,8 @@ struct Shared {
     /// Who holds each client id: its live connection, or a handshake that
     /// reserved it.
     holders: Mutex<Holders>,
+    /// Connections that have not proven the secret yet, to shed if need be.
+    unauthenticated: Mutex<Unauthenticated>,
     /// Every live connection, by a number of its own.
     connections: Mutex<HashMap<u64, Arc<Connection>>>,
     next_connection: AtomicU64,
@@ -318,6 +386,8 @@ impl Server {
             limits: Limits {
                 max_connections: DEFAULT_MAX_CONNECTIONS,
                 max_handshakes: DEFAULT_MAX_HANDSHAKES,
+                max_handshakes_per_peer: DEFAULT_MAX_HANDSHAKES_PER_PEER,
+                hello_timeout: DEFAULT_HELLO_TIMEOUT,
             },
             access: Access::default(),
             name: None,

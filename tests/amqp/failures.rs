@@ -60,10 +60,13 @@ pub async fn a_killed_client_process_fails_the_servers_request_and_leaves_no_que
         .unwrap();
     assert!(matches!(result, Err(Error::Disconnected)), "{result:?}");
     // Only the service queue stays while the instance lives...
-    let service_queue = format!("sb.{service}");
-    wait_for_queues(&service, "the dead client's link", |q| {
-        q == [service_queue.clone()]
-    })
+    // (named by the secret's fingerprint: PROTOCOL.md §7)
+    let service_queue = format!("sb.{service}.k.");
+    wait_for_queues(
+        &service,
+        "the dead client's link",
+        |q| matches!(q, [only] if only.starts_with(&service_queue)),
+    )
     .await;
     // ...and it goes with the instance.
     drop(server);
@@ -81,10 +84,13 @@ pub async fn clients_that_close_leave_nothing_behind() {
     }
     let dropped = Client::connect(&connector).await.unwrap();
     drop(dropped);
-    let service_queue = format!("sb.{service}");
-    wait_for_queues(&service, "closed clients' links", |q| {
-        q == [service_queue.clone()]
-    })
+    // (named by the secret's fingerprint: PROTOCOL.md §7)
+    let service_queue = format!("sb.{service}.k.");
+    wait_for_queues(
+        &service,
+        "closed clients' links",
+        |q| matches!(q, [only] if only.starts_with(&service_queue)),
+    )
     .await;
     server.shutdown().await;
     wait_for_queues(&service, "the service queue", |q| q.is_empty()).await;

@@ -16,25 +16,35 @@ pub async fn a_wrong_secret_is_refused() {
     let wrong = connector.clone().with_secret(Secret::generate());
     let started = Instant::now();
     let result = Client::builder(&wrong)
-        .connect_timeout(Duration::from_secs(20))
+        .connect_timeout(Duration::from_secs(2))
         .connect()
         .await;
-    // The same error as on every other transport.
+    // No instance holds that secret, so none is reached (PROTOCOL.md §7,
+    // "Instances"): told so, not an authentication failure.
+    // (On a loaded machine the 2 s may run out on the way to the broker
+    // instead; never is it an authentication failure.)
     assert!(
-        matches!(&result, Err(Error::AuthFailed(message)) if message.contains("proof is wrong")),
+        matches!(&result, Err(Error::Connect { source, .. })
+            if source.to_string().contains("holds this connector's secret")
+                || source.kind() == std::io::ErrorKind::TimedOut),
         "{result:?}"
     );
     assert!(
         started.elapsed() < Duration::from_secs(15),
-        "refused at once, not retried"
+        "gave up at the connect timeout"
     );
-    // No secret at all is refused too.
+    // No secret at all finds no instance either.
     let none = connector.clone().without_secret();
     let result = Client::builder(&none)
-        .connect_timeout(Duration::from_secs(20))
+        .connect_timeout(Duration::from_secs(2))
         .connect()
         .await;
-    assert!(matches!(&result, Err(Error::AuthFailed(_))), "{result:?}");
+    assert!(
+        matches!(&result, Err(Error::Connect { source, .. })
+            if source.to_string().contains("without a secret")
+                || source.kind() == std::io::ErrorKind::TimedOut),
+        "{result:?}"
+    );
     // And the right one still works.
     let client = Client::connect(&connector).await.unwrap();
     let _: Value = client.request("echo", &1).await.unwrap();

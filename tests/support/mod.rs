@@ -177,13 +177,15 @@ pub fn child_entry() {
                 }
             }
             "services-from-env" => {
+                // A registry of its own, removed after: the suite leaves
+                // nothing in the temp directory.
+                let unused = std::env::temp_dir()
+                    .join(format!("sb-test-unused-registry-{}", std::process::id()));
                 let connector = switchboard::registry::Lookup::default()
-                    .registry(
-                        Registry::at(std::env::temp_dir().join("sb-test-unused-registry")).unwrap(),
-                    )
-                    .resolve("life-gen")
-                    .unwrap();
-                println!("{MARK}{connector}");
+                    .registry(Registry::at(&unused).unwrap())
+                    .resolve("life-gen");
+                let _ = std::fs::remove_dir_all(&unused);
+                println!("{MARK}{}", connector.unwrap());
             }
             other => panic!("unknown child role {other}"),
         }

@@ -10,6 +10,7 @@
 
 mod communica;
 mod ipc;
+mod python;
 mod raw;
 mod raw_amqp;
 mod raw_blocking;
@@ -30,7 +31,7 @@ use clap::ValueEnum;
 pub use communica::{describe_python, prepare_venv};
 
 /// Every system, in the order of the report's columns.
-pub const SYSTEMS: [&str; 15] = [
+pub const SYSTEMS: [&str; 17] = [
     "raw_blocking_uds",
     "raw_tokio_local",
     "raw_poll_uds",
@@ -43,6 +44,8 @@ pub const SYSTEMS: [&str; 15] = [
     "tarpc_uds",
     "ipc_channel",
     "communica",
+    "switchboard_python",
+    "mp_connection",
     "raw_amqp",
     "switchboard_amqp",
     "communica_rmq",
@@ -228,6 +231,16 @@ pub fn open(system: &str, options: &Options) -> Result<Box<dyn Session>> {
         "tarpc_uds" => Box::new(tarpc::Client::open(options.flavor)?),
         "ipc_channel" => Box::new(ipc::Client::open()?),
         "communica" => Box::new(communica::Client::open(&options.venv, None)?),
+        "switchboard_python" => Box::new(python::Client::open(
+            python::Variant::Package,
+            &options.venv,
+            options.flavor,
+        )?),
+        "mp_connection" => Box::new(python::Client::open(
+            python::Variant::MpConnection,
+            &options.venv,
+            options.flavor,
+        )?),
         "communica_rmq" => Box::new(communica::Client::open(&options.venv, Some(&amqp_url()))?),
         "raw_amqp" => Box::new(raw_amqp::Client::open(options.flavor)?),
         "switchboard_amqp" => Box::new(switchboard::Client::open(

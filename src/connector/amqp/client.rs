@@ -86,18 +86,20 @@ pub(crate) async fn connect(connector: &Connector) -> io::Result<Link> {
             "not an AMQP connector",
         ));
     };
+    // Only instances holding this connector's secret consume this queue.
+    let queue = service_queue(service, connector.secret());
     // A kept connection may have been closed by the broker: then a fresh
     // one.
     let kept = take_idle(url);
     let kept_count = match &kept {
-        Some(connection) => instance_count(connection, service).await.ok(),
+        Some(connection) => instance_count(connection, &queue).await.ok(),
         None => None,
     };
     let (connection, count) = match (kept, kept_count) {
         (Some(connection), Some(count)) => (connection, Ok(count)),
         _ => {
             let connection = Arc::new(open_connection(url, "client", service).await?);
-            let count = instance_count(&connection, service).await;
+            let count = instance_count(&connection, &queue).await;
             (connection, count)
         }
     };
@@ -106,7 +108,17 @@ pub(crate) async fn connect(connector: &Connector) -> io::Result<Link> {
             put_idle(url, connection);
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("no server instance serves {service:?} on the broker"),
+                match connector.secret() {
+                    Some(_) => format!(
+                        "no server instance of {service:?} on the broker holds this \
+                         connector's secret (instances with another secret, if any, serve \
+                         other clients)"
+                    ),
+                    None => format!(
+                        "no server instance of {service:?} on the broker takes connectors \
+                         without a secret"
+                    ),
+                },
             ));
         }
         Ok(_) => {}
@@ -156,7 +168,7 @@ async fn handshake(
     channel
         .basic_publish(
             "".into(),
-            service_queue(service).into(),
+            service_queue(service, secret).into(),
             BasicPublishOptions::default(),
             &body,
             BasicProperties::default()
@@ -218,14 +230,14 @@ async fn handshake(
 
 /// The service queue's consumer count (0 if it does not exist). A passive
 /// declare of a missing queue closes its channel, so it gets its own.
-async fn instance_count(connection: &Connection, service: &str) -> io::Result<u32> {
+async fn instance_count(connection: &Connection, queue: &str) -> io::Result<u32> {
     let probe: Channel = connection
         .create_channel()
         .await
         .map_err(|e| lapin_error(e, "opening a channel"))?;
     let declared = probe
         .queue_declare(
-            service_queue(service).into(),
+            queue.into(),
             QueueDeclareOptions::default().passive(),
             FieldTable::default(),
         )

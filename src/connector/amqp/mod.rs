@@ -30,7 +30,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer
 pub(crate) use client::connect;
 pub(crate) use server::Listener;
 
-use super::{AmqpUrl, random_bytes};
+use super::{AmqpUrl, Secret, random_bytes};
 use crate::connector::Link;
 use stream::{Reader, Shared, Writer};
 use wire::Sealer;
@@ -51,9 +51,14 @@ const QUEUE_EXPIRES: Duration = Duration::from_secs(60);
 /// Bound on each step of setting a link up.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The queue every instance of `service` consumes.
-fn service_queue(service: &str) -> String {
-    format!("sb.{service}")
+/// The queue every instance of `service` holding `secret` consumes. It is
+/// named by the secret's fingerprint (never the secret), so instances with
+/// another secret consume another queue and their clients never meet.
+fn service_queue(service: &str, secret: Option<&Secret>) -> String {
+    match secret {
+        Some(secret) => format!("sb.{service}.k.{}", wire::fingerprint(secret)),
+        None => format!("sb.{service}"),
+    }
 }
 
 /// A fresh inbox name; `role` is `c` (client) or `s` (server instance).
@@ -229,6 +234,7 @@ impl Parts {
             peer_pid: None,
             peer_uid: None,
             unix_socket: None,
+            peer_ip: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! A server instance: consumes the service queue (shared with every other
-//! instance of the service, so new clients are spread over them) and
+//! instance of the service that holds the same secret, so new clients are
+//! spread over them; instances with another secret have another queue) and
 //! answers each connect request with a link of its own. If the broker
 //! connection is lost it reconnects, with backoff, on the next accept.
 
@@ -55,7 +56,7 @@ impl Listener {
         service: &str,
         secret: Option<Secret>,
     ) -> Result<Listener> {
-        let bound = Bound::open(url, service)
+        let bound = Bound::open(url, service, secret.as_ref())
             .await
             .map_err(|source| Error::Bind {
                 address: Address::Amqp {
@@ -85,7 +86,7 @@ impl Listener {
         loop {
             if state.bound.is_none() {
                 tokio::time::sleep_until(state.retry_at).await;
-                match Bound::open(&self.url, &self.service).await {
+                match Bound::open(&self.url, &self.service, self.secret.as_ref()).await {
                     Ok(bound) => {
                         state.bound = Some(bound);
                         state.delay = Duration::from_millis(100);
@@ -268,13 +269,13 @@ impl Listener {
 }
 
 impl Bound {
-    async fn open(url: &AmqpUrl, service: &str) -> io::Result<Bound> {
+    async fn open(url: &AmqpUrl, service: &str, secret: Option<&Secret>) -> io::Result<Bound> {
         let connection = Arc::new(open_connection(url, "server", service).await?);
         let channel = connection
             .create_channel()
             .await
             .map_err(|e| lapin_error(e, "opening a channel"))?;
-        let queue: ShortString = service_queue(service).into();
+        let queue: ShortString = service_queue(service, secret).into();
         let mut arguments = FieldTable::default();
         arguments.insert("x-expires".into(), expires());
         channel

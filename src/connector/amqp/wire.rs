@@ -22,6 +22,7 @@ pub(super) const TAG_LEN: usize = 32;
 pub(super) const NONCE_LEN: usize = 32;
 
 const ACCEPT_LABEL: &[u8] = b"switchboard amqp accept\0";
+const QUEUE_LABEL: &[u8] = b"switchboard amqp service queue";
 const KEY_LABEL: &[u8] = b"switchboard amqp link\0";
 
 /// Which way a stream message travels; part of its MAC, so a message
@@ -73,6 +74,17 @@ pub(super) fn encode_nonce(nonce: &[u8; NONCE_LEN]) -> String {
 
 pub(super) fn decode_nonce(text: &str) -> Option<[u8; NONCE_LEN]> {
     URL_SAFE_NO_PAD.decode(text).ok()?.try_into().ok()
+}
+
+/// What names a secret's service queue: the first 8 bytes of
+/// HMAC-SHA256(key = secret, `"switchboard amqp service queue"`), in hex.
+/// It tells instances with the same secret apart from others without
+/// revealing the secret (the proofs on the wire already show HMACs of it).
+pub(super) fn fingerprint(secret: &Secret) -> String {
+    let mut mac = keyed(secret.expose());
+    mac.update(QUEUE_LABEL);
+    let digest = mac.finalize().into_bytes();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn keyed(key: &[u8]) -> Hmac<Sha256> {

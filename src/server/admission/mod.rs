@@ -1,24 +1,23 @@
-//! Letting clients in: the accept loop and its limits, the peer's user, the
-//! handshake, and who holds which client id.
+//! Letting clients in: the peer's user, the handshake, and who holds which
+//! client id (the accept loop is `accept.rs`, the caps on unauthenticated
+//! connections `shed.rs`).
 //!
-//! Accepting stops while [`Limits::max_handshakes`] clients are in the
-//! handshake (the rest wait in the OS's backlog), and every handshake has a
-//! deadline. A client past [`Limits::max_connections`], of a user the
-//! server does not let in, or asking for a client id that a live connection
-//! holds without proving it is that connection's client, is told why in a
-//! handshake refusal and logged. Accept errors (such as running out of file
-//! descriptors) back off instead of spinning, and are logged once per
-//! spell, not once per attempt.
+//! Accepting never stops. A connection must send its hello within
+//! [`Limits::hello_timeout`] and finish the handshake within the config's
+//! `handshake_timeout`; until it has proven the secret it may be shed to
+//! make room (see `shed.rs`). A client past [`Limits::max_connections`], of
+//! a user the server does not let in, or asking for a client id that a
+//! live connection holds without proving it is that connection's client,
+//! is told why in a handshake refusal. Refusals are logged at most once a
+//! second (with a count of the rest), so a flood of bad clients cannot
+//! flood the log.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
-
 use super::{Shared, lock};
-use crate::connector::{Link, Listener, UnixSocket, random_bytes};
+use crate::connector::{Link, UnixSocket, random_bytes};
 use crate::error::{Error, Result};
 use crate::peer::{Connection, Peer, Settings};
 use crate::protocol::handshake::{Proven, ServerHello, TOKEN_LEN, refusal};
@@ -61,11 +60,21 @@ impl Access {
     }
 }
 
-/// How many clients a server takes, and how many at once in the handshake.
+mod accept;
+mod shed;
+mod throttle;
+
+pub(super) use accept::accept_loop;
+pub(super) use shed::Unauthenticated;
+
+/// How many clients a server takes, how many at once in the handshake
+/// (overall and per peer), and how long a new one has to say hello.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Limits {
     pub(super) max_connections: usize,
     pub(super) max_handshakes: usize,
+    pub(super) max_handshakes_per_peer: usize,
+    pub(super) hello_timeout: Duration,
 }
 
 /// The client id's holder, with the token that proves it.
@@ -89,54 +98,39 @@ fn own_uid() -> Option<u32> {
     None
 }
 
-pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
-    let handshakes = Arc::new(Semaphore::new(shared.limits.max_handshakes.max(1)));
-    let mut backoff = Duration::ZERO;
-    loop {
-        let Ok(slot) = Arc::clone(&handshakes).acquire_owned().await else {
-            return;
-        };
-        match listener.accept().await {
-            Ok(link) => {
-                if !backoff.is_zero() {
-                    tracing::info!("accepting connections again");
-                    backoff = Duration::ZERO;
-                }
-                let shared = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    let admitted = admit(link, &shared).await;
-                    drop(slot);
-                    if let Some((number, connection, client_id)) = admitted {
-                        serve(&shared, number, connection, client_id).await;
-                    }
-                });
-            }
-            Err(e) => {
-                // Errors such as EMFILE last a while: back off, and say so
-                // once per spell rather than once per attempt.
-                if backoff.is_zero() {
-                    tracing::error!("accepting a connection failed, backing off: {e}");
-                    (shared.on_error)(&Error::Io(e));
-                    backoff = Duration::from_millis(10);
-                } else {
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-                tokio::time::sleep(backoff).await;
-            }
-        }
-    }
-}
-
 /// Runs the handshake and registers the client; `None` if it was refused
 /// (already reported).
-async fn admit(link: Link, shared: &Arc<Shared>) -> Option<(u64, Arc<Connection>, String)> {
-    let number = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+/// A link that did not come through the accept loop (an inherited
+/// channel, whose child the parent started): it is never in the
+/// unauthenticated table, so never shed.
+pub(super) async fn admit_inherited(
+    link: Link,
+    shared: &Arc<Shared>,
+) -> Option<(u64, Arc<Connection>, String)> {
+    let number = shared
+        .next_connection
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (connection, client_id) = admit(link, shared, number, false).await?;
+    Some((number, connection, client_id))
+}
+
+/// `listed`: the connection is in the unauthenticated table (it came
+/// through the accept loop), and may have been shed from it.
+async fn admit(
+    link: Link,
+    shared: &Arc<Shared>,
+    number: u64,
+    listed: bool,
+) -> Option<(Arc<Connection>, String)> {
+    // However the handshake ends (refused, timed out, aborted when shed),
+    // the connection leaves the unauthenticated table.
+    let _pending = Pending { shared, number };
     let (peer_pid, peer_uid) = (link.peer_pid, link.peer_uid);
     let socket = link.unix_socket.clone();
     let reader = FrameReader::new(link.reader, shared.connector.max_frame());
     let writer = FrameWriter::new(link.writer);
     let limit = shared.config.handshake_timeout;
-    let handshake = handshake(shared, reader, writer, number, peer_uid, socket);
+    let handshake = handshake(shared, reader, writer, (number, listed), peer_uid, socket);
     let (proven, token, reader, writer) = match tokio::time::timeout(limit, handshake).await {
         Ok(Ok(admitted)) => admitted,
         Ok(Err(e)) => {
@@ -189,11 +183,31 @@ async fn admit(link: Link, shared: &Arc<Shared>) -> Option<(u64, Arc<Connection>
     }
     tracing::debug!(client_id = %proven.client_id, ?peer_pid, ?peer_uid, "client connected");
     (shared.on_connect)(connection.peer());
-    Some((number, connection, proven.client_id))
+    Some((connection, proven.client_id))
+}
+
+/// Takes a connection out of the unauthenticated table when its handshake
+/// ends, however it ends.
+struct Pending<'a> {
+    shared: &'a Shared,
+    number: u64,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.unauthenticated).leave(self.number);
+    }
 }
 
 fn refused(shared: &Shared, error: &Error, peer_pid: Option<u32>, peer_uid: Option<u32>) {
-    tracing::warn!(?peer_pid, ?peer_uid, "refused a client: {error}");
+    let log = lock(&shared.unauthenticated).log_refusal();
+    if let Some(more) = log {
+        tracing::warn!(
+            ?peer_pid,
+            ?peer_uid,
+            "refused a client: {error} ({more} more refusals since the last message)"
+        );
+    }
     (shared.on_error)(error);
 }
 
@@ -203,12 +217,21 @@ async fn handshake(
     shared: &Shared,
     mut frames_in: FrameReader,
     mut frames_out: FrameWriter,
-    number: u64,
+    (number, listed): (u64, bool),
     peer_uid: Option<u32>,
     socket: Option<UnixSocket>,
 ) -> Result<(Proven, Arc<[u8]>, FrameReader, FrameWriter)> {
     let (reader, writer) = (&mut frames_in, &mut frames_out);
-    let hello = ServerHello::read(reader, writer).await?;
+    // The hello is one small frame sent at once: a connection that has not
+    // sent it by now is idle or an attack, and holds a descriptor.
+    let hello_timeout = shared.limits.hello_timeout;
+    let hello = tokio::time::timeout(hello_timeout, ServerHello::read(reader, writer))
+        .await
+        .map_err(|_| {
+            Error::Protocol(format!(
+                "a client sent no hello within {hello_timeout:?} of connecting"
+            ))
+        })??;
     if !shared.access.allows(peer_uid, own_uid()) {
         let uid = peer_uid.unwrap_or_default();
         let message = format!("user {uid} may not connect to this server");
@@ -223,6 +246,13 @@ async fn handshake(
         return Err(hello.refuse(writer, refusal::BUSY, &message).await);
     }
     let mut proven = hello.challenge(reader, writer, &shared.connector).await?;
+    // Proven: from here on this connection is never shed. One that was shed
+    // a moment ago is being aborted and must go no further.
+    if listed && !lock(&shared.unauthenticated).leave(number) {
+        return Err(Error::Protocol(
+            "a client was shed to make room before it finished the handshake".into(),
+        ));
+    }
     if socket.is_none() {
         proven.ring = None;
     }
@@ -313,7 +343,12 @@ fn publish_count(shared: &Shared, holders: &Holders) {
 }
 
 /// Serves one connection until it ends, then forgets it.
-async fn serve(shared: &Shared, number: u64, connection: Arc<Connection>, client_id: String) {
+pub(super) async fn serve(
+    shared: &Shared,
+    number: u64,
+    connection: Arc<Connection>,
+    client_id: String,
+) {
     connection.closed().await;
     {
         let mut holders = lock(&shared.holders);

@@ -1,0 +1,184 @@
+//! Inherited channels on Windows: the two ends of a named pipe with a
+//! random name, one instance only, connected at once (as Mojo's
+//! `PlatformChannel` does), so the name is never reachable afterwards; the
+//! child's end made inheritable only for the spawn; and the checks a child
+//! makes before it takes a handle over by its value.
+//!
+//! std's `Command` cannot restrict a child to a list of handles
+//! (`PROC_THREAD_ATTRIBUTE_HANDLE_LIST` needs `raw_attribute`, unstable):
+//! it spawns with every inheritable handle. So the end is inheritable only
+//! between the two calls around the spawn; a process another thread of the
+//! parent spawns in that moment inherits it too (see `ChildChannel`).
+
+use std::io;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
+
+use tokio::net::windows::named_pipe::{NamedPipeClient, NamedPipeServer, ServerOptions};
+use windows_sys::Win32::Foundation::{
+    GENERIC_READ, GENERIC_WRITE, GetHandleInformation, HANDLE, HANDLE_FLAG_INHERIT,
+    INVALID_HANDLE_VALUE, SetHandleInformation,
+};
+use windows_sys::Win32::Storage::FileSystem::{
+    CreateFileW, FILE_FLAG_OVERLAPPED, FILE_TYPE_PIPE, GetFileType, OPEN_EXISTING,
+};
+use windows_sys::Win32::System::Pipes::{GetNamedPipeInfo, PIPE_SERVER_END};
+
+use super::link::Link;
+use super::secret::random_name;
+
+/// The child's end while the parent holds it.
+pub(crate) type Handle = OwnedHandle;
+
+/// The parent's end, before the child has written anything.
+pub(super) struct ParentEnd(NamedPipeServer);
+
+/// A new pair: (the child's end, the parent's end). Needs a tokio
+/// runtime (the parent's end is registered with it).
+pub(super) fn pair() -> io::Result<(OwnedHandle, ParentEnd)> {
+    let name = format!(r"\\.\pipe\switchboard-channel-{}", random_name(24));
+    let server = ServerOptions::new()
+        .first_pipe_instance(true)
+        .max_instances(1)
+        .reject_remote_clients(true)
+        .create(&name)?;
+    let wide: Vec<u16> = name.encode_utf16().chain([0]).collect();
+    // SAFETY: a NUL-terminated name; no security attributes (the handle is
+    // not inheritable until a spawn makes it so); the result is checked.
+    let client = unsafe {
+        CreateFileW(
+            wide.as_ptr(),
+            GENERIC_READ | GENERIC_WRITE,
+            0,
+            std::ptr::null(),
+            OPEN_EXISTING,
+            FILE_FLAG_OVERLAPPED,
+            std::ptr::null_mut(),
+        )
+    };
+    if client == INVALID_HANDLE_VALUE {
+        // Someone else took the one instance first: fail rather than
+        // serve them.
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new handle nobody else owns.
+    let client = unsafe { OwnedHandle::from_raw_handle(client as RawHandle) };
+    Ok((client, ParentEnd(server)))
+}
+
+pub(super) fn number(handle: &OwnedHandle) -> u64 {
+    handle.as_raw_handle() as usize as u64
+}
+
+pub(super) fn describe(number: u64) -> String {
+    format!("handle {number:#x}")
+}
+
+impl ParentEnd {
+    pub(super) async fn first_bytes(self) -> io::Result<Link> {
+        // Already connected (the client end was opened at once): returns
+        // immediately.
+        self.0.connect().await?;
+        self.0.readable().await?;
+        let (reader, writer) = tokio::io::split(self.0);
+        Ok(Link {
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+            peer_pid: None,
+            peer_uid: None,
+            peer_ip: None,
+        })
+    }
+}
+
+/// Makes the child's end inheritable while it lives.
+pub(crate) struct Inheritance(HANDLE);
+
+// SAFETY: a handle value, used only for flag calls while its owner lives.
+unsafe impl Send for Inheritance {}
+// SAFETY: as above.
+unsafe impl Sync for Inheritance {}
+
+impl Inheritance {
+    pub(super) fn new(end: &OwnedHandle) -> io::Result<Inheritance> {
+        let handle = end.as_raw_handle() as HANDLE;
+        // SAFETY: a flag call on a handle the caller keeps open.
+        if unsafe { SetHandleInformation(handle, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Inheritance(handle))
+    }
+}
+
+impl Drop for Inheritance {
+    fn drop(&mut self) {
+        // SAFETY: as in `new`; the end outlives this guard.
+        unsafe { SetHandleInformation(self.0, HANDLE_FLAG_INHERIT, 0) };
+    }
+}
+
+/// Takes over the inherited handle `number` as a link, after making sure
+/// it is what the connector says: open, inheritable (as inherited handles
+/// are, and handles this process opens are not), and the client end of a
+/// pipe.
+pub(super) fn take(number: u64) -> io::Result<Link> {
+    let handle = usize::try_from(number)
+        .ok()
+        .filter(|value| *value != 0)
+        .ok_or_else(|| refused(number, "cannot be a handle"))? as HANDLE;
+    let mut flags = 0;
+    // SAFETY: reads a handle's flags; an invalid one fails.
+    if unsafe { GetHandleInformation(handle, &mut flags) } == 0 {
+        return Err(refused(
+            number,
+            "is not open in this process: an inherited channel's connector works only \
+             in the child spawned with it (was it handed to another process, or the \
+             handle closed?)",
+        ));
+    }
+    if flags & HANDLE_FLAG_INHERIT == 0 {
+        return Err(refused(
+            number,
+            "was not inherited: it is not inheritable, so this process opened it itself \
+             (the connector belongs to the child spawned with the channel)",
+        ));
+    }
+    // SAFETY: queries on an open handle.
+    if unsafe { GetFileType(handle) } != FILE_TYPE_PIPE {
+        return Err(refused(number, "is not a pipe"));
+    }
+    let mut mode = 0;
+    // SAFETY: as above; the null out-pointers are optional.
+    let info = unsafe {
+        GetNamedPipeInfo(
+            handle,
+            &mut mode,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    if info == 0 || mode & PIPE_SERVER_END != 0 {
+        return Err(refused(number, "is not the client end of a pipe pair"));
+    }
+    // This process's own children must not inherit it in turn.
+    // SAFETY: a flag call on the open handle we are taking.
+    unsafe { SetHandleInformation(handle, HANDLE_FLAG_INHERIT, 0) };
+    // SAFETY: an open, inherited pipe handle opened for overlapped I/O by
+    // the parent; TAKEN makes sure it is taken once.
+    let client = unsafe { NamedPipeClient::from_raw_handle(handle as RawHandle)? };
+    let (reader, writer) = tokio::io::split(client);
+    Ok(Link {
+        reader: Box::new(reader),
+        writer: Box::new(writer),
+        peer_pid: None,
+        peer_uid: None,
+        peer_ip: None,
+    })
+}
+
+fn refused(number: u64, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("inherited channel: handle {number:#x} {what}"),
+    )
+}
