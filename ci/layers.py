@@ -27,12 +27,15 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 LAYERS = [
     # Shared by every layer: the crate's Error and Config (plain settings).
     ("error, config", ["error", "config"]),
+    # Shared memory primitives (a sealed memfd mapped, SCM_RIGHTS) and the
+    # payload pool's two halves: plain OS memory, no protocol.
+    ("shm", ["shm"]),
     ("connector", ["connector"]),
     ("transport", ["transport"]),
     ("protocol", ["protocol"]),
     ("peer", ["peer"]),
     ("api", ["config", "router", "stream", "client", "server", "registry",
-             "service", "handoff", "blocking", "fuzzing"]),
+             "service", "handoff", "blocking", "fuzzing", "ring_switch"]),
     ("crate root", ["crate"]),
 ]
 

@@ -67,7 +67,7 @@ class Connection:
         # This client sends one request at a time and handles no requests
         # from the server, so it accepts little in flight.
         hello = {
-            "switchboard": 3,
+            "switchboard": 4,
             "client_id": client_id,
             "formats": ["json"],
             "nonce": b64encode(client_nonce),

@@ -16,7 +16,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::connector::{Connector, random_bytes};
+use crate::connector::{Connector, Format, random_bytes};
 use crate::error::{Error, Result};
 use crate::peer::{Connection, Inbound, Peer};
 use crate::protocol::handshake;
@@ -68,6 +68,7 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     config: Config,
     reconnect: Option<Reconnect>,
+    format: Option<Format>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -119,6 +120,26 @@ impl ClientBuilder {
     /// see [`Config::request_timeout`]).
     pub fn request_timeout(mut self, timeout: Duration) -> ClientBuilder {
         self.config.request_timeout = Some(timeout);
+        self
+    }
+
+    /// Insists on this body format, whatever the connector (or the named
+    /// service's entry) says: the `switchboard` CLI asks for
+    /// [`Format::Json`] this way. By default the connector decides, and a
+    /// connector whose format was not chosen gets the fastest both sides
+    /// have (see [`Format`]).
+    ///
+    /// ```no_run
+    /// use switchboard::{Client, Connector, Format};
+    ///
+    /// # async fn demo(connector: Connector) -> switchboard::Result<()> {
+    /// let client = Client::builder(&connector).format(Format::Json).connect().await?;
+    /// assert_eq!(client.peer().format(), Format::Json);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn format(mut self, format: Format) -> ClientBuilder {
+        self.format = Some(format);
         self
     }
 
@@ -185,6 +206,7 @@ impl ClientBuilder {
             id: id.clone(),
             router: self.router,
             config: self.config,
+            format: self.format,
         };
         let deadline = Instant::now() + self.connect_timeout;
         let (connection, resumption) = dialer
@@ -540,6 +562,7 @@ impl ClientBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             config: Config::default(),
             reconnect: None,
+            format: None,
         }
     }
 }

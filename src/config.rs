@@ -82,6 +82,74 @@ pub struct Config {
     ///
     /// [`Connector::with_shm_ring`]: crate::Connector::with_shm_ring
     pub ring_spin: Duration,
+    /// Large bodies through shared memory on local connections, where the
+    /// platform allows it (Linux: Unix sockets, including those of an
+    /// inherited channel); `None`: always the socket. Used only when both
+    /// sides allow it. Default: on, with [`SharedMemory::default`].
+    ///
+    /// Elsewhere (Windows named pipes, macOS, FreeBSD, TCP, a broker)
+    /// every body takes the socket as before, bound by the frame limit.
+    pub shared_memory: Option<SharedMemory>,
+}
+
+/// How large bodies travel through shared memory on a local connection
+/// (see [`Config::shared_memory`], and PROTOCOL.md §9 for the wire).
+///
+/// Each side maps, once per connection, a pool of [`pool_bytes`] it sends
+/// from, and the peer's pool, which it reads from. A body of at least
+/// [`threshold`] bytes is copied into a free slot of this side's pool and
+/// only its place crosses the socket; the receiving handler gets
+/// [`Bytes`](crate::Bytes) that point into the mapping (no copy), and the
+/// slot is released when the last of them drops. A body too large for the
+/// pool (up to [`max_payload`]) gets a region of its own, which is how a
+/// body larger than the socket's frame limit gets through.
+///
+/// [`pool_bytes`]: SharedMemory::pool_bytes
+/// [`threshold`]: SharedMemory::threshold
+/// [`max_payload`]: SharedMemory::max_payload
+///
+/// ```
+/// use switchboard::{Config, SharedMemory};
+///
+/// let mut config = Config::default();
+/// let mut shm = SharedMemory::default();
+/// shm.copy_received = true; // never read memory the sender can still change
+/// config.shared_memory = Some(shm);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SharedMemory {
+    /// Bodies at least this long go through shared memory; shorter ones
+    /// are cheaper through the socket. Default: 64 KiB (BENCHMARKS.md,
+    /// "Shared memory", has the measurement).
+    pub threshold: usize,
+    /// The pool this side sends from, mapped once per connection: the
+    /// **budget** of what the peer may hold of ours at once (bodies it has
+    /// not released, because its handlers still hold their `Bytes`). A body
+    /// that finds no room waits for nothing: it takes the socket if it fits
+    /// a frame, else a region of its own. So a peer that never releases
+    /// costs this side at most this much memory, and never blocks it.
+    /// Default: 64 MiB (pages are allocated as bodies first touch them).
+    pub pool_bytes: usize,
+    /// The largest body sent or accepted through shared memory; a peer that
+    /// announces a larger one is cut off. Default: 2 GiB.
+    pub max_payload: u64,
+    /// Copy each received body out of shared memory before decoding it, so
+    /// a peer that rewrites a body after sending it cannot change what this
+    /// side reads (SECURITY.md, "Shared memory"). Costs the copy (about
+    /// what the socket costs). Default: false: handlers read in place.
+    pub copy_received: bool,
+}
+
+impl Default for SharedMemory {
+    fn default() -> SharedMemory {
+        SharedMemory {
+            threshold: 64 * 1024,
+            pool_bytes: 64 * 1024 * 1024,
+            max_payload: 2 * 1024 * 1024 * 1024,
+            copy_received: false,
+        }
+    }
 }
 
 impl Default for Config {
@@ -94,6 +162,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(5),
             busy_poll: Some(Duration::from_micros(50)),
             ring_spin: Duration::from_micros(50),
+            shared_memory: Some(SharedMemory::default()),
         }
     }
 }

@@ -101,6 +101,18 @@ pub enum Envelope {
     Ping,
     /// Kind 8.
     Pong,
+    /// Kind 11: a message whose body is in shared memory.
+    Shared {
+        /// Where in the sender's pool.
+        offset: u64,
+        /// The body's length.
+        len: u64,
+    },
+    /// Kind 12.
+    Release {
+        /// Offsets released.
+        offsets: Vec<u64>,
+    },
 }
 
 /// Parses one frame body as a message ([`Message::parse`]). The route of a
@@ -141,6 +153,8 @@ pub fn parse_envelope(frame: &[u8]) -> Result<Envelope> {
         Message::Credit { messages, bytes } => Envelope::Credit { messages, bytes },
         Message::Ping => Envelope::Ping,
         Message::Pong => Envelope::Pong,
+        Message::Shared { offset, len, .. } => Envelope::Shared { offset, len },
+        Message::Release { offsets } => Envelope::Release { offsets },
     })
 }
 
@@ -202,7 +216,9 @@ where
     let mut reader = FrameReader::new(Box::new(read), connector.max_frame());
     let mut writer = FrameWriter::new(Box::new(write));
     let hello = ServerHello::read(&mut reader, &mut writer).await?;
-    let proven = hello.challenge(&mut reader, &mut writer, connector).await?;
+    let mut proven = hello
+        .challenge(&mut reader, &mut writer, connector, None)
+        .await?;
     let resumed = proven.holds(held);
     let window = Config::default().window();
     proven
@@ -239,6 +255,7 @@ where
         client_id,
         window,
         token,
+        None,
     )
     .await?;
     Ok(Settled {

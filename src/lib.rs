@@ -65,13 +65,13 @@ mod transport;
 pub use client::{
     Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, LinkState, Reconnect, Resumption, WhileDown,
 };
-pub use config::Config;
+pub use config::{Config, SharedMemory};
 #[cfg(any(unix, windows))]
 pub use connector::ChildChannel;
 pub use connector::{Address, Connector, ConnectorError, Secret};
 pub use error::{Error, ErrorData, Result};
 pub use handoff::{CommandExt, ENV_VAR};
-pub use peer::Peer;
+pub use peer::{Loan, Peer};
 pub use protocol::{Bytes, Format, code};
 pub use router::{
     BlockingHandler, Context, DESCRIBE_ROUTE, FromCall, FromContext, Handler, HandlerError,

@@ -125,7 +125,7 @@ fn peak_rss_mib(pid: u32) -> f64 {
 #[cfg(target_os = "linux")]
 fn raw_handshake(stream: &mut std::os::unix::net::UnixStream, id: &str) -> (u64, u64) {
     let hello = serde_json::json!({
-        "switchboard": 3,
+        "switchboard": 4,
         "client_id": id,
         "formats": ["msgpack"],
         "nonce": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",

@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use switchboard::{
-    Bytes, Client, CommandExt, Config, Connector, Error, HandlerError, Router, Server, Stream,
+    Bytes, Client, CommandExt, Config, Connector, Error, HandlerError, Router, Server,
+    SharedMemory, Stream,
 };
 
 const CHILD_ROLE: &str = "SB_TEST_RING_CHILD";
@@ -108,6 +109,11 @@ async fn every_kind_of_message_travels_over_the_ring() {
     let notified = Arc::new(AtomicUsize::new(0));
     let mut config = Config::default();
     config.max_in_flight = 4;
+    // Shared memory for bodies from 2 MiB: below that, large frames take
+    // the ring; above, the pool carries the body and the ring its frame.
+    let mut shm = SharedMemory::default();
+    shm.threshold = 2 * 1024 * 1024;
+    config.shared_memory = Some(shm);
     let server = Server::builder(router(Arc::clone(&notified)))
         .config(config.clone())
         .bind(&ring_connector())
@@ -140,6 +146,16 @@ async fn every_kind_of_message_travels_over_the_ring() {
         .await
         .unwrap();
     assert_eq!(answer[..], big[..]);
+    // Both at once: a body over the threshold goes through the pool, its
+    // frame through the ring.
+    assert!(client.peer().shares_memory());
+    let huge: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let answer: Bytes = client
+        .request("echo", &Bytes::from(huge.clone()))
+        .await
+        .unwrap();
+    assert_eq!(answer[..], huge[..]);
+    drop(answer);
     // Notifications.
     for i in 0..10u32 {
         client.throw("note", &i).await.unwrap();

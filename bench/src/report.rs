@@ -53,7 +53,8 @@ fn ratio_cell(value: Option<f64>) -> String {
 }
 
 /// The switchboard columns that get a ratio column in the main table.
-const RATIO_COLUMNS: [&str; 3] = [
+const RATIO_COLUMNS: [&str; 4] = [
+    "switchboard_local",
     "switchboard_local_json",
     "switchboard_local_msgpack",
     "switchboard_tcp_json",

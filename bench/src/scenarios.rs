@@ -26,6 +26,23 @@ pub const PIPELINED: &str = "pipelined_rps";
 pub const BANDWIDTH: &str = "bandwidth_16mib_gbps";
 pub const CONNECT: &str = "connect_ms";
 pub const IDLE: &str = "idle_1000_rss_mib";
+/// The bulk sizes of the `sizes` scenario, and their result keys.
+pub const SIZES: [(usize, &str); 4] = [
+    (64 * 1024, "bulk_64kib_gbps"),
+    (1024 * 1024, "bulk_1mib_gbps"),
+    (16 * 1024 * 1024, "bulk_16mib_gbps"),
+    (256 * 1024 * 1024, "bulk_256mib_gbps"),
+];
+/// The systems the `sizes` scenario runs (the rest would take minutes per
+/// 256 MiB transfer, or do not move bytes).
+pub const SIZES_SYSTEMS: [&str; 6] = [
+    "raw_blocking_uds",
+    "memcpy",
+    "switchboard_local",
+    "switchboard_local_loan",
+    "switchboard_local_msgpack",
+    "ipc_channel_shm",
+];
 /// Every result key, in report order.
 pub const KEYS: [&str; 6] = [RTT_P50, RTT_P99, PIPELINED, BANDWIDTH, CONNECT, IDLE];
 
@@ -49,6 +66,9 @@ pub enum Scenario {
     Connect,
     /// idle_1000_rss_mib.
     Idle,
+    /// bulk_64kib_gbps .. bulk_256mib_gbps: bandwidth at four sizes, for
+    /// the systems in `SIZES_SYSTEMS`.
+    Sizes,
 }
 
 impl Scenario {
@@ -60,6 +80,7 @@ impl Scenario {
             Scenario::Bandwidth => &[BANDWIDTH],
             Scenario::Connect => &[CONNECT],
             Scenario::Idle => &[IDLE],
+            Scenario::Sizes => &[SIZES[0].1, SIZES[1].1, SIZES[2].1, SIZES[3].1],
         }
     }
 }
@@ -162,6 +183,7 @@ pub fn run(entries: &mut [Entry], plan: &Plan, selected: &[Scenario], results: &
             Scenario::Pipelined => pipelined(entries, plan, results),
             Scenario::Bandwidth => bandwidth(entries, plan, results),
             Scenario::Connect => connect(entries, plan, results),
+            Scenario::Sizes => sizes(entries, plan, results),
             Scenario::Idle => continue,
         }
         println!("  ({:.1} s)", started.elapsed().as_secs_f64());
@@ -283,6 +305,59 @@ fn pipelined(entries: &mut [Entry], plan: &Plan, results: &mut Results) {
                 results.set(PIPELINED, entry.name, rps);
             }
             Err(e) => results.absent(PIPELINED, entry.name, format!("failed: {e:#}")),
+        }
+    }
+}
+
+/// Bandwidth at each of [`SIZES`], for the systems of [`SIZES_SYSTEMS`],
+/// with each system's ratio to the blocking Unix socket of the same run.
+fn sizes(entries: &mut [Entry], plan: &Plan, results: &mut Results) {
+    // The chosen systems first (the others keep their order after them).
+    entries.sort_by_key(|entry| !SIZES_SYSTEMS.contains(&entry.name));
+    let chosen = entries
+        .iter()
+        .take_while(|entry| SIZES_SYSTEMS.contains(&entry.name))
+        .count();
+    let (subset, others) = entries.split_at_mut(chosen);
+    for entry in others.iter() {
+        results.absent(SIZES[0].1, entry.name, "not in the sizes scenario".into());
+    }
+    for &(size, key) in &SIZES {
+        println!(
+            "\n== {key}: {} KiB request, 8-byte answer (GB = 1e9 bytes) ==",
+            size / 1024
+        );
+        let payload = systems::bulk_payload(size);
+        let counts = warm_up(
+            subset,
+            |s| Ok(median_duration(&s.bulk(&payload, 2)?)),
+            |op| clamp_count(plan.bulk_batch, op, 1, 2000),
+        );
+        let batches = interleave(subset, plan.rounds, counts, |s, n| s.bulk(&payload, n));
+        let mut rates = Vec::new();
+        for (entry, outcome) in subset.iter().zip(batches) {
+            match outcome {
+                Ok(batches) => {
+                    let samples: Vec<f64> = batches
+                        .iter()
+                        .flatten()
+                        .map(|d| size as f64 / d.as_secs_f64() / 1e9)
+                        .collect();
+                    if let Some(gbps) = median(&samples) {
+                        rates.push((entry.name, gbps, samples.len()));
+                        results.set(key, entry.name, gbps);
+                    }
+                }
+                Err(e) => results.absent(key, entry.name, format!("failed: {e:#}")),
+            }
+        }
+        let raw = rates
+            .iter()
+            .find(|r| r.0 == "raw_blocking_uds")
+            .map(|r| r.1);
+        for (name, gbps, n) in rates {
+            let ratio = raw.map_or(String::new(), |raw| format!("{:>6.2} x raw", gbps / raw));
+            println!("  {name:<27} {gbps:>9.3} GB/s  {ratio}   (median of {n})");
         }
     }
 }

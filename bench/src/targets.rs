@@ -27,7 +27,7 @@ enum Bound {
     TimesOwn(f64, &'static str),
 }
 
-const TARGETS: [Target; 21] = [
+const TARGETS: [Target; 26] = [
     // The socket near its own floor: both processes busy-polling it.
     Target {
         key: RTT_P50,
@@ -101,6 +101,37 @@ const TARGETS: [Target; 21] = [
         key: BANDWIDTH,
         system: "switchboard_local_msgpack",
         rule: Rule::AtLeast(Bound::Times(0.7, "raw_blocking_uds")),
+        only: None,
+    },
+    // The default settings (issue 18): no format chosen, shared memory.
+    Target {
+        key: BANDWIDTH,
+        system: "switchboard_local",
+        rule: Rule::AtLeast(Bound::Times(2.0, "raw_blocking_uds")),
+        only: None,
+    },
+    Target {
+        key: "bulk_64kib_gbps",
+        system: "switchboard_local",
+        rule: Rule::AtLeast(Bound::Times(0.7, "raw_blocking_uds")),
+        only: None,
+    },
+    Target {
+        key: "bulk_1mib_gbps",
+        system: "switchboard_local",
+        rule: Rule::AtLeast(Bound::Times(0.7, "raw_blocking_uds")),
+        only: None,
+    },
+    Target {
+        key: "bulk_16mib_gbps",
+        system: "switchboard_local",
+        rule: Rule::AtLeast(Bound::Times(2.0, "raw_blocking_uds")),
+        only: None,
+    },
+    Target {
+        key: "bulk_16mib_gbps",
+        system: "switchboard_local_loan",
+        rule: Rule::AtLeast(Bound::Times(3.0, "raw_blocking_uds")),
         only: None,
     },
     Target {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use switchboard::{Client, ClientBuilder, Error};
+use switchboard::{Client, ClientBuilder, Error, Format};
 
 use crate::endpoint::Endpoint;
 use crate::exit::Failure;
@@ -22,7 +22,11 @@ impl ConnectArgs {
             Endpoint::Connector(connector) => Client::builder(connector),
             Endpoint::Name(name) => Client::builder_named(name),
         };
-        builder.connect_timeout(Duration::from_millis(self.connect_timeout))
+        // JSON, whatever the connector prefers: the CLI reads and prints
+        // JSON, and a byte string would come back as an array either way.
+        builder
+            .connect_timeout(Duration::from_millis(self.connect_timeout))
+            .format(Format::Json)
     }
 
     pub(crate) async fn connect(&self, endpoint: &Endpoint) -> Result<Client, Failure> {

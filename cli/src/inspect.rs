@@ -3,8 +3,8 @@
 
 use serde_json::json;
 use switchboard::Address;
-use switchboard::Connector;
 use switchboard::registry::Lookup;
+use switchboard::{Connector, Format};
 
 use crate::endpoint::{Endpoint, read_endpoint};
 use crate::exit::Failure;
@@ -47,7 +47,7 @@ fn show(connector: &Connector, as_json: bool) {
             "kind": kind,
             "address": address,
             "secret": secret,
-            "serializer": connector.format().name(),
+            "serializer": serializer(connector),
             "max_frame": connector.max_frame(),
             "version": switchboard::connector::STATE_VERSION,
         });
@@ -59,8 +59,14 @@ fn show(connector: &Connector, as_json: bool) {
             "secret:     {}",
             secret.unwrap_or("none (no authentication)")
         );
-        println!("serializer: {}", connector.format().name());
+        println!("serializer: {}", serializer(connector));
         println!("max frame:  {} bytes", connector.max_frame());
         println!("version:    {}", switchboard::connector::STATE_VERSION);
     }
+}
+
+/// The body format a connector insists on, or `auto` when the handshake
+/// settles the fastest both sides have.
+fn serializer(connector: &Connector) -> &'static str {
+    connector.format().map_or("auto", Format::name)
 }

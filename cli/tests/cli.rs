@@ -237,7 +237,7 @@ fn call_throw_and_exit_codes() {
         assert!(address.ends_with("/s"), "{address}");
     }
     assert_eq!(shown["secret"], "<redacted>");
-    assert_eq!(shown["serializer"], "json");
+    assert_eq!(shown["serializer"], "auto");
     let secret = base64::Engine::encode(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
         Connector::load_state(c).unwrap().secret().unwrap().expose(),

@@ -84,6 +84,26 @@ fn model(frame: &[u8]) -> Option<Envelope> {
         10 => Envelope::End {
             id: u64_at(rest)?.0,
         },
+        // §9: the inner message is resolved later, against shared memory.
+        11 => {
+            let (offset, rest) = u64_at(rest)?;
+            let (len, _) = u64_at(rest)?;
+            Envelope::Shared { offset, len }
+        }
+        12 => {
+            let (count, mut rest) = rest.split_first_chunk::<4>()?;
+            let count = u32::from_le_bytes(*count) as usize;
+            if count > 4096 {
+                return None;
+            }
+            let mut offsets = Vec::with_capacity(count);
+            for _ in 0..count {
+                let (offset, more) = u64_at(rest)?;
+                offsets.push(offset);
+                rest = more;
+            }
+            Envelope::Release { offsets }
+        }
         _ => return None,
     })
 }

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::Resumption;
 use crate::config::Config;
-use crate::connector::{self, Connector, Link, random_bytes};
+use crate::connector::{self, Connector, Format, Link, random_bytes};
 use crate::error::{Error, Result};
 use crate::peer::{Connection, Inbound, Settings};
 use crate::protocol::handshake;
@@ -40,9 +40,19 @@ pub(super) struct Dialer {
     pub(super) id: String,
     pub(super) router: Arc<dyn Inbound>,
     pub(super) config: Config,
+    /// Insists on this body format, whatever the connector says.
+    pub(super) format: Option<Format>,
 }
 
 impl Dialer {
+    fn resolve(&self) -> Result<Connector> {
+        let connector = self.target.resolve()?;
+        Ok(match self.format {
+            Some(format) => connector.with_format(format),
+            None => connector,
+        })
+    }
+
     /// True when the target can be connected only once (an inherited
     /// channel), so a dropped link is final.
     pub(super) fn connects_once(&self) -> bool {
@@ -64,7 +74,7 @@ impl Dialer {
         let mut delay = Duration::from_millis(2);
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let error = match self.target.resolve() {
+            let error = match self.resolve() {
                 Ok(connector) => match connect_or_refused(&connector, remaining).await {
                     Ok(Ok(link)) => return self.start(link, &connector, token).await,
                     Ok(Err(refused)) => return Err(refused),
@@ -105,7 +115,7 @@ impl Dialer {
         token: Option<&[u8]>,
         limit: Duration,
     ) -> Result<(Connection, Resumption)> {
-        let connector = self.target.resolve()?;
+        let connector = self.resolve()?;
         connector.check_shm_ring()?;
         let link = connect_or_refused(&connector, limit)
             .await
@@ -148,6 +158,7 @@ impl Dialer {
                 config: self.config.clone(),
                 peer_window: settled.peer_window,
                 report: None,
+                shm: settled.shm,
             },
             Arc::clone(&self.router),
         );
@@ -166,6 +177,7 @@ async fn authenticate(
     config: &Config,
     token: Option<&[u8]>,
 ) -> Result<(FrameReader, FrameWriter, handshake::Settled)> {
+    let descriptors = link.descriptors;
     let mut reader = FrameReader::new(link.reader, connector.max_frame());
     let mut writer = FrameWriter::new(link.writer);
     let limit = config.handshake_timeout;
@@ -176,6 +188,7 @@ async fn authenticate(
         id,
         config.window(),
         token,
+        handshake::Offer::new(descriptors.as_ref(), config.shared_memory),
     );
     let settled = tokio::time::timeout(limit, handshake).await.map_err(|_| {
         Error::Protocol(format!(
@@ -190,6 +203,8 @@ async fn authenticate(
 pub(crate) async fn probe_handshake(link: Link, connector: &Connector) {
     let config = Config {
         handshake_timeout: Duration::from_secs(2),
+        // A probe hangs up at once: no pool to set up.
+        shared_memory: None,
         ..Config::default()
     };
     let id = format!("probe-{}", hex(&random_bytes::<8>()));

@@ -34,17 +34,11 @@ pub struct Link {
     /// stream (descriptors, the shared-memory ring's doorbell); `None` for
     /// other transports.
     pub unix_socket: Option<UnixSocket>,
+    /// Passing descriptors over the link: Unix sockets on Linux only.
+    pub descriptors: Option<Descriptors>,
     /// The address at the other end (TCP only).
     pub peer_ip: Option<IpAddr>,
 }
-
-/// What a link's reader fails with (inside an `io::Error` of kind
-/// `InvalidData`) when the peer broke what lies beneath the byte stream (a
-/// corrupted shared-memory ring): the peer's protocol error, not an I/O
-/// failure.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Corrupted(pub String);
 
 /// A connected Unix socket, registered with the runtime for readability.
 #[cfg(unix)]
@@ -52,6 +46,15 @@ pub type UnixSocket = Arc<tokio::io::unix::AsyncFd<std::os::unix::net::UnixStrea
 /// No Unix sockets here.
 #[cfg(not(unix))]
 pub type UnixSocket = std::convert::Infallible;
+/// Passes descriptors over a link ([`Link::descriptors`]); nothing can be
+/// made of it where the platform has no such thing.
+#[cfg(target_os = "linux")]
+pub use super::descriptors::Descriptors;
+/// Passes descriptors over a link ([`Link::descriptors`]); nothing can be
+/// made of it where the platform has no such thing.
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug, Clone)]
+pub enum Descriptors {}
 
 impl Link {
     fn tcp(stream: TcpStream) -> Link {
@@ -65,6 +68,7 @@ impl Link {
             peer_pid: None,
             peer_uid: None,
             unix_socket: None,
+            descriptors: None,
             peer_ip,
         }
     }
@@ -98,6 +102,7 @@ impl Link {
                 peer_uid,
                 peer_ip: None,
                 unix_socket: None,
+                descriptors: None,
             })
         }
     }
@@ -111,14 +116,22 @@ impl Link {
         peer_pid: Option<u32>,
         peer_uid: Option<u32>,
     ) -> io::Result<Link> {
-        let (reader, writer) = super::unix_halves::split(socket)?;
+        let (reader, writer, descriptors) = super::unix_halves::split(socket)?;
         let unix_socket = Some(reader.socket());
+        #[cfg(target_os = "linux")]
+        let descriptors = Some(descriptors);
+        #[cfg(not(target_os = "linux"))]
+        let descriptors: Option<Descriptors> = {
+            let () = descriptors;
+            None
+        };
         Ok(Link {
             reader: Box::new(reader),
             writer: Box::new(writer),
             peer_pid,
             peer_uid,
             unix_socket,
+            descriptors,
             peer_ip: None,
         })
     }

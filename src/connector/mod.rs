@@ -10,6 +10,8 @@
 #[cfg(feature = "amqp")]
 mod amqp;
 mod amqp_url;
+#[cfg(target_os = "linux")]
+mod descriptors;
 #[cfg(any(unix, windows))]
 mod inherited;
 #[cfg(unix)]
@@ -38,7 +40,7 @@ pub use amqp_url::{AmqpUrl, MAX_SERVICE_LEN};
 pub use inherited::ChildChannel;
 #[cfg(any(unix, windows))]
 pub(crate) use inherited::pair as channel_pair;
-pub(crate) use link::{BindGuard, Corrupted, Link, Listener, UnixSocket, connect};
+pub(crate) use link::{BindGuard, Descriptors, Link, Listener, UnixSocket, connect};
 pub(crate) use ring_setting::{
     RING_CAPACITY, SUPPORTED as RING_SUPPORTED, check_capacity as check_ring_capacity,
 };
@@ -154,7 +156,8 @@ impl fmt::Display for Address {
 pub struct Connector {
     address: Address,
     secret: Option<Secret>,
-    format: Format,
+    /// `None`: not chosen, the handshake settles the fastest common one.
+    format: Option<Format>,
     max_frame: u32,
     /// Frames through a ring in shared memory (see `ring_setting.rs`).
     shm_ring: bool,
@@ -263,7 +266,7 @@ impl Connector {
         Connector {
             address,
             secret: Some(Secret::generate()),
-            format: Format::Json,
+            format: None,
             max_frame: DEFAULT_MAX_FRAME,
             shm_ring: false,
         }
@@ -283,9 +286,12 @@ impl Connector {
         self
     }
 
-    /// The same connector asking for this body format.
+    /// The same connector insisting on this body format: a client offers
+    /// it first in the handshake (and the others after it, in case the
+    /// server lacks it). Without this, a client offers the fastest first
+    /// (see [`Format`]).
     pub fn with_format(mut self, format: Format) -> Connector {
-        self.format = format;
+        self.format = Some(format);
         self
     }
 
@@ -312,9 +318,25 @@ impl Connector {
         self.secret.as_ref()
     }
 
-    /// The body format this connector asks for.
-    pub fn format(&self) -> Format {
+    /// The body format this connector insists on, or `None` when it was not
+    /// chosen (the handshake then settles MessagePack if both sides have it,
+    /// else JSON; see [`Format`]).
+    pub fn format(&self) -> Option<Format> {
         self.format
+    }
+
+    /// The formats a client with this connector offers, most preferred
+    /// first: the chosen one first, else the fastest this build has.
+    pub(crate) fn offered_formats(&self) -> Vec<Format> {
+        let fastest_first = [Format::MsgPack, Format::Json]
+            .into_iter()
+            .filter(|f| f.is_available());
+        match self.format {
+            Some(chosen) => std::iter::once(chosen)
+                .chain(fastest_first.filter(|f| *f != chosen))
+                .collect(),
+            None => fastest_first.collect(),
+        }
     }
 
     /// The largest frame, in bytes, either side accepts.

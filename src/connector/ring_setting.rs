@@ -16,19 +16,7 @@ pub(crate) const SUPPORTED: bool = cfg!(target_os = "linux");
 /// Bytes of each direction of a ring this build asks for: room for a
 /// window of small messages, and a large frame streams through in pieces.
 pub(crate) const RING_CAPACITY: u32 = 64 * 1024;
-/// Smallest and largest capacity of one direction a server accepts.
-const MIN_CAPACITY: u32 = 4096;
-const MAX_CAPACITY: u32 = 16 * 1024 * 1024;
-
-/// Checks a ring capacity: a power of two within the accepted bounds.
-pub(crate) fn check_capacity(capacity: u32) -> std::result::Result<(), String> {
-    if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
-        return Err(format!(
-            "ring capacity {capacity} is not a power of two from {MIN_CAPACITY} to {MAX_CAPACITY}"
-        ));
-    }
-    Ok(())
-}
+pub(crate) use crate::shm::check_ring_capacity as check_capacity;
 
 impl Connector {
     /// The same connector with the shared-memory ring on or off: with it on,

@@ -12,7 +12,7 @@
 //! | `a` | address: socket path, pipe name, `host:port` (`[v6]:port`), the AMQP service name, or the inherited descriptor's (handle's) number in decimal | yes |
 //! | `u` | `amqp` only: the broker URL, password included | for `amqp` |
 //! | `s` | secret, base64url, 16 to 64 bytes | no (absent: no authentication) |
-//! | `f` | body format: `json` or `msgpack` | no (default `json`) |
+//! | `f` | body format: `json` or `msgpack` | no (absent: not chosen, the handshake settles the fastest common one) |
 //! | `m` | frame size limit in bytes | no (default 64 MiB) |
 //! | `r` | `true`: frames through the shared-memory ring (`unix` only) | no (default off) |
 
@@ -72,8 +72,8 @@ impl Connector {
         if let Some(secret) = &self.secret {
             body.insert("s".into(), URL_SAFE_NO_PAD.encode(secret.expose()).into());
         }
-        if self.format != Format::Json {
-            body.insert("f".into(), self.format.name().into());
+        if let Some(format) = self.format {
+            body.insert("f".into(), format.name().into());
         }
         if self.max_frame != DEFAULT_MAX_FRAME {
             body.insert("m".into(), self.max_frame.into());
@@ -213,13 +213,13 @@ fn parse(text: &str) -> Result<Connector, ConnectorError> {
     };
 
     let format = match fields.get("f") {
-        None => Format::Json,
-        Some(Value::String(name)) => Format::from_name(name).ok_or_else(|| {
+        None => None,
+        Some(Value::String(name)) => Some(Format::from_name(name).ok_or_else(|| {
             invalid(
                 "f",
                 format!("unknown format {name:?} (known: json, msgpack)"),
             )
-        })?,
+        })?),
         Some(_) => return Err(invalid("f", "expected a string")),
     };
 

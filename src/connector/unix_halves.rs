@@ -10,6 +10,8 @@
 //! API").
 
 use std::io::{self, Write};
+#[cfg(target_os = "linux")]
+use std::os::fd::AsFd;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
@@ -19,8 +21,13 @@ use std::task::{Context, Poll, ready};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
-/// The receiving half: the socket, registered for readability.
-pub(super) struct Reader(Arc<AsyncFd<UnixStream>>);
+/// The receiving half: the socket, registered for readability, and where
+/// descriptors go while the protocol expects some (Linux).
+pub(super) struct Reader {
+    socket: Arc<AsyncFd<UnixStream>>,
+    #[cfg(target_os = "linux")]
+    inbox: Arc<super::descriptors::Inbox>,
+}
 
 /// The sending half: writes go straight to the socket; only a write that
 /// would block registers (a second descriptor of the same socket) for
@@ -32,25 +39,43 @@ pub(super) struct Writer {
     waited: bool,
 }
 
-/// Splits a connected, non-blocking socket into its halves.
-pub(super) fn split(fd: OwnedFd) -> io::Result<(Reader, Writer)> {
+/// The descriptor side channel of a link (Linux), `()` elsewhere.
+#[cfg(target_os = "linux")]
+pub(super) type Descriptors = super::descriptors::Descriptors;
+#[cfg(not(target_os = "linux"))]
+pub(super) type Descriptors = ();
+
+/// Splits a connected, non-blocking socket into its halves, and the handle
+/// that passes descriptors over it.
+pub(super) fn split(fd: OwnedFd) -> io::Result<(Reader, Writer, Descriptors)> {
     let stream = UnixStream::from(fd);
     stream.set_nonblocking(true)?;
     let socket = Arc::new(register(stream, Interest::READABLE)?);
+    #[cfg(target_os = "linux")]
+    let inbox = Arc::new(super::descriptors::Inbox::default());
+    #[cfg(target_os = "linux")]
+    let descriptors = super::descriptors::Descriptors::new(Arc::clone(&socket), Arc::clone(&inbox));
+    #[cfg(not(target_os = "linux"))]
+    let descriptors = ();
     Ok((
-        Reader(Arc::clone(&socket)),
+        Reader {
+            socket: Arc::clone(&socket),
+            #[cfg(target_os = "linux")]
+            inbox,
+        },
         Writer {
             socket,
             blocked: None,
             waited: false,
         },
+        descriptors,
     ))
 }
 
 impl Reader {
     /// The socket itself, for what travels beside the byte stream.
     pub(super) fn socket(&self) -> Arc<AsyncFd<UnixStream>> {
-        Arc::clone(&self.0)
+        Arc::clone(&self.socket)
     }
 }
 
@@ -70,7 +95,21 @@ impl AsyncRead for Reader {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         loop {
-            let mut ready = ready!(self.0.poll_read_ready(cx))?;
+            let mut ready = ready!(self.socket.poll_read_ready(cx))?;
+            #[cfg(target_os = "linux")]
+            if self.inbox.expecting() {
+                let inbox = &self.inbox;
+                let received = ready.try_io(|socket| {
+                    let read =
+                        inbox.receive(socket.get_ref().as_fd(), buf.initialize_unfilled())?;
+                    buf.advance(read);
+                    Ok(())
+                });
+                match received {
+                    Ok(result) => return Poll::Ready(result),
+                    Err(_would_block) => continue,
+                }
+            }
             match ready.try_io(|socket| read_into(socket.get_ref(), buf)) {
                 Ok(Ok(())) => return Poll::Ready(Ok(())),
                 Ok(Err(e)) => return Poll::Ready(Err(e)),

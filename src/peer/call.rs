@@ -90,7 +90,7 @@ impl Responder {
         let Some(id) = self.id else {
             return Ok(Answer(None));
         };
-        let (format, max) = (self.peer.format(), self.peer.max_frame());
+        let (format, max) = (self.peer.format(), self.peer.max_message());
         message::response(self.take_buffer(), id, format, value, max)
             .map(|frame| Answer(Some(frame)))
             .map_err(unsendable)
@@ -113,7 +113,7 @@ impl Responder {
                 "the server is shutting down",
             )),
             Some(id) => {
-                let (format, max) = (self.peer.format(), self.peer.max_frame());
+                let (format, max) = (self.peer.format(), self.peer.max_message());
                 message::item(self.take_buffer(), id, format, item, max)
                     .map(Some)
                     .map_err(unsendable)

@@ -20,6 +20,7 @@ use super::{ErrorHook, Inbound, Peer, Shared, deadlines, keepalive, reader};
 use crate::config::{Config, Window};
 use crate::error::Error;
 use crate::protocol::format::Format;
+use crate::protocol::handshake::ShmLink;
 use crate::transport::{FrameReader, FrameWriter, Spare};
 
 /// What a connection is started with, besides its link.
@@ -43,6 +44,8 @@ pub struct Settings {
     pub peer_window: Window,
     /// Where failures without a caller go, besides the log.
     pub report: Option<ErrorHook>,
+    /// Shared memory for large bodies, if the handshake settled it.
+    pub shm: Option<ShmLink>,
 }
 
 /// Owns one connection's tasks; dropping it closes the connection.
@@ -89,6 +92,12 @@ impl Connection {
             read_poll: BusyPoll::new(settings.config.busy_poll),
             answer_poll: BusyPoll::new(settings.config.busy_poll),
             answered: AtomicU64::new(0),
+            #[cfg(target_os = "linux")]
+            shm: settings
+                .shm
+                .map(|link| super::shm::Shm::new(link, settings.max_frame)),
+            #[cfg(not(target_os = "linux"))]
+            shm: settings.shm.map(|link| match link {}),
         });
         // Everything the connection's tasks log says which connection.
         let span = tracing::info_span!(
@@ -107,6 +116,11 @@ impl Connection {
             peer.shared.pending.sweep_from(first);
             let sweep = deadlines::sweep(peer.clone(), first, horizon).instrument(span.clone());
             tasks.push(tokio::spawn(sweep).abort_handle());
+        }
+        #[cfg(target_os = "linux")]
+        if peer.shared.shm.is_some() {
+            let releases = release_task(peer.clone()).instrument(span.clone());
+            tasks.push(tokio::spawn(releases).abort_handle());
         }
         // A zero interval would make the timer panic; it means "off".
         if let Some(interval) = settings.config.keepalive.filter(|i| !i.is_zero()) {
@@ -197,4 +211,28 @@ async fn write_task(peer: Peer) {
         shared.end_with(End::Disconnected, Some(Error::Io(e)));
     }
     shared.lifecycle.mark_flushed();
+}
+
+/// Hands bodies of the peer's that we are done with back to it, as they
+/// are dropped (PROTOCOL.md §9). A task, because a body may be dropped
+/// anywhere, even under the outbox's lock.
+#[cfg(target_os = "linux")]
+async fn release_task(peer: Peer) {
+    use crate::protocol::shared_message;
+    let Some(shm) = &peer.shared.shm else {
+        return;
+    };
+    loop {
+        let offsets = shm.releases().next().await;
+        for chunk in offsets.chunks(shared_message::MAX_RELEASES) {
+            if peer
+                .shared
+                .outbox
+                .push(shared_message::release(chunk), super::outbox::When::Now)
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
 }

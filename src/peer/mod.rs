@@ -46,11 +46,13 @@ mod in_order;
 mod incoming;
 mod keepalive;
 mod lifecycle;
+mod loan;
 mod outbox;
 mod pending;
 mod reader;
 mod requester;
 mod running;
+mod shm;
 
 use busy_poll::BusyPoll;
 pub use call::{Answer, Call, Responder};
@@ -59,6 +61,7 @@ use credit::{Admitted, Cost, SendCredit};
 use in_order::InOrder;
 pub use incoming::Incoming;
 use lifecycle::{End, Lifecycle};
+pub use loan::Loan;
 use outbox::{Control, Outbox, When};
 use pending::Pending;
 pub(crate) use requester::failure_to_error;
@@ -142,6 +145,8 @@ struct Shared {
     /// Bursts of answers the reader has handed over, for a polling caller
     /// to see that its thread has work again.
     answered: AtomicU64,
+    /// Large bodies through shared memory, when the handshake settled it.
+    shm: Option<shm::Shm>,
 }
 
 /// A handle to the other side of one connection: send it requests and
@@ -198,6 +203,59 @@ impl Peer {
         self.shared.max_frame
     }
 
+    /// The largest message this side encodes: the frame limit, or more
+    /// where bodies can go through shared memory.
+    pub(crate) fn max_message(&self) -> u32 {
+        match &self.shared.shm {
+            #[cfg(target_os = "linux")]
+            Some(shm) => shm.max_message(),
+            _ => self.shared.max_frame,
+        }
+    }
+
+    /// True if large bodies on this connection go through shared memory
+    /// (PROTOCOL.md §9): a local connection on Linux, both sides willing.
+    pub fn shares_memory(&self) -> bool {
+        self.shared.shm.is_some()
+    }
+
+    /// Bytes of this side's shared-memory pool the peer holds now (bodies
+    /// it received and has not dropped yet), or `None` without shared
+    /// memory. At most [`SharedMemory::pool_bytes`](crate::SharedMemory):
+    /// beyond it, large bodies take the socket.
+    pub fn shared_memory_used(&self) -> Option<usize> {
+        match &self.shared.shm {
+            #[cfg(target_os = "linux")]
+            Some(shm) => Some(shm.used()),
+            _ => None,
+        }
+    }
+
+    /// A buffer of `len` bytes to write a byte payload into, in this
+    /// connection's shared memory when it has room there: frozen into
+    /// [`Bytes`](crate::Bytes) and sent, it reaches the peer without a
+    /// copy. Elsewhere an ordinary buffer (see [`Loan`]).
+    pub fn loan(&self, len: usize) -> Loan {
+        #[cfg(target_os = "linux")]
+        if let Some(slot) = self.shared.shm.as_ref().and_then(|shm| shm.loan(len)) {
+            return Loan::shared(slot, len);
+        }
+        Loan::plain(len)
+    }
+
+    /// `frame` as it should leave: through shared memory if its body is
+    /// large and the connection has it.
+    fn divert(
+        &self,
+        frame: crate::transport::OutFrame,
+    ) -> crate::error::Result<crate::transport::OutFrame> {
+        match &self.shared.shm {
+            #[cfg(target_os = "linux")]
+            Some(shm) => shm.divert(frame),
+            _ => Ok(frame),
+        }
+    }
+
     /// Memory to build the next outgoing frame in: the spare large buffer
     /// if an earlier large frame has been written, else a small one.
     pub(crate) fn buffer(&self) -> Vec<u8> {
@@ -228,6 +286,10 @@ impl Shared {
             return;
         }
         self.credit.close();
+        #[cfg(target_os = "linux")]
+        if let Some(shm) = &self.shm {
+            shm.close();
+        }
         self.pending.fail_all(|| end.error());
         self.running.abort_all();
         self.in_order.clear();

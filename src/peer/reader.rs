@@ -64,8 +64,8 @@ pub(super) async fn read_loop(mut reader: FrameReader, peer: Peer, inbound: Arc<
             Err(e) => break Some(e),
         };
         let len = frame.len();
-        let dispatched = match Message::parse(frame) {
-            Ok(message) => dispatch(&peer, &inbound, message, len, &mut answers).await,
+        let dispatched = match Message::parse(frame).and_then(|m| resolve(&peer, m, len)) {
+            Ok((message, len)) => dispatch(&peer, &inbound, message, len, &mut answers).await,
             Err(e) => Err(e),
         };
         if let Err(e) = dispatched {
@@ -75,6 +75,44 @@ pub(super) async fn read_loop(mut reader: FrameReader, peer: Peer, inbound: Arc<
     // Answers already read still reach their requesters.
     let settled = answers.settle(&peer);
     shared.end_with(End::Disconnected, why.or(settled.err()));
+}
+
+/// A message whose body is in shared memory, with the body resolved, and
+/// its size for flow control: what it would have been as one frame.
+fn resolve(peer: &Peer, message: Message, len: usize) -> Result<(Message, usize)> {
+    match message {
+        Message::Shared {
+            offset,
+            len: body,
+            frame,
+        } => match &peer.shared.shm {
+            #[cfg(target_os = "linux")]
+            Some(shm) => {
+                let header = crate::protocol::shared_message::SHARED_HEADER;
+                let size = (len - header).saturating_add(body as usize);
+                Ok((shm.resolve(offset, body, frame)?, size))
+            }
+            _ => {
+                let _ = (offset, body, frame);
+                Err(unsettled())
+            }
+        },
+        Message::Release { offsets } => match &peer.shared.shm {
+            #[cfg(target_os = "linux")]
+            Some(shm) => shm.release(&offsets).map(|()| (Message::Pong, len)),
+            _ => {
+                let _ = offsets;
+                Err(unsettled())
+            }
+        },
+        other => Ok((other, len)),
+    }
+}
+
+fn unsettled() -> Error {
+    Error::Protocol(
+        "the peer sent a shared-memory message, which the handshake did not settle".into(),
+    )
 }
 
 /// The answers to our requests in one burst, taken from the pending table
@@ -207,6 +245,8 @@ async fn dispatch(
             Ok(())
         }
         Message::Pong => Ok(()),
+        // Resolved before dispatch.
+        Message::Shared { .. } | Message::Release { .. } => Err(unsettled()),
     }
 }
 
@@ -271,6 +311,13 @@ fn answer(
             error_frame(peer, id, failure)
         }
     };
+    let frame = peer.divert(frame).unwrap_or_else(|e| {
+        let failure = Failure::new(
+            code::INTERNAL_ERROR,
+            format!("the result could not be sent: {e}"),
+        );
+        error_frame(peer, id, failure)
+    });
     // The request stays counted against the peer's credit until the answer
     // is written: a peer that never reads cannot make answers pile up here.
     let _ = peer.shared.outbox.push_answer(frame, cost, when);

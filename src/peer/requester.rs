@@ -173,7 +173,7 @@ impl Peer {
             route,
             shared.format,
             params,
-            shared.max_frame,
+            self.max_message(),
         )?;
         let cost = self.take_credit(&frame, deadline).await?;
         let registered = register(id, cost);
@@ -211,7 +211,7 @@ impl Peer {
             route,
             self.shared.format,
             params,
-            self.shared.max_frame,
+            self.max_message(),
         )?;
         let deadline = self.shared.default_timeout.map(Deadline::after);
         self.take_credit(&frame, deadline).await?;
@@ -242,6 +242,7 @@ impl Peer {
     }
 
     pub(super) fn push(&self, frame: OutFrame, when: When) -> Result<Owed> {
+        let frame = self.divert(frame)?;
         self.shared
             .outbox
             .push(frame, when)

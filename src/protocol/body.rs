@@ -11,18 +11,27 @@ pub struct Body {
     pub(super) frame: Frame,
     pub(super) route: std::ops::Range<usize>,
     pub(super) start: usize,
+    /// The body, when it is not in the frame (a `shared` message: it is in
+    /// shared memory, PROTOCOL.md §9).
+    pub(super) apart: Option<Frame>,
 }
 
 impl Body {
     /// The body's bytes.
     pub fn bytes(&self) -> &[u8] {
-        &self.frame[self.start..]
+        match &self.apart {
+            Some(apart) => apart,
+            None => &self.frame[self.start..],
+        }
     }
 
     /// The frame as shared memory, and where the body starts in it. The
     /// frame stays alive as long as any clone of it.
     pub fn share(&mut self) -> (::bytes::Bytes, usize) {
-        (self.frame.share(), self.start)
+        match &mut self.apart {
+            Some(apart) => (apart.share(), 0),
+            None => (self.frame.share(), self.start),
+        }
     }
 
     /// The frame's memory, emptied, for building another frame in, unless

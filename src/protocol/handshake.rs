@@ -19,16 +19,17 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
+use super::PROTOCOL_VERSION;
 use super::format::Format;
-use super::{PROTOCOL_VERSION, serializer};
+use super::handshake_proof::{CLIENT_LABEL, RESUME_LABEL, SERVER_LABEL, keyed, mac};
+use super::handshake_ring as ring_setup;
+use super::handshake_shm::{self as shm_setup, ClientShm, PeerShm, SHM_VERSION};
+pub use super::handshake_shm::{Offer, ShmLink};
 use crate::config::Window;
-use crate::connector::{
-    Connector, RING_CAPACITY, RING_SUPPORTED, check_ring_capacity, random_bytes,
-};
+use crate::connector::{Connector, random_bytes};
 use crate::error::{Error, Result};
 use crate::transport::{FrameReader, FrameWriter, OutFrame, seal};
 
@@ -37,9 +38,6 @@ const HANDSHAKE_MAX_FRAME: u32 = 16 * 1024;
 const NONCE_LEN: usize = 32;
 /// Bytes of a resumption token.
 pub const TOKEN_LEN: usize = 32;
-const SERVER_LABEL: &[u8] = b"switchboard server proof\0";
-const CLIENT_LABEL: &[u8] = b"switchboard client proof\0";
-const RESUME_LABEL: &[u8] = b"switchboard resume\0";
 
 /// Refusal codes (PROTOCOL.md §3).
 pub mod refusal {
@@ -59,8 +57,10 @@ pub mod refusal {
 use refusal::{AUTH_FAILED, BAD_HELLO, VERSION_MISMATCH};
 
 /// What the handshake settled, on the client's side.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Settled {
+    /// Shared memory, when both sides offered it (PROTOCOL.md §9).
+    pub shm: Option<ShmLink>,
     /// The body format both sides use from now on.
     pub format: Format,
     /// What the server accepts in flight.
@@ -88,10 +88,18 @@ struct Hello {
     /// Asks for the shared-memory ring, with this capacity per direction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ring: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shm: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
 struct Reply {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shm: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pool: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fds: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     switchboard: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,23 +139,20 @@ pub async fn client(
     client_id: &str,
     window: Window,
     token: Option<&[u8]>,
+    shm: Option<Offer<'_>>,
 ) -> Result<Settled> {
     reader.set_max(HANDSHAKE_MAX_FRAME);
     let secret = connector.secret();
     let client_nonce = random_bytes::<NONCE_LEN>();
-    let mut formats = vec![connector.format()];
-    formats.extend(
-        serializer::available()
-            .into_iter()
-            .filter(|f| *f != connector.format()),
-    );
+    let formats = connector.offered_formats();
     let hello = Hello {
         switchboard: PROTOCOL_VERSION,
         client_id: client_id.to_owned(),
         formats: formats.iter().map(|f| f.name().to_owned()).collect(),
         nonce: Some(URL_SAFE_NO_PAD.encode(client_nonce)),
         window: Some(window),
-        ring: connector.shm_ring().then_some(RING_CAPACITY),
+        ring: ring_setup::asked(connector),
+        shm: shm.map(|_| SHM_VERSION),
     };
     send(writer, &hello).await?;
 
@@ -212,7 +217,19 @@ pub async fn client(
         (None, None) => {}
     }
     answer.resume = token.map(|token| mac(token, RESUME_LABEL, &server_nonce, &client_nonce));
-    send(writer, &answer).await?;
+    let shm = match shm.filter(|_| challenge.shm == Some(SHM_VERSION)) {
+        Some(offer) => {
+            let shm = ClientShm::new(offer)?;
+            let (pool, fds) = shm.fields();
+            (answer.pool, answer.fds) = (Some(pool), Some(fds));
+            shm.send(sealed(&answer)?.first()).await?;
+            Some(shm)
+        }
+        None => {
+            send(writer, &answer).await?;
+            None
+        }
+    };
 
     let welcome: Reply = receive(reader).await?;
     refused(&welcome)?;
@@ -222,17 +239,19 @@ pub async fn client(
         ));
     };
     let token = decode_field(welcome.token.as_deref(), "token")?;
-    let ring = match welcome.ring {
+    let ring = ring_setup::agreed(connector, welcome.ring)?;
+    // The step-4 descriptors are taken here, before the ring (if agreed)
+    // is offered after the welcome: the reads stop expecting descriptors.
+    let shm = match shm {
+        Some(shm) => Some(
+            shm.finish(welcome.fds.as_deref(), welcome.pool)
+                .map_err(Error::Protocol)?,
+        ),
         None => None,
-        Some(capacity) if connector.shm_ring() && capacity == RING_CAPACITY => Some(capacity),
-        Some(capacity) => {
-            return Err(Error::Protocol(format!(
-                "the server agreed to a shared-memory ring of {capacity} bytes, which was not asked for"
-            )));
-        }
     };
     reader.set_max(connector.max_frame());
     Ok(Settled {
+        shm,
         format,
         peer_window,
         token,
@@ -249,6 +268,7 @@ pub struct ServerHello {
     format: Format,
     client_nonce: Vec<u8>,
     ring: Option<u32>,
+    shm_offered: bool,
 }
 
 impl ServerHello {
@@ -266,7 +286,8 @@ impl ServerHello {
         };
         if hello.switchboard != PROTOCOL_VERSION {
             let message = format!(
-                "the server speaks protocol version {PROTOCOL_VERSION}, the client {}",
+                "the server speaks protocol version {PROTOCOL_VERSION}, the client {}: \
+                 both sides need the same version; upgrade the older one",
                 hello.switchboard
             );
             let mut reply = refusal_reply(VERSION_MISMATCH, &message);
@@ -309,12 +330,8 @@ impl ServerHello {
             window,
             format,
             client_nonce,
-            // A ring this build cannot make, or of a size it does not take,
-            // is declined: the connection stays on the socket.
-            ring: hello
-                .ring
-                .filter(|_| RING_SUPPORTED)
-                .filter(|capacity| check_ring_capacity(*capacity).is_ok()),
+            ring: ring_setup::granted(hello.ring),
+            shm_offered: hello.shm == Some(SHM_VERSION),
         })
     }
 
@@ -327,13 +344,16 @@ impl ServerHello {
     }
 
     /// Steps 2 and 3: proves the server holds the secret and checks the
-    /// client's proof.
+    /// client's proof (and, when both offered shared memory, takes the
+    /// client's pool and channel).
     pub async fn challenge(
         self,
         reader: &mut FrameReader,
         writer: &mut FrameWriter,
         connector: &Connector,
+        shm: Option<Offer<'_>>,
     ) -> Result<Proven> {
+        let shm = shm.filter(|_| self.shm_offered);
         let secret = connector.secret();
         let server_nonce = random_bytes::<NONCE_LEN>().to_vec();
         let client_nonce = &self.client_nonce;
@@ -341,6 +361,7 @@ impl ServerHello {
             switchboard: Some(PROTOCOL_VERSION),
             format: Some(self.format.name().to_owned()),
             nonce: Some(URL_SAFE_NO_PAD.encode(&server_nonce)),
+            shm: shm.map(|_| SHM_VERSION),
             ..Reply::default()
         };
         if let Some(secret) = secret {
@@ -351,9 +372,17 @@ impl ServerHello {
                 &server_nonce,
             ));
         }
+        // Before the client can answer: its answer brings descriptors.
+        shm_setup::expect(shm);
         send(writer, &challenge).await?;
 
-        let answer: Reply = receive(reader).await?;
+        let answer = receive::<Reply>(reader).await;
+        let received = match &answer {
+            Ok(answer) => shm_setup::received(shm, answer.fds.as_deref(), answer.pool),
+            // Taken all the same: the reads stop expecting descriptors.
+            Err(_) => shm_setup::received(shm, None, None),
+        };
+        let answer = answer?;
         if let Some(refusal) = answer.error {
             return Err(refusal_error(&refusal, None));
         }
@@ -386,6 +415,15 @@ impl ServerHello {
             Some(resume) => Some(decode_field(Some(resume), "resume")?),
             None => None,
         };
+        // Acted on only now: a client that did not prove the secret is
+        // told about that, not about its descriptors.
+        let peer_shm = match received {
+            Ok(peer_shm) => peer_shm,
+            Err(message) => {
+                let _ = send(writer, &refusal_reply(BAD_HELLO, &message)).await;
+                return Err(Error::Protocol(message));
+            }
+        };
         Ok(Proven {
             client_id: self.client_id,
             format: self.format,
@@ -394,6 +432,8 @@ impl ServerHello {
             server_nonce,
             resume,
             ring: self.ring,
+            peer_shm,
+            shm: None,
         })
     }
 }
@@ -413,9 +453,18 @@ pub struct Proven {
     client_nonce: Vec<u8>,
     server_nonce: Vec<u8>,
     resume: Option<Vec<u8>>,
+    /// What the client passed for shared memory, until the welcome.
+    peer_shm: Option<PeerShm>,
+    /// Shared memory settled by the welcome.
+    shm: Option<ShmLink>,
 }
 
 impl Proven {
+    /// Shared memory, if the welcome settled it (once).
+    pub fn take_shm(&mut self) -> Option<ShmLink> {
+        self.shm.take()
+    }
+
     /// True if the client proved it holds `token` (the one issued to the
     /// last connection with its id).
     pub fn holds(&self, token: &[u8]) -> bool {
@@ -427,23 +476,35 @@ impl Proven {
     }
 
     /// Step 4: welcomes the client with what the server accepts in flight
-    /// and the token that will prove its id next time.
+    /// and the token that will prove its id next time (and the server's
+    /// pool, when both offered shared memory: then [`Proven::take_shm`]).
     pub async fn welcome(
-        &self,
+        &mut self,
         reader: &mut FrameReader,
         writer: &mut FrameWriter,
         connector: &Connector,
         window: Window,
         token: &[u8],
     ) -> Result<()> {
-        let welcome = Reply {
+        let mut welcome = Reply {
             welcome: Some(true),
             window: Some(window),
             token: Some(URL_SAFE_NO_PAD.encode(token)),
             ring: self.ring,
             ..Reply::default()
         };
-        send(writer, &welcome).await?;
+        match self.peer_shm.take() {
+            Some(peer) => {
+                let link = peer
+                    .welcome(|pool, fds| {
+                        (welcome.pool, welcome.fds) = (Some(pool), Some(fds));
+                        Ok(sealed(&welcome)?.into_vec())
+                    })
+                    .await?;
+                self.shm = Some(link);
+            }
+            None => send(writer, &welcome).await?,
+        }
         reader.set_max(connector.max_frame());
         Ok(())
     }
@@ -469,18 +530,6 @@ pub fn check_client_id(id: &str) -> std::result::Result<(), String> {
         return Err("client id contains control characters".into());
     }
     Ok(())
-}
-
-fn keyed(key: &[u8], label: &[u8], first: &[u8], second: &[u8]) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(label);
-    mac.update(first);
-    mac.update(second);
-    mac
-}
-
-fn mac(key: &[u8], label: &[u8], first: &[u8], second: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(keyed(key, label, first, second).finalize().into_bytes())
 }
 
 fn refusal_reply(code: &str, message: &str) -> Reply {
@@ -532,11 +581,13 @@ fn decode_field(value: Option<&str>, field: &str) -> Result<Vec<u8>> {
 }
 
 async fn send<T: Serialize>(writer: &mut FrameWriter, message: &T) -> Result<()> {
+    writer.send(&sealed(message)?.into_vec()).await
+}
+
+fn sealed<T: Serialize>(message: &T) -> Result<OutFrame> {
     let mut buf = OutFrame::with_capacity(256);
     serde_json::to_writer(&mut buf, message).map_err(|e| Error::Encode(e.into()))?;
-    writer
-        .send(&seal(buf, HANDSHAKE_MAX_FRAME)?.into_vec())
-        .await
+    seal(buf, HANDSHAKE_MAX_FRAME)
 }
 
 async fn receive<T: for<'de> Deserialize<'de>>(reader: &mut FrameReader) -> Result<T> {

@@ -9,16 +9,24 @@ use super::serializer;
 use crate::error::{Error, Result};
 use crate::transport::{Frame, OutFrame, seal};
 
-const REQUEST: u8 = 1;
-const NOTIFICATION: u8 = 2;
-const RESPONSE: u8 = 3;
+pub(super) const REQUEST: u8 = 1;
+pub(super) const NOTIFICATION: u8 = 2;
+pub(super) const RESPONSE: u8 = 3;
 const ERROR: u8 = 4;
 const CANCEL: u8 = 5;
 const CREDIT: u8 = 6;
 const PING: u8 = 7;
 const PONG: u8 = 8;
-const ITEM: u8 = 9;
+pub(super) const ITEM: u8 = 9;
 const END: u8 = 10;
+pub(super) const SHARED: u8 = 11;
+pub(super) const RELEASE: u8 = 12;
+
+/// Bytes before the inner message of a `shared` message: kind, offset, length.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub const SHARED_HEADER: usize = 17;
+/// Most offsets one `release` message carries.
+pub const MAX_RELEASES: usize = 4096;
 
 /// Longest route name, in bytes.
 pub const MAX_ROUTE_LEN: usize = 1024;
@@ -93,14 +101,49 @@ pub enum Message {
     Ping,
     /// The answer to a ping.
     Pong,
+    /// A request, notification, response or item whose body is in shared
+    /// memory (PROTOCOL.md §9): resolve it, then [`Message::parse_shared`].
+    Shared {
+        /// Where in the sender's pool ([`OWN_REGION`]: a region of its own).
+        offset: u64,
+        /// The body's length.
+        len: u64,
+        /// The whole frame; the inner message starts at [`SHARED_HEADER`].
+        frame: Frame,
+    },
+    /// The peer is done with these bodies we sent through shared memory.
+    Release {
+        /// Their offsets in our pool.
+        offsets: Vec<u64>,
+    },
 }
 
 impl Message {
     /// Decodes a frame body; anything malformed is a protocol violation.
     pub fn parse(frame: Frame) -> Result<Message> {
+        Message::parse_at(frame, 0, None)
+    }
+
+    /// Decodes the inner message of a `shared` frame, with `body` (from
+    /// shared memory) as its body. Only requests, notifications, responses
+    /// and items travel this way; the inner message's own body is empty.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub fn parse_shared(frame: Frame, body: Frame) -> Result<Message> {
+        match frame.get(SHARED_HEADER) {
+            Some(&(REQUEST | NOTIFICATION | RESPONSE | ITEM)) => {}
+            _ => {
+                return Err(Error::Protocol(
+                    "a shared message must hold a request, notification, response or item".into(),
+                ));
+            }
+        }
+        Message::parse_at(frame, SHARED_HEADER, Some(body))
+    }
+
+    fn parse_at(frame: Frame, start: usize, apart: Option<Frame>) -> Result<Message> {
         let mut cursor = Cursor {
             frame: &frame,
-            pos: 0,
+            pos: start,
         };
         let kind = cursor.u8()?;
         let message = match kind {
@@ -110,22 +153,14 @@ impl Message {
                 let start = cursor.pos;
                 Message::Request {
                     id,
-                    body: Body {
-                        frame,
-                        route,
-                        start,
-                    },
+                    body: body(frame, route, start, apart)?,
                 }
             }
             NOTIFICATION => {
                 let route = cursor.route()?;
                 let start = cursor.pos;
                 Message::Notification {
-                    body: Body {
-                        frame,
-                        route,
-                        start,
-                    },
+                    body: body(frame, route, start, apart)?,
                 }
             }
             RESPONSE => {
@@ -133,11 +168,7 @@ impl Message {
                 let start = cursor.pos;
                 Message::Response {
                     id,
-                    body: Body {
-                        frame,
-                        route: 0..0,
-                        start,
-                    },
+                    body: body(frame, 0..0, start, apart)?,
                 }
             }
             ERROR => {
@@ -159,11 +190,7 @@ impl Message {
                 let start = cursor.pos;
                 Message::Item {
                     id,
-                    body: Body {
-                        frame,
-                        route: 0..0,
-                        start,
-                    },
+                    body: body(frame, 0..0, start, apart)?,
                 }
             }
             END => Message::End { id: cursor.u64()? },
@@ -174,12 +201,50 @@ impl Message {
             },
             PING => Message::Ping,
             PONG => Message::Pong,
+            SHARED => Message::Shared {
+                offset: cursor.u64()?,
+                len: cursor.u64()?,
+                frame,
+            },
+            RELEASE => {
+                let count = cursor.u32()? as usize;
+                if count > MAX_RELEASES {
+                    return Err(Error::Protocol(format!(
+                        "a release message names {count} offsets, more than {MAX_RELEASES}"
+                    )));
+                }
+                let offsets = (0..count)
+                    .map(|_| cursor.u64())
+                    .collect::<Result<Vec<u64>>>()?;
+                Message::Release { offsets }
+            }
             other => {
                 return Err(Error::Protocol(format!("unknown message kind {other}")));
             }
         };
         Ok(message)
     }
+}
+
+/// A body inside `frame` from `start`, or apart from it; a message whose
+/// body is apart has nothing after its header.
+fn body(
+    frame: Frame,
+    route: std::ops::Range<usize>,
+    start: usize,
+    apart: Option<Frame>,
+) -> Result<Body> {
+    if apart.is_some() && start != frame.len() {
+        return Err(Error::Protocol(
+            "a shared message carries body bytes in its frame too".into(),
+        ));
+    }
+    Ok(Body {
+        frame,
+        route,
+        start,
+        apart,
+    })
 }
 
 struct Cursor<'a> {

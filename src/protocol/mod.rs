@@ -5,9 +5,13 @@
 mod body;
 pub mod format;
 pub mod handshake;
+mod handshake_proof;
+mod handshake_ring;
+mod handshake_shm;
 pub mod message;
 mod payload;
 pub mod serializer;
+pub mod shared_message;
 
 pub use body::Body;
 pub use format::Format;
@@ -15,7 +19,7 @@ pub use message::{Message, RequestId};
 pub use payload::Bytes;
 
 /// The protocol version this build speaks, exchanged in the handshake.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Error codes carried by error responses, after JSON-RPC 2.0.
 pub mod code {

@@ -10,14 +10,6 @@ use super::payload;
 use crate::error::{Error, Result};
 use crate::transport::OutFrame;
 
-/// The formats this build can speak, in order of preference.
-pub fn available() -> Vec<Format> {
-    [Format::MsgPack, Format::Json]
-        .into_iter()
-        .filter(|f| f.is_available())
-        .collect()
-}
-
 /// Appends `value` encoded in `format` to `out`. Large
 /// [`Bytes`](crate::Bytes) inside it are taken by reference where the format
 /// carries bytes as they are (MessagePack).

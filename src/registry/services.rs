@@ -12,7 +12,7 @@
 //! [services.engine]
 //! socket = "engine.sock"            # relative paths are relative to this file
 //! secret_file = "engine.secret"
-//! format = "msgpack"                # optional; default json
+//! format = "msgpack"                # optional; default: the fastest both sides have
 //!
 //! [services.open]
 //! socket = "/tmp/open.sock"
@@ -133,13 +133,15 @@ impl Services {
             Some(secret) => connector.with_secret(secret),
             None => connector.without_secret(),
         };
-        let format = match spec.format.as_deref() {
-            None => Format::Json,
-            Some(text) => Format::from_name(text).ok_or_else(|| {
-                self.error(name, format!("format {text:?} is not json or msgpack"))
-            })?,
-        };
-        Ok(Some(connector.with_format(format)))
+        match spec.format.as_deref() {
+            None => Ok(Some(connector)),
+            Some(text) => {
+                let format = Format::from_name(text).ok_or_else(|| {
+                    self.error(name, format!("format {text:?} is not json or msgpack"))
+                })?;
+                Ok(Some(connector.with_format(format)))
+            }
+        }
     }
 
     fn error(&self, name: &str, reason: String) -> Error {

@@ -23,7 +23,9 @@ const REQUIRED_SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | li
 pub(crate) struct SharedRegion {
     base: NonNull<u8>,
     len: usize,
-    fd: OwnedFd,
+    /// `None` once closed ([`SharedRegion::close_descriptor`]): the mapping
+    /// outlives it.
+    fd: Option<OwnedFd>,
 }
 
 // SAFETY: the mapping is plain memory valid until drop; every access goes
@@ -119,7 +121,11 @@ impl SharedRegion {
         }
         let base = NonNull::new(ptr.cast::<u8>())
             .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
-        Ok(Self { base, len, fd })
+        Ok(Self {
+            base,
+            len,
+            fd: Some(fd),
+        })
     }
 
     /// The region's size in bytes.
@@ -128,8 +134,23 @@ impl SharedRegion {
     }
 
     /// The descriptor, to pass to the peer ([`send_with_fds`](super::send_with_fds)).
+    ///
+    /// # Panics
+    ///
+    /// After [`close_descriptor`](Self::close_descriptor): a region whose
+    /// descriptor is passed on keeps it.
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.fd
+            .as_ref()
+            .map(AsFd::as_fd)
+            .expect("the region's descriptor was closed")
+    }
+
+    /// Closes the descriptor once it has been passed on: the mapping stays
+    /// (and keeps the memory alive), and a connection that holds regions for
+    /// a long time holds no descriptors for them.
+    pub(crate) fn close_descriptor(&mut self) {
+        self.fd = None;
     }
 
     /// The start of `offset..offset + len`, or `None` if it is not inside the

@@ -30,8 +30,7 @@ use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
-use super::SharedRegion;
-use crate::connector::Corrupted;
+use super::{Corrupted, SharedRegion};
 
 /// Identifies a ring region (and its layout version) in its first word.
 const MAGIC: u64 = u64::from_le_bytes(*b"SBRING01");
@@ -75,7 +74,7 @@ pub(crate) fn region_len(capacity: u32) -> usize {
 }
 
 /// Checks a capacity asked for by the peer (or by us).
-pub(crate) use crate::connector::check_ring_capacity as check_capacity;
+use super::check_ring_capacity as check_capacity;
 
 /// Writes the header of a fresh (zeroed) region.
 pub(crate) fn initialize(region: &SharedRegion, capacity: u32) -> io::Result<()> {

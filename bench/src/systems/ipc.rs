@@ -4,13 +4,15 @@
 //! client connects an `IpcSender<Request>` to it and sends
 //! `Hello(IpcSender<Response>)`; the server answers `Welcome`, then serves
 //! requests on a thread per connection. Messages are serde enums (postcard
-//! inside ipc-channel); the bulk payload is a `serde_bytes::ByteBuf`.
+//! inside ipc-channel); the bulk payload is a `serde_bytes::ByteBuf`, or
+//! for `ipc_channel_shm` an `IpcSharedMemory` (a fresh shared region per
+//! payload, made from the bytes inside the timed region: its API's way).
 
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
+use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender, IpcSharedMemory};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
@@ -22,6 +24,7 @@ enum Request {
     Hello(IpcSender<Response>),
     Echo(String),
     Bulk(ByteBuf),
+    BulkShm(IpcSharedMemory),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -52,6 +55,7 @@ fn serve_connection(requests: IpcReceiver<Request>, first: Request) -> Result<()
         match request {
             Request::Echo(text) => reply.send(Response::Echo(text))?,
             Request::Bulk(data) => reply.send(Response::Bulk(data.len() as u64))?,
+            Request::BulkShm(data) => reply.send(Response::Bulk(data.len() as u64))?,
             Request::Hello(_) => bail!("Hello twice"),
         }
     }
@@ -93,14 +97,21 @@ impl Connection {
 pub struct Client {
     server: ChildProcess,
     conn: Connection,
+    /// Bulk payloads as `IpcSharedMemory`.
+    shared: bool,
 }
 
 impl Client {
-    /// Starts the server and connects.
-    pub fn open() -> Result<Client> {
+    /// Starts the server and connects; `shared`: bulk payloads go as
+    /// `IpcSharedMemory`.
+    pub fn open(shared: bool) -> Result<Client> {
         let mut server = ChildProcess::spawn_self("ipc_channel", &[])?;
         let conn = Connection::open(server.next_line()?)?;
-        Ok(Client { server, conn })
+        Ok(Client {
+            server,
+            conn,
+            shared,
+        })
     }
 }
 
@@ -136,6 +147,18 @@ impl super::Session for Client {
     fn bulk(&mut self, payload: &[u8], count: usize) -> Result<Vec<Duration>> {
         let mut samples = Vec::with_capacity(count);
         for _ in 0..count {
+            if self.shared {
+                let start = Instant::now();
+                let request = Request::BulkShm(IpcSharedMemory::from_bytes(payload));
+                self.conn.tx.send(request)?;
+                let answer = self.conn.rx.recv()?;
+                samples.push(start.elapsed());
+                match answer {
+                    Response::Bulk(n) => check_bulk(n, payload.len())?,
+                    _ => bail!("expected a bulk answer"),
+                }
+                continue;
+            }
             // The API takes the buffer by value: copy it before the clock starts.
             let request = Request::Bulk(ByteBuf::from(payload.to_vec()));
             let start = Instant::now();

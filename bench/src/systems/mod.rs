@@ -10,6 +10,7 @@
 
 mod communica;
 mod ipc;
+mod memcpy;
 mod python;
 mod raw;
 mod raw_amqp;
@@ -31,11 +32,14 @@ use clap::ValueEnum;
 pub use communica::{describe_python, prepare_venv};
 
 /// Every system, in the order of the report's columns.
-pub const SYSTEMS: [&str; 17] = [
+pub const SYSTEMS: [&str; 21] = [
     "raw_blocking_uds",
     "raw_tokio_local",
     "raw_poll_uds",
     "raw_spin_shm",
+    "memcpy",
+    "switchboard_local",
+    "switchboard_local_loan",
     "switchboard_local_json",
     "switchboard_local_msgpack",
     "switchboard_shm",
@@ -43,6 +47,7 @@ pub const SYSTEMS: [&str; 17] = [
     "switchboard_blocking",
     "tarpc_uds",
     "ipc_channel",
+    "ipc_channel_shm",
     "communica",
     "switchboard_python",
     "mp_connection",
@@ -209,6 +214,15 @@ pub fn open(system: &str, options: &Options) -> Result<Box<dyn Session>> {
     Ok(match system {
         "raw_blocking_uds" => Box::new(raw_blocking::Client::open()?),
         "raw_tokio_local" => Box::new(raw_tokio::Client::open(options.flavor)?),
+        "memcpy" => Box::new(memcpy::Copy),
+        "switchboard_local" => Box::new(switchboard::Client::open(
+            switchboard::Variant::Local,
+            options.flavor,
+        )?),
+        "switchboard_local_loan" => Box::new(switchboard::Client::open(
+            switchboard::Variant::LocalLoan,
+            options.flavor,
+        )?),
         "raw_poll_uds" => Box::new(raw_poll::Client::open()?),
         "raw_spin_shm" => Box::new(raw_spin::Client::open()?),
         "switchboard_local_json" => Box::new(switchboard::Client::open(
@@ -229,7 +243,8 @@ pub fn open(system: &str, options: &Options) -> Result<Box<dyn Session>> {
         )?),
         "switchboard_blocking" => Box::new(switchboard_blocking::Client::open()?),
         "tarpc_uds" => Box::new(tarpc::Client::open(options.flavor)?),
-        "ipc_channel" => Box::new(ipc::Client::open()?),
+        "ipc_channel" => Box::new(ipc::Client::open(false)?),
+        "ipc_channel_shm" => Box::new(ipc::Client::open(true)?),
         "communica" => Box::new(communica::Client::open(&options.venv, None)?),
         "switchboard_python" => Box::new(python::Client::open(
             python::Variant::Package,
@@ -258,11 +273,12 @@ pub fn serve(system: &str, flavor: Flavor) -> Result<()> {
     match system {
         "raw_blocking_uds" => raw_blocking::serve(),
         "raw_tokio_local" => raw_tokio::serve(flavor),
+        "switchboard_local"
+        | "switchboard_local_loan"
+        | "switchboard_local_json"
+        | "switchboard_local_msgpack" => switchboard::serve(switchboard::Variant::Local, flavor),
         "raw_poll_uds" => raw_poll::serve(),
         "raw_spin_shm" => raw_spin::serve(),
-        "switchboard_local_json" | "switchboard_local_msgpack" => {
-            switchboard::serve(switchboard::Variant::LocalJson, flavor)
-        }
         "switchboard_shm" => switchboard::serve(switchboard::Variant::LocalShm, flavor),
         "switchboard_tcp_json" => switchboard::serve(switchboard::Variant::TcpJson, flavor),
         "switchboard_blocking" => switchboard_blocking::serve(),

@@ -1,4 +1,5 @@
-//! `switchboard_local_json`, `switchboard_local_msgpack`,
+//! `switchboard_local` (the default settings: `Connector::local()`, no
+//! format chosen), `switchboard_local_json`, `switchboard_local_msgpack`,
 //! `switchboard_shm` (the local connector with the shared-memory ring),
 //! `switchboard_tcp_json`, `switchboard_amqp` (through the RabbitMQ broker
 //! of [`super::amqp_url`]): the library under test, through its public API
@@ -21,9 +22,18 @@ use crate::procs::{self, ChildProcess};
 /// Which connector and body format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
+    /// `Connector::local()` as it comes: no format chosen (the handshake
+    /// settles MessagePack), every other setting at its default.
+    Local,
+    /// As `Local`, the bulk payload written straight into shared memory
+    /// (`Peer::loan`), outside the timed region as the others' payloads
+    /// are made outside it.
+    LocalLoan,
     /// `Connector::local()`, JSON bodies.
     LocalJson,
-    /// `Connector::local().with_format(Format::MsgPack)`.
+    /// `Connector::local().with_format(Format::MsgPack)`, shared memory off
+    /// (`Config::shared_memory = None`): MessagePack over the socket, the
+    /// default settings before shared memory.
     LocalMsgPack,
     /// `Connector::local().with_shm_ring(true)`, JSON bodies.
     LocalShm,
@@ -36,6 +46,8 @@ pub enum Variant {
 impl Variant {
     fn system(self) -> &'static str {
         match self {
+            Variant::Local => "switchboard_local",
+            Variant::LocalLoan => "switchboard_local_loan",
             Variant::LocalJson => "switchboard_local_json",
             Variant::LocalMsgPack => "switchboard_local_msgpack",
             Variant::LocalShm => "switchboard_shm",
@@ -44,11 +56,13 @@ impl Variant {
         }
     }
 
-    fn format(self) -> Format {
+    /// The format the client insists on (`None`: not chosen).
+    fn format(self) -> Option<Format> {
         match self {
-            Variant::LocalMsgPack => Format::MsgPack,
+            Variant::Local | Variant::LocalLoan => None,
+            Variant::LocalMsgPack => Some(Format::MsgPack),
             Variant::LocalJson | Variant::LocalShm | Variant::TcpJson | Variant::AmqpJson => {
-                Format::Json
+                Some(Format::Json)
             }
         }
     }
@@ -75,6 +89,15 @@ fn config() -> switchboard::Config {
     config
 }
 
+/// The client's config for `variant`.
+fn client_config(variant: Variant) -> switchboard::Config {
+    let mut config = config();
+    if variant == Variant::LocalMsgPack {
+        config.shared_memory = None;
+    }
+    config
+}
+
 /// Server: binds the variant's connector and prints its string.
 pub fn serve(variant: Variant, flavor: Flavor) -> Result<()> {
     flavor.runtime()?.block_on(async {
@@ -83,7 +106,9 @@ pub fn serve(variant: Variant, flavor: Flavor) -> Result<()> {
             Variant::AmqpJson => {
                 Connector::amqp(super::amqp_url(), format!("sbbench-{}", std::process::id()))?
             }
-            Variant::LocalJson | Variant::LocalMsgPack => Connector::local(),
+            Variant::Local | Variant::LocalLoan | Variant::LocalJson | Variant::LocalMsgPack => {
+                Connector::local()
+            }
             Variant::LocalShm => Connector::local().with_shm_ring(true)?,
         };
         let server = Server::builder(router())
@@ -124,10 +149,24 @@ impl Client {
     /// Starts the server and connects.
     pub fn open(variant: Variant, flavor: Flavor) -> Result<Client> {
         let mut server = ChildProcess::spawn_self(variant.system(), &flavor.serve_args())?;
-        let connector = Connector::load_state(&server.next_line()?)?.with_format(variant.format());
+        let mut connector = Connector::load_state(&server.next_line()?)?;
+        if let Some(format) = variant.format() {
+            connector = connector.with_format(format);
+        }
         let runtime = flavor.runtime()?;
-        let client = runtime.block_on(SbClient::builder(&connector).config(config()).connect())?;
-        if client.peer().format() != variant.format() {
+        let client = runtime.block_on(
+            SbClient::builder(&connector)
+                .config(client_config(variant))
+                .connect(),
+        )?;
+        let sharing = client.peer().shares_memory();
+        if variant == Variant::LocalMsgPack && sharing
+            || cfg!(target_os = "linux") && variant == Variant::LocalLoan && !sharing
+        {
+            bail!("shared memory is {sharing} on this connection, not as {variant:?} wants it");
+        }
+        let expected = variant.format().unwrap_or(Format::MsgPack);
+        if client.peer().format() != expected {
             bail!("the handshake settled {:?}", client.peer().format());
         }
         Ok(Client {
@@ -163,6 +202,26 @@ impl super::Session for Client {
 
     fn bulk(&mut self, payload: &[u8], count: usize) -> Result<Vec<Duration>> {
         let client = &self.client;
+        if self.variant == Variant::LocalLoan {
+            return self.runtime.block_on(async {
+                let mut samples = Vec::with_capacity(count);
+                for _ in 0..count {
+                    // Written where it will be read: the producer's work,
+                    // not the transfer's.
+                    let mut loan = client.peer().loan(payload.len());
+                    if !loan.in_shared_memory() {
+                        bail!("the loan is not in shared memory");
+                    }
+                    loan.copy_from_slice(payload);
+                    let loan = loan.freeze();
+                    let start = Instant::now();
+                    let answer: u64 = client.request("bulk", &loan).await?;
+                    samples.push(start.elapsed());
+                    check_bulk(answer, payload.len())?;
+                }
+                Ok(samples)
+            });
+        }
         // Held as `Bytes`, the way a caller that sends it often would.
         let payload = Bytes::copy_from_slice(payload);
         self.runtime.block_on(async {

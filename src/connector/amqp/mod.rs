@@ -234,6 +234,7 @@ impl Parts {
             peer_pid: None,
             peer_uid: None,
             unix_socket: None,
+            descriptors: None,
             peer_ip: None,
         }
     }

@@ -20,7 +20,7 @@ use super::{Shared, lock};
 use crate::connector::{Link, UnixSocket, random_bytes};
 use crate::error::{Error, Result};
 use crate::peer::{Connection, Peer, Settings};
-use crate::protocol::handshake::{Proven, ServerHello, TOKEN_LEN, refusal};
+use crate::protocol::handshake::{Offer, Proven, ServerHello, TOKEN_LEN, refusal};
 use crate::ring_switch::{self, Side};
 use crate::transport::{FrameReader, FrameWriter};
 
@@ -127,11 +127,20 @@ async fn admit(
     let _pending = Pending { shared, number };
     let (peer_pid, peer_uid) = (link.peer_pid, link.peer_uid);
     let socket = link.unix_socket.clone();
+    let descriptors = link.descriptors;
     let reader = FrameReader::new(link.reader, shared.connector.max_frame());
     let writer = FrameWriter::new(link.writer);
     let limit = shared.config.handshake_timeout;
-    let handshake = handshake(shared, reader, writer, (number, listed), peer_uid, socket);
-    let (proven, token, reader, writer) = match tokio::time::timeout(limit, handshake).await {
+    let shm = Offer::new(descriptors.as_ref(), shared.config.shared_memory);
+    let handshake = handshake(
+        shared,
+        reader,
+        writer,
+        (number, listed),
+        peer_uid,
+        (socket, shm),
+    );
+    let (mut proven, token, reader, writer) = match tokio::time::timeout(limit, handshake).await {
         Ok(Ok(admitted)) => admitted,
         Ok(Err(e)) => {
             refused(shared, &e, peer_pid, peer_uid);
@@ -158,6 +167,7 @@ async fn admit(
             config: shared.config.clone(),
             peer_window: proven.peer_window,
             report: Some(Arc::clone(&shared.on_error)),
+            shm: proven.take_shm(),
         },
         Arc::clone(&shared.router),
     ));
@@ -219,7 +229,7 @@ async fn handshake(
     mut frames_out: FrameWriter,
     (number, listed): (u64, bool),
     peer_uid: Option<u32>,
-    socket: Option<UnixSocket>,
+    (socket, shm): (Option<UnixSocket>, Option<Offer<'_>>),
 ) -> Result<(Proven, Arc<[u8]>, FrameReader, FrameWriter)> {
     let (reader, writer) = (&mut frames_in, &mut frames_out);
     // The hello is one small frame sent at once: a connection that has not
@@ -245,7 +255,9 @@ async fn handshake(
         );
         return Err(hello.refuse(writer, refusal::BUSY, &message).await);
     }
-    let mut proven = hello.challenge(reader, writer, &shared.connector).await?;
+    let mut proven = hello
+        .challenge(reader, writer, &shared.connector, shm)
+        .await?;
     // Proven: from here on this connection is never shed. One that was shed
     // a moment ago is being aborted and must go no further.
     if listed && !lock(&shared.unauthenticated).leave(number) {
