@@ -35,7 +35,7 @@ LAYERS = [
     ("protocol", ["protocol"]),
     ("peer", ["peer"]),
     ("api", ["config", "router", "stream", "client", "server", "registry",
-             "service", "handoff", "blocking", "fuzzing"]),
+             "service", "handoff", "blocking", "fuzzing", "ring_switch"]),
     ("crate root", ["crate"]),
 ]
 

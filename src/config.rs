@@ -67,6 +67,21 @@ pub struct Config {
     /// next to nothing. Turn it off where CPU time matters more than
     /// latency (battery-powered machines, many busy processes per core).
     pub busy_poll: Option<Duration>,
+    /// How long a side waiting on the shared-memory ring
+    /// ([`Connector::with_shm_ring`]) spins, looking at the ring without a
+    /// system call, before it yields its thread a few times and then sleeps
+    /// until the other side rings. Zero: yield and sleep at once.
+    /// Default: 50 µs.
+    ///
+    /// The spin is what makes the ring fast: an answer that comes within
+    /// the budget is seen within nanoseconds, with no wake-up. While
+    /// messages keep coming within it, each waiting side keeps a CPU busy;
+    /// once they stop, it sleeps after this long and costs nothing. Only
+    /// connections over the ring use it (see also
+    /// [`busy_poll`](Self::busy_poll), its counterpart on the socket).
+    ///
+    /// [`Connector::with_shm_ring`]: crate::Connector::with_shm_ring
+    pub ring_spin: Duration,
     /// Large bodies through shared memory on local connections, where the
     /// platform allows it (Linux: Unix sockets, including those of an
     /// inherited channel); `None`: always the socket. Used only when both
@@ -146,6 +161,7 @@ impl Default for Config {
             request_timeout: Some(Duration::from_secs(30)),
             handshake_timeout: Duration::from_secs(5),
             busy_poll: Some(Duration::from_micros(50)),
+            ring_spin: Duration::from_micros(50),
             shared_memory: Some(SharedMemory::default()),
         }
     }

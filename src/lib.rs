@@ -54,6 +54,7 @@ mod handoff;
 mod peer;
 mod protocol;
 pub mod registry;
+mod ring_switch;
 mod router;
 mod server;
 mod service;

@@ -15,6 +15,7 @@ use tokio::io::{
 };
 
 use crate::error::{Error, Result};
+use crate::shm::Corrupted;
 
 /// Bytes in a frame's length prefix.
 pub const HEADER_LEN: usize = 4;
@@ -422,6 +423,11 @@ impl FrameReader {
         self.max = max;
     }
 
+    /// The frame size limit.
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+
     /// Raises `flag` whenever bytes arrive, even in the middle of a frame:
     /// how a keepalive tells a peer that is slowly sending a huge frame from
     /// one that is gone.
@@ -438,7 +444,7 @@ impl FrameReader {
     /// cleanly between frames.
     pub async fn read(&mut self) -> Result<Option<Frame>> {
         // A clean close shows up as EOF before the first header byte.
-        if self.inner.fill_buf().await?.is_empty() {
+        if self.inner.fill_buf().await.map_err(read_error)?.is_empty() {
             return Ok(None);
         }
         let buffered = self.inner.buffer();
@@ -457,7 +463,7 @@ impl FrameReader {
         self.inner
             .read_exact(&mut header)
             .await
-            .map_err(eof_is_disconnect)?;
+            .map_err(read_error)?;
         let len = self.check_len(&header)?;
         let mut body = match len >= RECYCLE_MIN {
             true => self
@@ -469,7 +475,8 @@ impl FrameReader {
         let read = (&mut self.inner)
             .take(len as u64)
             .read_to_end(&mut body)
-            .await?;
+            .await
+            .map_err(read_error)?;
         if read < len {
             return Err(Error::Disconnected);
         }
@@ -499,11 +506,16 @@ impl FrameReader {
     }
 }
 
-fn eof_is_disconnect(e: std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::UnexpectedEof {
-        Error::Disconnected
-    } else {
-        Error::Io(e)
+/// An end of stream inside a frame is a disconnect; bytes a link found
+/// malformed below the frames (a corrupted shared-memory ring) are the
+/// peer's protocol error.
+fn read_error(e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => Error::Disconnected,
+        std::io::ErrorKind::InvalidData if e.get_ref().is_some_and(|e| e.is::<Corrupted>()) => {
+            Error::Protocol(e.to_string())
+        }
+        _ => Error::Io(e),
     }
 }
 
@@ -534,67 +546,4 @@ impl FrameWriter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn large_frames_return_to_their_spare_and_small_ones_do_not() {
-        let spare = Spare::default();
-        drop(recyclable(vec![1; 100], &spare));
-        assert!(spare.take(0).is_none(), "small buffers are not kept");
-        drop(recyclable(vec![1; RECYCLE_MIN], &spare));
-        assert!(
-            spare.take(RECYCLE_MIN + 1).is_none(),
-            "too small for the request"
-        );
-        let reused = spare.take(RECYCLE_MIN).expect("kept");
-        assert!(reused.is_empty() && reused.capacity() >= RECYCLE_MIN);
-        assert!(spare.take(0).is_none(), "taken once");
-    }
-
-    fn recyclable(bytes: Vec<u8>, spare: &Spare) -> Frame {
-        Frame(Memory::Owned(Recyclable {
-            bytes,
-            spare: Some(spare.clone()),
-        }))
-    }
-
-    #[test]
-    fn a_shared_frame_is_recycled_when_its_last_reference_goes() {
-        let spare = Spare::default();
-        let mut frame = recyclable(vec![7; RECYCLE_MIN], &spare);
-        let shared = frame.share();
-        let part = shared.slice(10..20);
-        drop((frame, shared));
-        assert!(spare.take(0).is_none(), "a part is still alive");
-        assert_eq!(&part[..], &[7; 10]);
-        drop(part);
-        assert!(spare.take(RECYCLE_MIN).is_some());
-    }
-
-    #[test]
-    fn a_reused_buffer_starts_a_frame_from_scratch() {
-        let frame = OutFrame::reusing(vec![9; 1000]);
-        assert_eq!(frame.into_vec(), [0; HEADER_LEN]);
-    }
-
-    #[test]
-    fn shared_chunks_keep_their_place_in_the_frame() {
-        let mut frame = OutFrame::with_capacity(0);
-        frame.push(1);
-        frame.push_shared(::bytes::Bytes::from_static(b"shared"));
-        frame.extend_from_slice(b"after");
-        let frame = seal(frame, 100).unwrap();
-        assert_eq!(frame.len(), HEADER_LEN + 12);
-        let from_7: Vec<u8> = frame
-            .slices_from(7)
-            .iter()
-            .flat_map(|s| s.to_vec())
-            .collect();
-        assert_eq!(from_7, b"aredafter");
-        assert_eq!(
-            frame.into_vec(),
-            [&12u32.to_le_bytes()[..], &[1], b"shared", b"after"].concat()
-        );
-    }
-}
+mod tests;

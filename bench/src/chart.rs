@@ -53,9 +53,12 @@ fn color(system: &str) -> RGBColor {
     match system {
         "raw_blocking_uds" => RGBColor(110, 110, 110),
         "raw_tokio_local" => RGBColor(165, 165, 165),
+        "raw_poll_uds" => RGBColor(190, 190, 190),
+        "raw_spin_shm" => RGBColor(215, 215, 215),
         "switchboard_local" => RGBColor(214, 39, 40),
         "switchboard_local_json" => RGBColor(31, 119, 180),
         "switchboard_local_msgpack" => RGBColor(100, 170, 225),
+        "switchboard_shm" => RGBColor(227, 119, 194),
         "switchboard_tcp_json" => RGBColor(20, 60, 120),
         "switchboard_blocking" => RGBColor(23, 190, 207),
         "tarpc_uds" => RGBColor(255, 127, 14),

@@ -2,7 +2,7 @@
 //! run, checked as PASS, MISS or N/A (a system needed was not measured).
 
 use crate::numbers::{number, unit};
-use crate::scenarios::{BANDWIDTH, CONNECT, IDLE, PIPELINED, RTT_P50, Results};
+use crate::scenarios::{BANDWIDTH, CONNECT, IDLE, PIPELINED, RTT_P50, RTT_P99, Results};
 use crate::systems::Flavor;
 
 /// One of the library's targets.
@@ -23,9 +23,37 @@ enum Rule {
 enum Bound {
     Value(f64),
     Times(f64, &'static str),
+    /// A multiple of the same system's value in another scenario.
+    TimesOwn(f64, &'static str),
 }
 
-const TARGETS: [Target; 22] = [
+const TARGETS: [Target; 26] = [
+    // The socket near its own floor: both processes busy-polling it.
+    Target {
+        key: RTT_P50,
+        system: "switchboard_local_json",
+        rule: Rule::AtMost(Bound::Times(1.5, "raw_poll_uds")),
+        only: Some(Flavor::Current),
+    },
+    // The shared-memory ring near the physical floor, and steady.
+    Target {
+        key: RTT_P50,
+        system: "switchboard_shm",
+        rule: Rule::AtMost(Bound::Times(20.0, "raw_spin_shm")),
+        only: Some(Flavor::Current),
+    },
+    Target {
+        key: RTT_P99,
+        system: "switchboard_shm",
+        rule: Rule::Below(Bound::TimesOwn(3.0, RTT_P50)),
+        only: Some(Flavor::Current),
+    },
+    Target {
+        key: RTT_P50,
+        system: "switchboard_shm",
+        rule: Rule::Below(Bound::Times(1.0, "raw_poll_uds")),
+        only: None,
+    },
     Target {
         key: RTT_P50,
         system: "switchboard_local_json",
@@ -175,6 +203,7 @@ impl Target {
             Bound::Value(v) => format!("{} {}", number(*v), unit(self.key).0),
             Bound::Times(f, s) if *f == 1.0 => s.to_string(),
             Bound::Times(f, s) => format!("{f} x {s}"),
+            Bound::TimesOwn(f, key) => format!("{f} x its {key}"),
         };
         format!("{}: {} {op} {bound}", self.key, self.system)
     }
@@ -184,6 +213,7 @@ impl Target {
         let bound = |b: &Bound| match b {
             Bound::Value(v) => Some(*v),
             Bound::Times(f, s) => results.get(self.key, s).map(|v| v * f),
+            Bound::TimesOwn(f, key) => results.get(key, self.system).map(|v| v * f),
         };
         let (ok, limit) = match (&self.rule, results.get(self.key, self.system)) {
             (_, None) => return ("N/A", format!("{} not measured", self.system)),
@@ -238,9 +268,12 @@ mod tests {
                 .unwrap_or_else(|| "absent".into())
         };
         let checks = check_all(&results, Flavor::Current);
-        assert_eq!(checks[0].1, "PASS"); // 24 <= 25
-        assert_eq!(checks[1].1, "MISS"); // 24 < 23
-        assert_eq!(checks[2].1, "N/A"); // no ipc_channel
+        let first = "rtt_small_us: switchboard_local_json <= 1.25 x raw_tokio_local";
+        assert_eq!(status(&checks, first), "PASS"); // 24 <= 25
+        let tarpc = "rtt_small_us: switchboard_local_json < tarpc_uds";
+        assert_eq!(status(&checks, tarpc), "MISS"); // 24 < 23
+        let ipc = "rtt_small_us: switchboard_local_json < ipc_channel";
+        assert_eq!(status(&checks, ipc), "N/A"); // no ipc_channel
         let connect = "connect_ms: switchboard_local_json <= 2.00 ms";
         assert_eq!(status(&checks, connect), "PASS");
         let idle = "idle_1000_rss_mib: switchboard_local_json < 64.0 MiB";
@@ -249,5 +282,24 @@ mod tests {
         assert_eq!(status(&checks, half_raw), "absent", "a multi-thread target");
         let checks = check_all(&results, Flavor::Multi);
         assert_eq!(status(&checks, half_raw), "PASS");
+        results
+            .values
+            .entry(RTT_P50)
+            .or_default()
+            .insert("switchboard_shm", 2.0);
+        results
+            .values
+            .entry(RTT_P99)
+            .or_default()
+            .insert("switchboard_shm", 5.0);
+        let steady = "rtt_small_p99_us: switchboard_shm < 3 x its rtt_small_us";
+        assert_eq!(
+            status(&check_all(&results, Flavor::Current), steady),
+            "PASS"
+        );
+        assert_eq!(
+            status(&check_all(&results, Flavor::Multi), steady),
+            "absent"
+        );
     }
 }

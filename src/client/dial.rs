@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::peer::{Connection, Inbound, Settings};
 use crate::protocol::handshake;
 use crate::registry::Lookup;
+use crate::ring_switch::{self, Side};
 use crate::transport::{FrameReader, FrameWriter};
 
 /// What a client connects to.
@@ -115,6 +116,7 @@ impl Dialer {
         limit: Duration,
     ) -> Result<(Connection, Resumption)> {
         let connector = self.resolve()?;
+        connector.check_shm_ring()?;
         let link = connect_or_refused(&connector, limit)
             .await
             .map_err(|source| Error::Connect {
@@ -131,8 +133,18 @@ impl Dialer {
         token: Option<&[u8]>,
     ) -> Result<(Connection, Resumption)> {
         let (peer_pid, peer_uid) = (link.peer_pid, link.peer_uid);
+        let socket = link.unix_socket.clone();
         let (reader, writer, settled) =
             authenticate(link, connector, &self.id, &self.config, token).await?;
+        let (reader, writer) = ring_switch::switch(
+            Side::Client,
+            settled.ring,
+            socket,
+            reader,
+            writer,
+            self.config.ring_spin,
+        )
+        .await?;
         let connection = Connection::start(
             reader,
             writer,

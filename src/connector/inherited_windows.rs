@@ -86,6 +86,7 @@ impl ParentEnd {
             peer_pid: None,
             peer_uid: None,
             peer_ip: None,
+            unix_socket: None,
             descriptors: None,
         })
     }
@@ -174,6 +175,7 @@ pub(super) fn take(number: u64) -> io::Result<Link> {
         peer_pid: None,
         peer_uid: None,
         peer_ip: None,
+        unix_socket: None,
         descriptors: None,
     })
 }

@@ -8,7 +8,6 @@ use std::io;
 use std::net::IpAddr;
 #[cfg(unix)]
 use std::os::fd::OwnedFd;
-#[cfg(not(unix))]
 use std::sync::Arc;
 
 use interprocess::local_socket::tokio::Stream as LocalStream;
@@ -31,12 +30,22 @@ pub struct Link {
     pub peer_pid: Option<u32>,
     /// The user of the process at the other end (Unix sockets only).
     pub peer_uid: Option<u32>,
+    /// The Unix socket under the halves, for what travels beside the byte
+    /// stream (descriptors, the shared-memory ring's doorbell); `None` for
+    /// other transports.
+    pub unix_socket: Option<UnixSocket>,
     /// Passing descriptors over the link: Unix sockets on Linux only.
     pub descriptors: Option<Descriptors>,
     /// The address at the other end (TCP only).
     pub peer_ip: Option<IpAddr>,
 }
 
+/// A connected Unix socket, registered with the runtime for readability.
+#[cfg(unix)]
+pub type UnixSocket = Arc<tokio::io::unix::AsyncFd<std::os::unix::net::UnixStream>>;
+/// No Unix sockets here.
+#[cfg(not(unix))]
+pub type UnixSocket = std::convert::Infallible;
 /// Passes descriptors over a link ([`Link::descriptors`]); nothing can be
 /// made of it where the platform has no such thing.
 #[cfg(target_os = "linux")]
@@ -58,6 +67,7 @@ impl Link {
             writer: Box::new(writer),
             peer_pid: None,
             peer_uid: None,
+            unix_socket: None,
             descriptors: None,
             peer_ip,
         }
@@ -91,6 +101,7 @@ impl Link {
                 peer_pid,
                 peer_uid,
                 peer_ip: None,
+                unix_socket: None,
                 descriptors: None,
             })
         }
@@ -106,6 +117,7 @@ impl Link {
         peer_uid: Option<u32>,
     ) -> io::Result<Link> {
         let (reader, writer, descriptors) = super::unix_halves::split(socket)?;
+        let unix_socket = Some(reader.socket());
         #[cfg(target_os = "linux")]
         let descriptors = Some(descriptors);
         #[cfg(not(target_os = "linux"))]
@@ -118,6 +130,7 @@ impl Link {
             writer: Box::new(writer),
             peer_pid,
             peer_uid,
+            unix_socket,
             descriptors,
             peer_ip: None,
         })
@@ -206,6 +219,7 @@ impl Listener {
     /// reachable by its owner only (0600), or by every user when
     /// `open_to_others` (the server then checks each peer's uid itself).
     pub async fn bind(connector: &Connector, open_to_others: bool) -> Result<Listener> {
+        connector.check_shm_ring()?;
         let display = connector.address().to_string();
         let mut cleanup = None;
         let (inner, address) = match connector.address() {

@@ -23,6 +23,7 @@ mod link;
 mod local_unix;
 #[cfg(windows)]
 mod local_windows;
+mod ring_setting;
 mod secret;
 #[cfg(unix)]
 mod stale_dirs;
@@ -39,7 +40,10 @@ pub use amqp_url::{AmqpUrl, MAX_SERVICE_LEN};
 pub use inherited::ChildChannel;
 #[cfg(any(unix, windows))]
 pub(crate) use inherited::pair as channel_pair;
-pub(crate) use link::{BindGuard, Descriptors, Link, Listener, connect};
+pub(crate) use link::{BindGuard, Descriptors, Link, Listener, UnixSocket, connect};
+pub(crate) use ring_setting::{
+    RING_CAPACITY, SUPPORTED as RING_SUPPORTED, check_capacity as check_ring_capacity,
+};
 pub(crate) use secret::random_bytes;
 pub use secret::{MAX_SECRET_LEN, MIN_SECRET_LEN, SECRET_LEN, Secret};
 pub use state::STATE_PREFIX;
@@ -155,6 +159,8 @@ pub struct Connector {
     /// `None`: not chosen, the handshake settles the fastest common one.
     format: Option<Format>,
     max_frame: u32,
+    /// Frames through a ring in shared memory (see `ring_setting.rs`).
+    shm_ring: bool,
 }
 
 impl Connector {
@@ -262,6 +268,7 @@ impl Connector {
             secret: Some(Secret::generate()),
             format: None,
             max_frame: DEFAULT_MAX_FRAME,
+            shm_ring: false,
         }
     }
 
@@ -367,6 +374,7 @@ impl fmt::Debug for Connector {
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("format", &self.format)
             .field("max_frame", &self.max_frame)
+            .field("shm_ring", &self.shm_ring)
             .finish()
     }
 }

@@ -14,6 +14,7 @@
 //! | `s` | secret, base64url, 16 to 64 bytes | no (absent: no authentication) |
 //! | `f` | body format: `json` or `msgpack` | no (absent: not chosen, the handshake settles the fastest common one) |
 //! | `m` | frame size limit in bytes | no (default 64 MiB) |
+//! | `r` | `true`: frames through the shared-memory ring (`unix` only) | no (default off) |
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -76,6 +77,9 @@ impl Connector {
         }
         if self.max_frame != DEFAULT_MAX_FRAME {
             body.insert("m".into(), self.max_frame.into());
+        }
+        if self.shm_ring {
+            body.insert("r".into(), true.into());
         }
         let json = Value::Object(body).to_string();
         format!(
@@ -236,11 +240,24 @@ fn parse(text: &str) -> Result<Connector, ConnectorError> {
             })?,
     };
 
+    let shm_ring = match fields.get("r") {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) if matches!(address, Address::Unix(_)) => true,
+        Some(Value::Bool(true)) => {
+            return Err(invalid(
+                "r",
+                "only a local (unix) connector can use the ring",
+            ));
+        }
+        Some(_) => return Err(invalid("r", "expected true or false")),
+    };
+
     Ok(Connector {
         address,
         secret,
         format,
         max_frame,
+        shm_ring,
     })
 }
 

@@ -205,6 +205,7 @@ fn field_name(key: &str) -> &'static str {
         "s" => "secret",
         "f" => "body format",
         "m" => "frame size limit",
+        "r" => "shared-memory ring setting",
         _ => "setting",
     }
 }

@@ -72,6 +72,13 @@ pub(super) fn split(fd: OwnedFd) -> io::Result<(Reader, Writer, Descriptors)> {
     ))
 }
 
+impl Reader {
+    /// The socket itself, for what travels beside the byte stream.
+    pub(super) fn socket(&self) -> Arc<AsyncFd<UnixStream>> {
+        Arc::clone(&self.socket)
+    }
+}
+
 /// Registers `socket` with the current runtime for `interest`.
 // Deprecated in recent tokio for types that do not own their descriptor
 // (one could be closed while registered); a UnixStream owns it, and the

@@ -19,12 +19,13 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use super::PROTOCOL_VERSION;
 use super::format::Format;
+use super::handshake_proof::{CLIENT_LABEL, RESUME_LABEL, SERVER_LABEL, keyed, mac};
+use super::handshake_ring as ring_setup;
 use super::handshake_shm::{self as shm_setup, ClientShm, PeerShm, SHM_VERSION};
 pub use super::handshake_shm::{Offer, ShmLink};
 use crate::config::Window;
@@ -37,9 +38,6 @@ const HANDSHAKE_MAX_FRAME: u32 = 16 * 1024;
 const NONCE_LEN: usize = 32;
 /// Bytes of a resumption token.
 pub const TOKEN_LEN: usize = 32;
-const SERVER_LABEL: &[u8] = b"switchboard server proof\0";
-const CLIENT_LABEL: &[u8] = b"switchboard client proof\0";
-const RESUME_LABEL: &[u8] = b"switchboard resume\0";
 
 /// Refusal codes (PROTOCOL.md §3).
 pub mod refusal {
@@ -69,6 +67,9 @@ pub struct Settled {
     pub peer_window: Window,
     /// The token that proves this client's id when it connects again.
     pub token: Vec<u8>,
+    /// The capacity of each direction of the shared-memory ring, when the
+    /// server agreed to it (PROTOCOL.md §10).
+    pub ring: Option<u32>,
 }
 
 /// Everything but the version is optional when parsing, so that a client of
@@ -84,6 +85,9 @@ struct Hello {
     nonce: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     window: Option<Window>,
+    /// Asks for the shared-memory ring, with this capacity per direction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ring: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     shm: Option<u32>,
 }
@@ -112,6 +116,9 @@ struct Reply {
     window: Option<Window>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     token: Option<String>,
+    /// In the welcome: the ring the client asked for is agreed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ring: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<Refusal>,
 }
@@ -144,6 +151,7 @@ pub async fn client(
         formats: formats.iter().map(|f| f.name().to_owned()).collect(),
         nonce: Some(URL_SAFE_NO_PAD.encode(client_nonce)),
         window: Some(window),
+        ring: ring_setup::asked(connector),
         shm: shm.map(|_| SHM_VERSION),
     };
     send(writer, &hello).await?;
@@ -239,6 +247,9 @@ pub async fn client(
         ));
     };
     let token = decode_field(welcome.token.as_deref(), "token")?;
+    let ring = ring_setup::agreed(connector, welcome.ring)?;
+    // The step-4 descriptors are taken here, before the ring (if agreed)
+    // is offered after the welcome: the reads stop expecting descriptors.
     let shm = match shm {
         Some(shm) => shm
             .finish(welcome.fds.as_deref(), welcome.pool)
@@ -251,6 +262,7 @@ pub async fn client(
         format,
         peer_window,
         token,
+        ring,
     })
 }
 
@@ -262,6 +274,7 @@ pub struct ServerHello {
     window: Window,
     format: Format,
     client_nonce: Vec<u8>,
+    ring: Option<u32>,
     shm_offered: bool,
 }
 
@@ -324,6 +337,7 @@ impl ServerHello {
             window,
             format,
             client_nonce,
+            ring: ring_setup::granted(hello.ring),
             shm_offered: hello.shm == Some(SHM_VERSION),
         })
     }
@@ -424,6 +438,7 @@ impl ServerHello {
             client_nonce: self.client_nonce,
             server_nonce,
             resume,
+            ring: self.ring,
             peer_shm,
             shm: None,
         })
@@ -439,6 +454,9 @@ pub struct Proven {
     pub format: Format,
     /// What the client accepts in flight.
     pub peer_window: Window,
+    /// The shared-memory ring the client asked for, if the server can give
+    /// it; the server may decline by clearing this before the welcome.
+    pub ring: Option<u32>,
     client_nonce: Vec<u8>,
     server_nonce: Vec<u8>,
     resume: Option<Vec<u8>>,
@@ -479,6 +497,7 @@ impl Proven {
             welcome: Some(true),
             window: Some(window),
             token: Some(URL_SAFE_NO_PAD.encode(token)),
+            ring: self.ring,
             ..Reply::default()
         };
         // Declined (no pool could be made here), the closure is not called
@@ -521,18 +540,6 @@ pub fn check_client_id(id: &str) -> std::result::Result<(), String> {
         return Err("client id contains control characters".into());
     }
     Ok(())
-}
-
-fn keyed(key: &[u8], label: &[u8], first: &[u8], second: &[u8]) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(label);
-    mac.update(first);
-    mac.update(second);
-    mac
-}
-
-fn mac(key: &[u8], label: &[u8], first: &[u8], second: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(keyed(key, label, first, second).finalize().into_bytes())
 }
 
 fn refusal_reply(code: &str, message: &str) -> Reply {

@@ -5,6 +5,8 @@
 mod body;
 pub mod format;
 pub mod handshake;
+mod handshake_proof;
+mod handshake_ring;
 mod handshake_shm;
 pub mod message;
 mod payload;

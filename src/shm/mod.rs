@@ -23,24 +23,32 @@
 //! can then change what the handler reads (never where), which SECURITY.md
 //! documents, and `SharedMemory::copy_received` turns off.
 
-// The ring and the payload pool build on this; until both have landed some
-// of it is unused.
-#![allow(dead_code, unused_imports)]
-
+mod corrupted;
 #[cfg(target_os = "linux")]
 mod fd_passing;
+#[cfg(target_os = "linux")]
+mod idle;
 #[cfg(target_os = "linux")]
 mod lent;
 #[cfg(target_os = "linux")]
 mod pool;
 #[cfg(target_os = "linux")]
 mod region;
-
 #[cfg(target_os = "linux")]
-pub(crate) use fd_passing::{Received, recv_with_fds, send_with_fds};
+pub(crate) mod ring;
+mod ring_capacity;
+#[cfg(target_os = "linux")]
+mod ring_link;
+#[cfg(target_os = "linux")]
+pub(crate) mod ring_setup;
+
+pub(crate) use corrupted::Corrupted;
+#[cfg(target_os = "linux")]
+pub(crate) use fd_passing::{recv_with_fds, send_with_fds};
 #[cfg(target_os = "linux")]
 pub(crate) use lent::{Lender, Releases, dedicated};
 #[cfg(target_os = "linux")]
 pub(crate) use pool::{LoanSlot, Pool};
 #[cfg(target_os = "linux")]
 pub(crate) use region::SharedRegion;
+pub(crate) use ring_capacity::check_ring_capacity;

@@ -83,11 +83,6 @@ impl Pool {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The pool's size in bytes.
-    pub(crate) fn capacity(&self) -> usize {
-        self.region.len()
-    }
-
     /// Bytes in slots now (held by the peer or lent out).
     pub(crate) fn used(&self) -> usize {
         self.state().used
@@ -231,11 +226,6 @@ impl LoanSlot {
     /// The slot's offset in the pool.
     pub(crate) fn offset(&self) -> usize {
         self.offset
-    }
-
-    /// The slot's length (rounded up).
-    pub(crate) fn len(&self) -> usize {
-        self.len
     }
 
     /// The slot's first byte.

@@ -15,6 +15,8 @@ mod python;
 mod raw;
 mod raw_amqp;
 mod raw_blocking;
+mod raw_poll;
+mod raw_spin;
 mod raw_tokio;
 mod switchboard;
 mod switchboard_blocking;
@@ -30,14 +32,17 @@ use clap::ValueEnum;
 pub use communica::{describe_python, prepare_venv};
 
 /// Every system, in the order of the report's columns.
-pub const SYSTEMS: [&str; 18] = [
+pub const SYSTEMS: [&str; 21] = [
     "raw_blocking_uds",
     "raw_tokio_local",
+    "raw_poll_uds",
+    "raw_spin_shm",
     "memcpy",
     "switchboard_local",
     "switchboard_local_loan",
     "switchboard_local_json",
     "switchboard_local_msgpack",
+    "switchboard_shm",
     "switchboard_tcp_json",
     "switchboard_blocking",
     "tarpc_uds",
@@ -218,12 +223,18 @@ pub fn open(system: &str, options: &Options) -> Result<Box<dyn Session>> {
             switchboard::Variant::LocalLoan,
             options.flavor,
         )?),
+        "raw_poll_uds" => Box::new(raw_poll::Client::open()?),
+        "raw_spin_shm" => Box::new(raw_spin::Client::open()?),
         "switchboard_local_json" => Box::new(switchboard::Client::open(
             switchboard::Variant::LocalJson,
             options.flavor,
         )?),
         "switchboard_local_msgpack" => Box::new(switchboard::Client::open(
             switchboard::Variant::LocalMsgPack,
+            options.flavor,
+        )?),
+        "switchboard_shm" => Box::new(switchboard::Client::open(
+            switchboard::Variant::LocalShm,
             options.flavor,
         )?),
         "switchboard_tcp_json" => Box::new(switchboard::Client::open(
@@ -266,6 +277,9 @@ pub fn serve(system: &str, flavor: Flavor) -> Result<()> {
         | "switchboard_local_loan"
         | "switchboard_local_json"
         | "switchboard_local_msgpack" => switchboard::serve(switchboard::Variant::Local, flavor),
+        "raw_poll_uds" => raw_poll::serve(),
+        "raw_spin_shm" => raw_spin::serve(),
+        "switchboard_shm" => switchboard::serve(switchboard::Variant::LocalShm, flavor),
         "switchboard_tcp_json" => switchboard::serve(switchboard::Variant::TcpJson, flavor),
         "switchboard_blocking" => switchboard_blocking::serve(),
         "tarpc_uds" => tarpc::serve(flavor),

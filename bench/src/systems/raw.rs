@@ -48,7 +48,7 @@ fn frame(body: &[u8]) -> Vec<u8> {
 
 /// The answer to a request body: the body itself (echo) or its payload
 /// length (bulk).
-fn answer(body: &[u8], out: &mut Vec<u8>) {
+pub fn answer(body: &[u8], out: &mut Vec<u8>) {
     out.clear();
     if body.first() == Some(&KIND_BULK) {
         out.extend_from_slice(&8u32.to_le_bytes());

@@ -1,5 +1,6 @@
 //! `switchboard_local` (the default settings: `Connector::local()`, no
 //! format chosen), `switchboard_local_json`, `switchboard_local_msgpack`,
+//! `switchboard_shm` (the local connector with the shared-memory ring),
 //! `switchboard_tcp_json`, `switchboard_amqp` (through the RabbitMQ broker
 //! of [`super::amqp_url`]): the library under test, through its public API
 //! only. The server serves `echo` (`String -> String`) and `bulk`
@@ -34,6 +35,8 @@ pub enum Variant {
     /// (`Config::shared_memory = None`): MessagePack over the socket, the
     /// default settings before shared memory.
     LocalMsgPack,
+    /// `Connector::local().with_shm_ring(true)`, JSON bodies.
+    LocalShm,
     /// `Connector::tcp("127.0.0.1", 0)`, JSON bodies.
     TcpJson,
     /// `Connector::amqp(url, "sbbench-<pid>")`, JSON bodies.
@@ -47,6 +50,7 @@ impl Variant {
             Variant::LocalLoan => "switchboard_local_loan",
             Variant::LocalJson => "switchboard_local_json",
             Variant::LocalMsgPack => "switchboard_local_msgpack",
+            Variant::LocalShm => "switchboard_shm",
             Variant::TcpJson => "switchboard_tcp_json",
             Variant::AmqpJson => "switchboard_amqp",
         }
@@ -57,7 +61,9 @@ impl Variant {
         match self {
             Variant::Local | Variant::LocalLoan => None,
             Variant::LocalMsgPack => Some(Format::MsgPack),
-            Variant::LocalJson | Variant::TcpJson | Variant::AmqpJson => Some(Format::Json),
+            Variant::LocalJson | Variant::LocalShm | Variant::TcpJson | Variant::AmqpJson => {
+                Some(Format::Json)
+            }
         }
     }
 }
@@ -103,6 +109,7 @@ pub fn serve(variant: Variant, flavor: Flavor) -> Result<()> {
             Variant::Local | Variant::LocalLoan | Variant::LocalJson | Variant::LocalMsgPack => {
                 Connector::local()
             }
+            Variant::LocalShm => Connector::local().with_shm_ring(true)?,
         };
         let server = Server::builder(router())
             .config(config())

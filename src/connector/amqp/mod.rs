@@ -233,6 +233,7 @@ impl Parts {
             writer: Box::new(Writer::new(shared, self.peer_inbox, seal)),
             peer_pid: None,
             peer_uid: None,
+            unix_socket: None,
             descriptors: None,
             peer_ip: None,
         }

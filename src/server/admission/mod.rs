@@ -17,10 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Shared, lock};
-use crate::connector::{Link, random_bytes};
+use crate::connector::{Link, UnixSocket, random_bytes};
 use crate::error::{Error, Result};
 use crate::peer::{Connection, Peer, Settings};
 use crate::protocol::handshake::{Offer, Proven, ServerHello, TOKEN_LEN, refusal};
+use crate::ring_switch::{self, Side};
 use crate::transport::{FrameReader, FrameWriter};
 
 /// Who may connect to a server over a Unix socket, by the peer process's
@@ -125,20 +126,21 @@ async fn admit(
     // the connection leaves the unauthenticated table.
     let _pending = Pending { shared, number };
     let (peer_pid, peer_uid) = (link.peer_pid, link.peer_uid);
+    let socket = link.unix_socket.clone();
     let descriptors = link.descriptors;
-    let mut reader = FrameReader::new(link.reader, shared.connector.max_frame());
-    let mut writer = FrameWriter::new(link.writer);
+    let reader = FrameReader::new(link.reader, shared.connector.max_frame());
+    let writer = FrameWriter::new(link.writer);
     let limit = shared.config.handshake_timeout;
     let shm = Offer::new(descriptors.as_ref(), shared.config.shared_memory);
     let handshake = handshake(
         shared,
-        &mut reader,
-        &mut writer,
+        reader,
+        writer,
         (number, listed),
         peer_uid,
-        shm,
+        (socket, shm),
     );
-    let (mut proven, token) = match tokio::time::timeout(limit, handshake).await {
+    let (mut proven, token, reader, writer) = match tokio::time::timeout(limit, handshake).await {
         Ok(Ok(admitted)) => admitted,
         Ok(Err(e)) => {
             refused(shared, &e, peer_pid, peer_uid);
@@ -223,12 +225,13 @@ fn refused(shared: &Shared, error: &Error, peer_pid: Option<u32>, peer_uid: Opti
 /// its steps. On success the client id is reserved for this connection.
 async fn handshake(
     shared: &Shared,
-    reader: &mut FrameReader,
-    writer: &mut FrameWriter,
+    mut frames_in: FrameReader,
+    mut frames_out: FrameWriter,
     (number, listed): (u64, bool),
     peer_uid: Option<u32>,
-    shm: Option<Offer<'_>>,
-) -> Result<(Proven, Arc<[u8]>)> {
+    (socket, shm): (Option<UnixSocket>, Option<Offer<'_>>),
+) -> Result<(Proven, Arc<[u8]>, FrameReader, FrameWriter)> {
+    let (reader, writer) = (&mut frames_in, &mut frames_out);
     // The hello is one small frame sent at once: a connection that has not
     // sent it by now is idle or an attack, and holds a descriptor.
     let hello_timeout = shared.limits.hello_timeout;
@@ -261,6 +264,9 @@ async fn handshake(
         return Err(Error::Protocol(
             "a client was shed to make room before it finished the handshake".into(),
         ));
+    }
+    if socket.is_none() {
+        proven.ring = None;
     }
     let token = {
         let mut holders = lock(&shared.holders);
@@ -304,8 +310,18 @@ async fn handshake(
     proven
         .welcome(reader, writer, &shared.connector, window, &token)
         .await?;
+    let spin = shared.config.ring_spin;
+    let (reader, writer) = ring_switch::switch(
+        Side::Server,
+        proven.ring,
+        socket,
+        frames_in,
+        frames_out,
+        spin,
+    )
+    .await?;
     reservation.armed = false;
-    Ok((proven, token))
+    Ok((proven, token, reader, writer))
 }
 
 /// Frees a client id reserved by a handshake that did not finish (failed,
