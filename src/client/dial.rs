@@ -133,6 +133,8 @@ impl Dialer {
         token: Option<&[u8]>,
     ) -> Result<(Connection, Resumption)> {
         let (peer_pid, peer_uid) = (link.peer_pid, link.peer_uid);
+        // Off Unix the socket type is uninhabited, and so `Copy`.
+        #[allow(clippy::clone_on_copy)]
         let socket = link.unix_socket.clone();
         let (reader, writer, settled) =
             authenticate(link, connector, &self.id, &self.config, token).await?;

@@ -126,6 +126,8 @@ async fn admit(
     // the connection leaves the unauthenticated table.
     let _pending = Pending { shared, number };
     let (peer_pid, peer_uid) = (link.peer_pid, link.peer_uid);
+    // Off Unix the socket type is uninhabited, and so `Copy`.
+    #[allow(clippy::clone_on_copy)]
     let socket = link.unix_socket.clone();
     let descriptors = link.descriptors;
     let reader = FrameReader::new(link.reader, shared.connector.max_frame());
