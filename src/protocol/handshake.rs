@@ -23,6 +23,7 @@ use hmac::Mac;
 use serde::{Deserialize, Serialize};
 
 use super::PROTOCOL_VERSION;
+pub use super::client_id::check_client_id;
 use super::format::Format;
 use super::handshake_proof::{CLIENT_LABEL, RESUME_LABEL, SERVER_LABEL, keyed, mac};
 use super::handshake_ring as ring_setup;
@@ -526,20 +527,6 @@ impl Proven {
             reason: message.to_owned(),
         }
     }
-}
-
-/// Client ids are chosen by clients; keep them printable and short.
-pub fn check_client_id(id: &str) -> std::result::Result<(), String> {
-    if id.is_empty() || id.len() > 128 {
-        return Err(format!(
-            "client id must be 1 to 128 bytes, got {}",
-            id.len()
-        ));
-    }
-    if id.chars().any(char::is_control) {
-        return Err("client id contains control characters".into());
-    }
-    Ok(())
 }
 
 fn refusal_reply(code: &str, message: &str) -> Reply {

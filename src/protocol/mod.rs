@@ -3,6 +3,7 @@
 //! this module is its implementation.
 
 mod body;
+mod client_id;
 pub mod format;
 pub mod handshake;
 mod handshake_proof;
