@@ -121,7 +121,7 @@ pub struct Config {
 pub struct SharedMemory {
     /// Bodies at least this long go through shared memory; shorter ones
     /// are cheaper through the socket. Default: 64 KiB (BENCHMARKS.md,
-    /// "Shared memory", has the measurement).
+    /// "Big payloads", has the measurement).
     pub threshold: usize,
     /// The pool this side sends from, mapped once per connection: the
     /// **budget** of what the peer may hold of ours at once (bodies it has

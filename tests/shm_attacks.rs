@@ -13,7 +13,9 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchboard::{Address, Bytes, Client, Connector, HandlerError, Router, Server};
+use switchboard::{
+    Address, Bytes, Client, Config, Connector, HandlerError, Router, Server, SharedMemory,
+};
 
 /// Bodies the `hold` route keeps.
 static HELD: std::sync::Mutex<Vec<Bytes>> = std::sync::Mutex::new(Vec::new());
@@ -353,6 +355,77 @@ async fn lies_about_shared_memory_close_that_connection_only() {
         .await
         .unwrap();
         assert!(closed, "{what}: the connection was not closed");
+        good_client_is_served(&server).await;
+    }
+}
+
+/// Bodies the `keep` route of [`keeping_server`] keeps, by server.
+static KEPT: std::sync::Mutex<Vec<(bool, Bytes)>> = std::sync::Mutex::new(Vec::new());
+
+/// A server whose `keep` route holds on to each body it gets, with
+/// `copy_received` as given.
+async fn keeping_server(copy_received: bool) -> Server {
+    let router = router().route("keep", move |body: Bytes| async move {
+        KEPT.lock().unwrap().push((copy_received, body));
+    });
+    let mut shm = SharedMemory::default();
+    shm.copy_received = copy_received;
+    let mut config = Config::default();
+    config.shared_memory = Some(shm);
+    Server::builder(router)
+        .config(config)
+        .bind(&Connector::local().without_secret())
+        .await
+        .unwrap()
+}
+
+/// What a handler holds after the sender rewrote the body's bytes in its
+/// pool: the rewritten bytes when it reads in place (the default, which
+/// SECURITY.md documents), the bytes as sent with `copy_received`.
+#[tokio::test]
+async fn a_body_rewritten_after_sending_reaches_a_handler_only_without_copy_received() {
+    for copy_received in [false, true] {
+        let server = keeping_server(copy_received).await;
+        let connector = server.connector().clone();
+        const LEN: usize = 100_000;
+        tokio::task::spawn_blocking(move || {
+            let mut raw = handshake(&connector, memfd(1 << 20, SEALS), 1 << 20).unwrap();
+            let len = write_bin(&raw.pool, 4096, LEN);
+            let answer = raw.exchange(&shared_call(1, "keep", 4096, len)).unwrap();
+            assert_eq!(answer[0], 3, "{answer:?}");
+            // The handler has answered and still holds the body: rewrite it.
+            let rewritten = vec![0x43u8; LEN];
+            // SAFETY: pwrite of a live buffer to a descriptor we own.
+            let written = unsafe {
+                libc::pwrite(
+                    raw.pool.as_raw_fd(),
+                    rewritten.as_ptr().cast(),
+                    LEN,
+                    4096 + 5,
+                )
+            };
+            assert_eq!(written, LEN as isize);
+            // Keep the connection open while the body is looked at.
+            raw
+        })
+        .await
+        .map(|raw| {
+            let kept = KEPT.lock().unwrap();
+            let (_, body) = kept
+                .iter()
+                .rev()
+                .find(|(copied, _)| *copied == copy_received)
+                .expect("the handler kept the body");
+            assert_eq!(body.len(), LEN);
+            let expected = if copy_received { 0x42 } else { 0x43 };
+            assert!(
+                body.iter().all(|b| *b == expected),
+                "copy_received = {copy_received}: the handler saw {:#x}, expected {expected:#x}",
+                body[0]
+            );
+            drop(raw);
+        })
+        .unwrap();
         good_client_is_served(&server).await;
     }
 }
