@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 
+use super::script_driver::ScriptDriver;
 use crate::procs::ChildProcess;
 
 /// The driver script, shipped in bench/python and written into the venv.
@@ -83,7 +84,7 @@ fn run(command: &mut Command) -> Result<()> {
 /// Client session: the Python client driver and the Python server (in that
 /// order, so the driver stops first).
 pub struct Client {
-    driver: ChildProcess,
+    driver: ScriptDriver,
     server: ChildProcess,
     over_broker: bool,
 }
@@ -111,43 +112,16 @@ impl Client {
             .arg(name("json")?)
             .arg(name("msgpack")?)
             .args(&rmq);
-        let driver = ChildProcess::spawn(command, "communica client")?;
-        let mut client = Client {
+        // Ready once both of its clients are connected.
+        let driver = ScriptDriver::ready(
+            ChildProcess::spawn(command, "communica client")?,
+            "communica",
+        )?;
+        Ok(Client {
             driver,
             server,
             over_broker: !rmq.is_empty(),
-        };
-        client.reply()?; // {"ready": true} once both clients are connected
-        Ok(client)
-    }
-
-    /// Sends one command line and returns the driver's reply.
-    fn command(&mut self, line: &str) -> Result<Value> {
-        self.driver.send_line(line)?;
-        self.reply()
-    }
-
-    fn reply(&mut self) -> Result<Value> {
-        let reply: Value = serde_json::from_str(&self.driver.next_line()?)?;
-        if let Some(error) = reply.get("error") {
-            bail!("communica: {}", error.as_str().unwrap_or_default());
-        }
-        Ok(reply)
-    }
-
-    /// A command whose reply is a list of nanosecond timings.
-    fn timings(&mut self, line: &str) -> Result<Vec<Duration>> {
-        let reply = self.command(line)?;
-        reply["ns"]
-            .as_array()
-            .ok_or_else(|| anyhow!("no timings in the reply to {line:?}"))?
-            .iter()
-            .map(|ns| {
-                ns.as_u64()
-                    .map(Duration::from_nanos)
-                    .ok_or_else(|| anyhow!("bad timing {ns}"))
-            })
-            .collect()
+        })
     }
 }
 
@@ -157,33 +131,29 @@ impl super::Session for Client {
     }
 
     fn rtt(&mut self, count: usize) -> Result<Vec<Duration>> {
-        self.timings(&format!("rtt {count}"))
+        self.driver.rtt(count)
     }
 
     fn pipelined(&mut self, count: usize, depth: usize) -> Result<Duration> {
-        let total = self.timings(&format!("pipelined {count} {depth}"))?;
-        total
-            .first()
-            .copied()
-            .ok_or_else(|| anyhow!("no total time"))
+        self.driver.pipelined(count, depth)
     }
 
     fn bulk(&mut self, payload: &[u8], count: usize) -> Result<Vec<Duration>> {
         // The driver makes its own payload of the same size (os.urandom).
-        self.timings(&format!("bulk {} {count}", payload.len()))
+        self.driver.bulk(payload, count)
     }
 
     fn connect(&mut self, count: usize) -> Result<Vec<Duration>> {
-        self.timings(&format!("connect {count}"))
+        self.driver.connect(count)
     }
 
     fn hold_idle(&mut self, count: usize, measure: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         if self.over_broker {
             return Err(super::Unsupported("not measured over the broker".into()).into());
         }
-        self.command(&format!("idle {count}"))?;
+        self.driver.command(&format!("idle {count}"))?;
         let result = measure();
-        self.command("release")?;
+        self.driver.command("release")?;
         result
     }
 }

@@ -18,6 +18,7 @@ mod raw_blocking;
 mod raw_poll;
 mod raw_spin;
 mod raw_tokio;
+mod script_driver;
 mod switchboard;
 mod switchboard_blocking;
 mod tarpc;

@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use serde_json::Value;
 
+use super::script_driver::ScriptDriver;
 use super::{Flavor, Unsupported};
 use crate::procs::ChildProcess;
 
@@ -41,7 +42,7 @@ fn package_dir() -> PathBuf {
 /// Client session: the Python client driver and its server (in that order,
 /// so the driver stops first).
 pub struct Client {
-    driver: ChildProcess,
+    driver: ScriptDriver,
     server: ChildProcess,
 }
 
@@ -79,33 +80,8 @@ impl Client {
                 server
             }
         };
-        let driver = ChildProcess::spawn(driver, "Python client")?;
-        let mut client = Client { driver, server };
-        client.reply()?; // {"ready": true}
-        Ok(client)
-    }
-
-    fn reply(&mut self) -> Result<Value> {
-        let reply: Value = serde_json::from_str(&self.driver.next_line()?)?;
-        if let Some(error) = reply.get("error") {
-            bail!("python: {}", error.as_str().unwrap_or_default());
-        }
-        Ok(reply)
-    }
-
-    fn timings(&mut self, line: &str) -> Result<Vec<Duration>> {
-        self.driver.send_line(line)?;
-        let reply = self.reply()?;
-        reply["ns"]
-            .as_array()
-            .ok_or_else(|| anyhow!("no timings in the reply to {line:?}"))?
-            .iter()
-            .map(|ns| {
-                ns.as_u64()
-                    .map(Duration::from_nanos)
-                    .ok_or_else(|| anyhow!("bad timing {ns}"))
-            })
-            .collect()
+        let driver = ScriptDriver::ready(ChildProcess::spawn(driver, "Python client")?, "python")?;
+        Ok(Client { driver, server })
     }
 }
 
@@ -115,23 +91,19 @@ impl super::Session for Client {
     }
 
     fn rtt(&mut self, count: usize) -> Result<Vec<Duration>> {
-        self.timings(&format!("rtt {count}"))
+        self.driver.rtt(count)
     }
 
     fn pipelined(&mut self, count: usize, depth: usize) -> Result<Duration> {
-        let total = self.timings(&format!("pipelined {count} {depth}"))?;
-        total
-            .first()
-            .copied()
-            .ok_or_else(|| anyhow!("no total time"))
+        self.driver.pipelined(count, depth)
     }
 
     fn bulk(&mut self, payload: &[u8], count: usize) -> Result<Vec<Duration>> {
-        self.timings(&format!("bulk {} {count}", payload.len()))
+        self.driver.bulk(payload, count)
     }
 
     fn connect(&mut self, count: usize) -> Result<Vec<Duration>> {
-        self.timings(&format!("connect {count}"))
+        self.driver.connect(count)
     }
 
     fn hold_idle(&mut self, _: usize, _: &mut dyn FnMut() -> Result<()>) -> Result<()> {
