@@ -20,6 +20,9 @@
 #   so the "address in use" test runs unchanged.
 # - Security descriptors are stored but not enforced: tests/windows.rs reads
 #   the pipe's DACL back rather than connecting as another user.
+# - PROC_THREAD_ATTRIBUTE_HANDLE_LIST is honoured (checked): the inherited
+#   channel's test that a child sees no other handle runs unchanged, beside
+#   a control child (plain spawn) that shows the check would see a leak.
 # - There is no Windows python3 in the prefix: processes.rs's Python
 #   interoperability test is #[ignore]d on Windows (it shows as ignored in
 #   the summary, never silently dropped).

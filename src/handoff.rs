@@ -15,6 +15,14 @@
 
 use std::io;
 
+#[cfg(windows)]
+mod channel_child;
+#[cfg(windows)]
+mod spawn_windows;
+
+#[cfg(windows)]
+pub use channel_child::{AsyncChannelChild, ChannelChild};
+
 use crate::connector::{ChildChannel, Connector, STATE_PREFIX};
 use crate::error::{Error, Result};
 
@@ -26,8 +34,11 @@ pub const ENV_VAR: &str = "SWITCHBOARD_CONNECTOR";
 /// spawns a child with an inherited channel. Implemented for
 /// `std::process::Command` and `tokio::process::Command`.
 pub trait CommandExt {
-    /// What spawning returns: `std::process::Child` or
-    /// `tokio::process::Child`.
+    /// What [`spawn_with_channel`](CommandExt::spawn_with_channel)
+    /// returns: on Unix `std::process::Child` or `tokio::process::Child`;
+    /// on Windows [`ChannelChild`] or [`AsyncChannelChild`], since it
+    /// spawns through its own `CreateProcessW` there and std's `Child`
+    /// cannot be made from a process handle.
     type Child;
 
     /// Sets [`ENV_VAR`] to the connector's dumped state.
@@ -61,14 +72,47 @@ pub trait CommandExt {
     /// so descriptors that a library opened without close-on-exec do not
     /// reach it either; its standard streams are untouched. A `pre_exec`
     /// hook of your own added before this call runs first, and one added
-    /// later (for a later spawn) after it. On Windows the handle is made
-    /// inheritable for the duration of the spawn only; see
-    /// [`ChildChannel`] for what that means there.
+    /// later (for a later spawn) after it. Everything else about the
+    /// `Command` applies as with its own `spawn`.
+    ///
+    /// On Windows the child is created by `CreateProcessW` with a
+    /// `PROC_THREAD_ATTRIBUTE_HANDLE_LIST` (std's `Command` cannot pass
+    /// one on stable Rust): it inherits the channel's end and copies of
+    /// this process's standard input, output and error, and no other
+    /// handle, whether inheritable or not. From the `Command` it uses what
+    /// std lets it read back:
+    ///
+    /// - the program: a path (with a directory or drive) as it is, a bare
+    ///   name looked up in the directories of `PATH` (the one the command
+    ///   sets for the child, else this process's); `.exe` is added to a
+    ///   name without an extension. Batch files (`.bat`, `.cmd`) are
+    ///   refused with an error.
+    /// - the arguments, quoted by the Microsoft C runtime's rules as std
+    ///   quotes them (`argv[0]` is the program as given);
+    /// - the environment: this process's, with the command's `env` and
+    ///   `env_remove` changes (names compared without case);
+    /// - the current directory.
+    ///
+    /// What std gives no way to read back is not applied, and cannot be
+    /// detected: `stdin`/`stdout`/`stderr` (the child's streams are
+    /// always this process's; to capture its output, have it send it over
+    /// the channel), `env_clear` (use `env_remove`), `creation_flags`,
+    /// `show_window` and `raw_arg` (such an argument is quoted like any
+    /// other). tokio's `kill_on_drop` is honoured.
+    ///
+    /// The end is inheritable only for the `CreateProcessW` call, and the
+    /// list keeps it from any other child spawned that way; but a process
+    /// another thread spawns without a list in that instant (std's
+    /// `Command::spawn` does) inherits every inheritable handle, this one
+    /// included. It would still need the connector's secret to be served.
     fn spawn_with_channel(&mut self, channel: ChildChannel) -> io::Result<Self::Child>;
 }
 
 impl CommandExt for std::process::Command {
+    #[cfg(unix)]
     type Child = std::process::Child;
+    #[cfg(windows)]
+    type Child = ChannelChild;
 
     fn connector_env(&mut self, connector: &Connector) -> &mut Self {
         self.env(ENV_VAR, connector.dump_state())
@@ -78,9 +122,9 @@ impl CommandExt for std::process::Command {
         self.arg(connector.dump_state())
     }
 
+    #[cfg(unix)]
     fn spawn_with_channel(&mut self, channel: ChildChannel) -> io::Result<Self::Child> {
         let inheritance = channel.inheritance()?;
-        #[cfg(unix)]
         // SAFETY: the hook only makes system calls (see `Inheritance::hook`),
         // which is what may run between fork and exec.
         unsafe {
@@ -90,10 +134,18 @@ impl CommandExt for std::process::Command {
         drop(inheritance);
         child
     }
+
+    #[cfg(windows)]
+    fn spawn_with_channel(&mut self, channel: ChildChannel) -> io::Result<Self::Child> {
+        spawn_windows::spawn(self, channel)
+    }
 }
 
 impl CommandExt for tokio::process::Command {
+    #[cfg(unix)]
     type Child = tokio::process::Child;
+    #[cfg(windows)]
+    type Child = AsyncChannelChild;
 
     fn connector_env(&mut self, connector: &Connector) -> &mut Self {
         self.env(ENV_VAR, connector.dump_state())
@@ -103,9 +155,9 @@ impl CommandExt for tokio::process::Command {
         self.arg(connector.dump_state())
     }
 
+    #[cfg(unix)]
     fn spawn_with_channel(&mut self, channel: ChildChannel) -> io::Result<Self::Child> {
         let inheritance = channel.inheritance()?;
-        #[cfg(unix)]
         // SAFETY: as for std's Command.
         unsafe {
             self.pre_exec(inheritance.hook());
@@ -113,6 +165,12 @@ impl CommandExt for tokio::process::Command {
         let child = self.spawn();
         drop(inheritance);
         child
+    }
+
+    #[cfg(windows)]
+    fn spawn_with_channel(&mut self, channel: ChildChannel) -> io::Result<Self::Child> {
+        let child = spawn_windows::spawn(self.as_std(), channel)?;
+        Ok(AsyncChannelChild::new(child, self.get_kill_on_drop()))
     }
 }
 

@@ -70,6 +70,8 @@ pub use config::{Config, SharedMemory};
 pub use connector::ChildChannel;
 pub use connector::{Address, Connector, ConnectorError, Secret};
 pub use error::{Error, ErrorData, Result};
+#[cfg(windows)]
+pub use handoff::{AsyncChannelChild, ChannelChild};
 pub use handoff::{CommandExt, ENV_VAR};
 pub use peer::{Loan, Peer};
 pub use protocol::{Bytes, Format, code};

@@ -33,8 +33,11 @@ use super::{Address, Connector};
 /// [`CommandExt::spawn_with_channel`](crate::CommandExt::spawn_with_channel),
 /// after putting [`ChildChannel::connector`] in its environment or
 /// arguments: the child inherits this end and no other descriptor (on
-/// Unix) or handle (on Windows), and its `Client::connect(&Connector::from_env()?)`
-/// connects through it. Nothing touches the filesystem.
+/// Unix; its standard streams stay as the `Command` sets them) or handle
+/// (on Windows, where it also inherits this process's standard streams:
+/// see the spawn's documentation for what else differs there), and its
+/// `Client::connect(&Connector::from_env()?)` connects through it.
+/// Nothing touches the filesystem.
 ///
 /// ```no_run
 /// use switchboard::{CommandExt, Connector, Router, Server};
@@ -81,8 +84,6 @@ impl ChildChannel {
 /// See [`ChildChannel::inheritance`]. The fields drop in order: disarmed,
 /// then closed.
 pub(crate) struct Inheritance {
-    // On Windows a guard only: dropping it is its use.
-    #[cfg_attr(windows, allow(dead_code))]
     platform: platform::Inheritance,
     _end: ChildEnd,
 }
@@ -93,6 +94,12 @@ impl Inheritance {
     #[cfg(unix)]
     pub(crate) fn hook(&self) -> impl FnMut() -> io::Result<()> + Send + Sync + 'static {
         self.platform.hook()
+    }
+
+    /// The end's handle, for the spawn's handle list.
+    #[cfg(windows)]
+    pub(crate) fn handle(&self) -> windows_sys::Win32::Foundation::HANDLE {
+        self.platform.handle()
     }
 }
 

@@ -4,11 +4,11 @@
 //! child's end made inheritable only for the spawn; and the checks a child
 //! makes before it takes a handle over by its value.
 //!
-//! std's `Command` cannot restrict a child to a list of handles
-//! (`PROC_THREAD_ATTRIBUTE_HANDLE_LIST` needs `raw_attribute`, unstable):
-//! it spawns with every inheritable handle. So the end is inheritable only
-//! between the two calls around the spawn; a process another thread of the
-//! parent spawns in that moment inherits it too (see `ChildChannel`).
+//! The spawn (`handoff/spawn_windows.rs`) names the end in a
+//! `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`, so the child inherits it and no
+//! other handle. A listed handle must be inheritable, and while it is, a
+//! process another thread spawns without a list (std's `Command` does)
+//! inherits it too: hence inheritable only around the one call.
 
 use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
@@ -101,6 +101,10 @@ unsafe impl Send for Inheritance {}
 unsafe impl Sync for Inheritance {}
 
 impl Inheritance {
+    pub(super) fn handle(&self) -> HANDLE {
+        self.0
+    }
+
     pub(super) fn new(end: &OwnedHandle) -> io::Result<Inheritance> {
         let handle = end.as_raw_handle() as HANDLE;
         // SAFETY: a flag call on a handle the caller keeps open.
