@@ -36,7 +36,8 @@ pub const ENV_VAR: &str = "SWITCHBOARD_CONNECTOR";
 pub trait CommandExt {
     /// What [`spawn_with_channel`](CommandExt::spawn_with_channel)
     /// returns: on Unix `std::process::Child` or `tokio::process::Child`;
-    /// on Windows [`ChannelChild`] or [`AsyncChannelChild`], since it
+    /// on Windows `switchboard::ChannelChild` or
+    /// `switchboard::AsyncChannelChild` (Windows-only types), since it
     /// spawns through its own `CreateProcessW` there and std's `Child`
     /// cannot be made from a process handle.
     type Child;
