@@ -3,6 +3,8 @@
 //! notifications; optionally reconnects when the link drops (`reconnect`).
 //! A client can also serve routes of its own that the server calls back.
 
+#[cfg(any(unix, windows))]
+mod channel;
 mod dial;
 mod reconnect;
 
@@ -24,6 +26,8 @@ use crate::registry::Lookup;
 use crate::router::Router;
 use crate::stream::Stream;
 
+#[cfg(any(unix, windows))]
+pub use channel::PendingClient;
 pub(crate) use dial::probe_handshake;
 use dial::{Dialer, Target};
 use reconnect::Shared;
@@ -190,20 +194,9 @@ impl ClientBuilder {
 
     /// Connects, authenticates, and starts serving the client's routes.
     pub async fn connect(self) -> Result<Client> {
-        let id = match self.id {
-            Some(id) => {
-                handshake::check_client_id(&id).map_err(|reason| Error::InvalidArgument {
-                    what: "client id",
-                    reason,
-                })?;
-                id
-            }
-            None => random_id(),
-        };
-        let request_timeout = self.config.request_timeout;
         let dialer = Dialer {
+            id: checked_id(self.id)?,
             target: self.target,
-            id: id.clone(),
             router: self.router,
             config: self.config,
             format: self.format,
@@ -212,22 +205,25 @@ impl ClientBuilder {
         let (connection, resumption) = dialer
             .dial_until(self.token.as_deref(), deadline, self.connect_timeout)
             .await?;
-        let shared = Arc::new(Shared::new(connection, resumption));
-        // An inherited channel connects once: its end is gone with the link.
-        let reconnect = self.reconnect.filter(|_| !dialer.connects_once());
-        let while_down = reconnect.as_ref().map(Reconnect::policy);
-        let supervisor = tokio::spawn(reconnect::supervise(Arc::clone(&shared), dialer, reconnect))
-            .abort_handle();
-        Ok(Client {
-            inner: Arc::new(Handle {
-                id,
-                shared,
-                supervisor,
-                while_down,
-                request_timeout,
-            }),
-        })
+        Ok(Client::start(
+            dialer,
+            connection,
+            resumption,
+            self.reconnect,
+        ))
     }
+}
+
+/// The id asked for, checked, or a random one.
+fn checked_id(id: Option<String>) -> Result<String> {
+    let Some(id) = id else {
+        return Ok(random_id());
+    };
+    handshake::check_client_id(&id).map_err(|reason| Error::InvalidArgument {
+        what: "client id",
+        reason,
+    })?;
+    Ok(id)
 }
 
 fn random_id() -> String {
@@ -289,6 +285,32 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Client {
+    /// The client over its first connection, supervised (and reconnected,
+    /// with `reconnect`).
+    fn start(
+        dialer: Dialer,
+        connection: Connection,
+        resumption: Resumption,
+        reconnect: Option<Reconnect>,
+    ) -> Client {
+        let (id, request_timeout) = (dialer.id.clone(), dialer.config.request_timeout);
+        let shared = Arc::new(Shared::new(connection, resumption));
+        // An inherited channel connects once: its end is gone with the link.
+        let reconnect = reconnect.filter(|_| !dialer.connects_once());
+        let while_down = reconnect.as_ref().map(Reconnect::policy);
+        let supervisor = tokio::spawn(reconnect::supervise(Arc::clone(&shared), dialer, reconnect))
+            .abort_handle();
+        Client {
+            inner: Arc::new(Handle {
+                id,
+                shared,
+                supervisor,
+                while_down,
+                request_timeout,
+            }),
+        }
+    }
+
     /// Connects with the default settings: random id, no routes of its own,
     /// 10 s to find the server.
     pub async fn connect(connector: &Connector) -> Result<Client> {

@@ -62,6 +62,8 @@ mod shm;
 mod stream;
 mod transport;
 
+#[cfg(any(unix, windows))]
+pub use client::PendingClient;
 pub use client::{
     Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, LinkState, Reconnect, Resumption, WhileDown,
 };

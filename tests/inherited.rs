@@ -219,7 +219,7 @@ fn spawn_reporting(role: &str, channel: ChildChannel) -> <Command as CommandExt>
 async fn a_child_connects_through_its_inherited_end_once() {
     let (server, mut reports) = reporting_server().await;
     let channel = server.child_channel().unwrap();
-    let Address::Inherited { number } = *channel.connector().address() else {
+    let Address::Inherited { number, .. } = *channel.connector().address() else {
         panic!("{:?}", channel.connector());
     };
     let mut worker = spawn_reporting("report", channel);
@@ -274,7 +274,7 @@ async fn the_child_inherits_no_other_descriptor() {
 
     let (server, mut reports) = reporting_server().await;
     let channel = server.child_channel().unwrap();
-    let Address::Inherited { number } = *channel.connector().address() else {
+    let Address::Inherited { number, .. } = *channel.connector().address() else {
         unreachable!()
     };
     // What this process holds as the child is spawned, the channel's end

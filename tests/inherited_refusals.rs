@@ -13,10 +13,12 @@ use switchboard::{Client, Connector, ConnectorError, Error, Router, Server};
 /// A connector naming inherited descriptor `number`, as a parent's
 /// `dump_state` would write it.
 fn inherited(number: &str) -> switchboard::Result<Connector> {
-    let body = format!(
-        r#"{{"k":"inherited","a":"{number}","s":"{}"}}"#,
-        "A".repeat(43)
-    );
+    with_fields(&format!(r#""k":"inherited","a":"{number}""#))
+}
+
+/// A connector with these JSON fields and a secret.
+fn with_fields(fields: &str) -> switchboard::Result<Connector> {
+    let body = format!(r#"{{{fields},"s":"{}"}}"#, "A".repeat(43));
     let text = format!(
         "sb1:{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body)
@@ -24,6 +26,8 @@ fn inherited(number: &str) -> switchboard::Result<Connector> {
     Connector::load_state(&text)
 }
 
+/// Why a client refuses `number` as its inherited channel, and a server
+/// refuses it as one to serve on (the same reason).
 async fn refusal(number: RawFd) -> String {
     let connector = inherited(&number.to_string()).unwrap();
     let error = Client::builder(&connector)
@@ -32,7 +36,20 @@ async fn refusal(number: RawFd) -> String {
         .await
         .expect_err("refused");
     assert!(matches!(error, Error::Connect { .. }), "{error:?}");
-    error.to_string()
+    let to_serve = with_fields(&format!(r#""k":"inherited","a":"{number}","p":"serve""#)).unwrap();
+    let served = Server::bind(&to_serve, Router::new())
+        .await
+        .expect_err("refused");
+    assert!(matches!(served, Error::Bind { .. }), "{served:?}");
+    let (client, server) = (error.to_string(), served.to_string());
+    let reason = |message: &str| {
+        message
+            .split(" inherited channel: ")
+            .nth(1)
+            .map(str::to_owned)
+    };
+    assert_eq!(reason(&client), reason(&server), "{client} / {server}");
+    client
 }
 
 /// Makes `fd` look inherited: not close-on-exec.
@@ -163,6 +180,50 @@ fn the_connector_string_round_trips_and_bad_numbers_are_refused() {
         Connector::load_state(&connector.dump_state()).unwrap(),
         connector
     );
+    // The part the holder plays: absent or `connect` for a client,
+    // `serve` for a server; nothing else, and on no other kind.
+    let serving = with_fields(r#""k":"inherited","a":"7","p":"serve""#).unwrap();
+    assert_eq!(
+        serving.address(),
+        &switchboard::Address::Inherited {
+            number: 7,
+            serve: true
+        }
+    );
+    assert_eq!(
+        serving.to_string(),
+        "inherited:descriptor 7 (to serve) (secret <redacted>)"
+    );
+    assert_eq!(
+        Connector::load_state(&serving.dump_state()).unwrap(),
+        serving
+    );
+    let connecting = with_fields(r#""k":"inherited","a":"7","p":"connect""#).unwrap();
+    assert_eq!(connecting, connector);
+    // A client's channel is written as before the part existed.
+    assert!(!body_of(&connector).contains(r#""p""#));
+    assert!(body_of(&serving).contains(r#""p":"serve""#));
+    for (fields, why) in [
+        (
+            r#""k":"inherited","a":"7","p":"both""#,
+            r#"expected "connect" or "serve""#,
+        ),
+        (
+            r#""k":"inherited","a":"7","p":true"#,
+            r#"expected "connect" or "serve""#,
+        ),
+        (
+            r#""k":"unix","a":"/tmp/s","p":"serve""#,
+            "only an inherited channel",
+        ),
+    ] {
+        match with_fields(fields) {
+            Err(Error::InvalidConnector(ConnectorError::InvalidField { field: "p", reason })) => {
+                assert!(reason.contains(why), "{fields}: {reason}");
+            }
+            other => panic!("{fields}: {other:?}"),
+        }
+    }
     for bad in ["", "-3", "+3", "x", "3 ", "99999999999999999999999"] {
         match inherited(bad) {
             Err(Error::InvalidConnector(ConnectorError::InvalidField { field: "a", reason })) => {
@@ -174,4 +235,14 @@ fn the_connector_string_round_trips_and_bad_numbers_are_refused() {
             other => panic!("{bad:?}: {other:?}"),
         }
     }
+}
+
+/// The JSON inside a connector's string.
+fn body_of(connector: &Connector) -> String {
+    let text = connector.dump_state();
+    let encoded = text.strip_prefix("sb1:").unwrap();
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .unwrap();
+    String::from_utf8(json).unwrap()
 }

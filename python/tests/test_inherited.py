@@ -62,3 +62,17 @@ def test_an_inherited_connector_this_process_does_not_hold_is_refused() -> None:
             Client.connect(Connector("inherited", str(file.fileno()), secret))
     with pytest.raises(ConnectorError, match="descriptor number"):
         Client.connect(Connector("inherited", "x1", secret))
+
+
+def test_an_inherited_channel_to_serve_on_is_refused_before_its_end_is_touched() -> None:
+    left, right = socket.socketpair()
+    os.set_inheritable(left.fileno(), True)
+    to_serve = Connector("inherited", str(left.fileno()), os.urandom(32), extra={"p": "serve"})
+    with pytest.raises(ConnectorError, match="to serve on: its parent is the client"):
+        Client.connect(to_serve)
+    # Untouched: still open, still inheritable, still connected.
+    assert os.get_inheritable(left.fileno())
+    right.sendall(b"x")
+    assert left.recv(1) == b"x"
+    left.close()
+    right.close()

@@ -9,8 +9,12 @@ use serde::de::DeserializeOwned;
 
 use super::runtime::{InRuntime, run};
 use super::stream::Items;
+#[cfg(any(unix, windows))]
+use crate::client::PendingClient as AsyncPending;
 use crate::client::{Client as AsyncClient, ClientBuilder as AsyncBuilder, Reconnect, Resumption};
 use crate::config::Config;
+#[cfg(any(unix, windows))]
+use crate::connector::ChildChannel;
 use crate::connector::Connector;
 use crate::error::Result;
 use crate::peer::Peer;
@@ -154,6 +158,36 @@ impl ClientBuilder {
         }
     }
 
+    /// A channel for one child that serves, with this process as its
+    /// client, like [`crate::ClientBuilder::child_channel`]; connect with
+    /// [`PendingClient::connect`] once the child is spawned.
+    ///
+    /// ```no_run
+    /// use switchboard::blocking::Client;
+    /// use switchboard::{CommandExt, Connector};
+    ///
+    /// # fn main() -> switchboard::Result<()> {
+    /// let (channel, pending) = Client::builder(&Connector::local()).id("parent").child_channel()?;
+    /// let mut child = std::process::Command::new("worker")
+    ///     .connector_env(channel.connector())
+    ///     .spawn_with_channel(channel)?;
+    /// let client = pending.connect()?;
+    /// let sum: i64 = client.request("add", &(1, 2))?;
+    /// # child.wait()?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(any(unix, windows))]
+    #[track_caller]
+    pub fn child_channel(self) -> Result<(ChildChannel, PendingClient)> {
+        let inner = self.inner;
+        // Made inside the shared runtime: on Windows the parent's end is
+        // registered with the runtime that makes it, and used there.
+        let (channel, pending) = run("blocking::ClientBuilder::child_channel", async move {
+            inner.child_channel()
+        })?;
+        Ok((channel, PendingClient { inner: pending }))
+    }
+
     /// Connects, authenticates, and starts serving the client's routes;
     /// blocks until connected or failed.
     #[track_caller]
@@ -178,6 +212,27 @@ impl Client {
     #[track_caller]
     pub fn connect(connector: &Connector) -> Result<Client> {
         Client::builder(connector).connect_as("blocking::Client::connect")
+    }
+
+    /// A channel for one child that serves, with this process as its
+    /// client: [`ClientBuilder::child_channel`] with the default settings.
+    ///
+    /// ```no_run
+    /// use switchboard::blocking::Client;
+    /// use switchboard::{CommandExt, Connector};
+    ///
+    /// # fn main() -> switchboard::Result<()> {
+    /// let (channel, pending) = Client::child_channel(&Connector::local())?;
+    /// let child = std::process::Command::new("worker")
+    ///     .connector_env(channel.connector())
+    ///     .spawn_with_channel(channel)?;
+    /// let client = pending.connect()?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(any(unix, windows))]
+    #[track_caller]
+    pub fn child_channel(settings: &Connector) -> Result<(ChildChannel, PendingClient)> {
+        Client::builder(settings).child_channel()
     }
 
     /// A builder for id, routes, timeouts and reconnecting.
@@ -316,5 +371,35 @@ impl Client {
     #[doc(hidden)]
     pub fn as_async(&self) -> &AsyncClient {
         &self.inner
+    }
+}
+
+/// The blocking client of a child that will serve on a channel: what
+/// [`Client::child_channel`] returns beside the [`ChildChannel`] (see
+/// [`crate::PendingClient`]).
+#[cfg(any(unix, windows))]
+#[derive(Debug)]
+pub struct PendingClient {
+    inner: AsyncPending,
+}
+
+#[cfg(any(unix, windows))]
+impl PendingClient {
+    /// Connects to the child's server, like
+    /// [`crate::PendingClient::connect`]; blocks until connected or
+    /// failed.
+    ///
+    /// ```no_run
+    /// # fn demo(pending: switchboard::blocking::PendingClient) -> switchboard::Result<()> {
+    /// let client = pending.connect()?;
+    /// let answer: String = client.request("echo", "hi")?;
+    /// # Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn connect(self) -> Result<Client> {
+        let client = run("blocking::PendingClient::connect", self.inner.connect())?;
+        Ok(Client {
+            inner: Arc::new(InRuntime::new(client)),
+        })
     }
 }

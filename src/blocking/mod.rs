@@ -65,6 +65,8 @@ mod runtime;
 mod server;
 mod stream;
 
+#[cfg(any(unix, windows))]
+pub use client::PendingClient;
 pub use client::{Client, ClientBuilder};
 #[doc(hidden)]
 pub use runtime::block_on as __block_on;

@@ -213,6 +213,31 @@ impl Server {
         run("blocking::Server::broadcast", sending).unwrap_or(0)
     }
 
+    /// Blocks until this server has nothing more to serve, like
+    /// [`crate::Server::closed`]: a server on an inherited channel it
+    /// serves returns once that one connection has ended; any other server
+    /// never does.
+    ///
+    /// ```no_run
+    /// use switchboard::blocking::Server;
+    /// use switchboard::{Connector, Router};
+    ///
+    /// # fn main() -> switchboard::Result<()> {
+    /// // In a child spawned by a parent that is the client:
+    /// let router = Router::new().route("add", |(a, b): (i64, i64)| async move { a + b });
+    /// let server = Server::bind(&Connector::from_env()?, router)?;
+    /// server.closed(); // the parent hung up
+    /// # Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn closed(&self) {
+        let waiting = async {
+            self.inner.closed().await;
+            Ok(())
+        };
+        let _ = run("blocking::Server::closed", waiting);
+    }
+
     /// Graceful shutdown (see [`crate::Server::shutdown`]); when it returns,
     /// the address is free.
     #[track_caller]

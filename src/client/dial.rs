@@ -47,6 +47,17 @@ pub(super) struct Dialer {
 impl Dialer {
     fn resolve(&self) -> Result<Connector> {
         let connector = self.target.resolve()?;
+        if let connector::Address::Inherited { serve: true, .. } = connector.address() {
+            return Err(Error::InvalidArgument {
+                what: "connector",
+                reason: format!(
+                    "{} is an inherited channel for this process to serve on: its parent \
+                     is the client, so no client can connect with it. Serve it with \
+                     Server::bind(&connector, router) (or blocking::Server::bind)",
+                    connector.address()
+                ),
+            });
+        }
         Ok(match self.format {
             Some(format) => connector.with_format(format),
             None => connector,
@@ -76,7 +87,10 @@ impl Dialer {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let error = match self.resolve() {
                 Ok(connector) => match connect_or_refused(&connector, remaining).await {
-                    Ok(Ok(link)) => return self.start(link, &connector, token).await,
+                    Ok(Ok(link)) => {
+                        let limit = self.config.handshake_timeout;
+                        return self.start(link, &connector, token, limit).await;
+                    }
                     Ok(Err(refused)) => return Err(refused),
                     Err(error) if retryable(&error) && Instant::now() + delay < deadline => None,
                     Err(error) => {
@@ -123,21 +137,24 @@ impl Dialer {
                 address: connector.address().to_string(),
                 source,
             })??;
-        self.start(link, &connector, token).await
+        self.start(link, &connector, token, self.config.handshake_timeout)
+            .await
     }
 
-    async fn start(
+    /// Authenticates on `link` within `limit`, and starts the connection.
+    pub(super) async fn start(
         &self,
         link: Link,
         connector: &Connector,
         token: Option<&[u8]>,
+        limit: Duration,
     ) -> Result<(Connection, Resumption)> {
         let (peer_pid, peer_uid) = (link.peer_pid, link.peer_uid);
         // Off Unix the socket type is uninhabited, and so `Copy`.
         #[allow(clippy::clone_on_copy)]
         let socket = link.unix_socket.clone();
         let (reader, writer, settled) =
-            authenticate(link, connector, &self.id, &self.config, token).await?;
+            authenticate(link, connector, &self.id, &self.config, token, limit).await?;
         let (reader, writer) = ring_switch::switch(
             Side::Client,
             settled.ring,
@@ -178,11 +195,11 @@ async fn authenticate(
     id: &str,
     config: &Config,
     token: Option<&[u8]>,
+    limit: Duration,
 ) -> Result<(FrameReader, FrameWriter, handshake::Settled)> {
     let descriptors = link.descriptors;
     let mut reader = FrameReader::new(link.reader, connector.max_frame());
     let mut writer = FrameWriter::new(link.writer);
-    let limit = config.handshake_timeout;
     let handshake = handshake::client(
         &mut reader,
         &mut writer,
@@ -210,7 +227,8 @@ pub(crate) async fn probe_handshake(link: Link, connector: &Connector) {
         ..Config::default()
     };
     let id = format!("probe-{}", hex(&random_bytes::<8>()));
-    if let Err(e) = authenticate(link, connector, &id, &config, None).await {
+    let limit = config.handshake_timeout;
+    if let Err(e) = authenticate(link, connector, &id, &config, None, limit).await {
         tracing::debug!(error = %e, "registry probe: the handshake failed");
     }
 }

@@ -3,14 +3,16 @@
 //! the filesystem or the pipe namespace (Chromium's Mojo `PlatformChannel`,
 //! Python's inherited pipes).
 //!
-//! The parent makes the pair ([`pair`]): it serves one end like any
-//! accepted connection and spawns the child with the other
+//! The parent makes the pair ([`pair`]) and spawns the child with one end
 //! ([`ChildChannel`], [`CommandExt::spawn_with_channel`](crate::CommandExt::spawn_with_channel)),
-//! the only descriptor or handle the child inherits. The connector string
-//! names that end by its number; the child's [`connect`] takes it over,
-//! once, after checking that it really is an inherited end of such a pair
-//! (the per-platform checks live in `inherited_unix.rs` and
-//! `inherited_windows.rs`).
+//! the only descriptor or handle the child inherits. Either side may serve:
+//! the parent's server serves its end like any accepted connection and the
+//! child's [`connect`] takes the other over, or the parent is the client
+//! and the child's server takes its end over with [`serve`]. The connector
+//! string names the child's end by its number and says which part the
+//! child plays; the child takes the end over once, after checking that it
+//! really is an inherited end of such a pair (the per-platform checks live
+//! in `inherited_unix.rs` and `inherited_windows.rs`).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -29,15 +31,18 @@ use super::{Address, Connector};
 ///
 /// Made by [`Server::child_channel`](crate::Server::child_channel), whose
 /// server serves the other end like any client's connection (handshake,
-/// secret, admission, client id). Spawn the child with
+/// secret, admission, client id), or by
+/// [`Client::child_channel`](crate::Client::child_channel), whose client
+/// connects through the other end to the child's server. Spawn the child with
 /// [`CommandExt::spawn_with_channel`](crate::CommandExt::spawn_with_channel),
 /// after putting [`ChildChannel::connector`] in its environment or
 /// arguments: the child inherits this end and no other descriptor (on
 /// Unix; its standard streams stay as the `Command` sets them) or handle
 /// (on Windows, where it also inherits this process's standard streams:
 /// see the spawn's documentation for what else differs there), and its
-/// `Client::connect(&Connector::from_env()?)` connects through it.
-/// Nothing touches the filesystem.
+/// `Client::connect(&Connector::from_env()?)` connects through it (or, for
+/// a channel made by a client, its `Server::bind(&Connector::from_env()?,
+/// router)` serves on it). Nothing touches the filesystem.
 ///
 /// ```no_run
 /// use switchboard::{CommandExt, Connector, Router, Server};
@@ -52,10 +57,12 @@ use super::{Address, Connector};
 /// # Ok(()) }
 /// ```
 ///
-/// The connector connects once, in the child that inherited the end: used
+/// The connector is used once, in the child that inherited the end: used
 /// anywhere else (another process, a second time, after the end was
-/// closed) it fails with an error saying so. Dropping a `ChildChannel`
-/// that was never spawned closes the end, and the server forgets it.
+/// closed, or by the wrong side: a client for a channel the child must
+/// serve, or the other way round) it fails with an error saying so.
+/// Dropping a `ChildChannel` that was never spawned closes the end, and
+/// the parent's server forgets it (its client fails to connect).
 pub struct ChildChannel {
     connector: Connector,
     end: ChildEnd,
@@ -130,8 +137,28 @@ pub(crate) struct ParentEnd(platform::ParentEnd);
 
 impl ParentEnd {
     /// Waits until the child writes its first bytes (or hangs up), then
-    /// the link. The wait has no deadline: a child may take long to start,
-    /// nobody but that child can write here, and its exit ends the wait.
+    /// the link: for a parent that serves. The wait has no deadline: a
+    /// child may take long to start, nobody but that child can write here,
+    /// and its exit ends the wait.
+    pub(crate) async fn first_bytes(self) -> io::Result<Link> {
+        self.0.first_bytes().await
+    }
+
+    /// The link at once: for a parent that is the client, which speaks
+    /// first.
+    pub(crate) async fn link(self) -> io::Result<Link> {
+        self.0.link().await
+    }
+}
+
+/// An inherited end this process took over to serve on, not yet a
+/// [`Link`].
+pub(crate) struct ServedEnd(platform::ServedEnd);
+
+impl ServedEnd {
+    /// Waits until the parent writes its first bytes (its hello), or hangs
+    /// up, then the link. No deadline, as in [`ParentEnd::first_bytes`]:
+    /// only the parent can write here, and its exit ends the wait.
     pub(crate) async fn first_bytes(self) -> io::Result<Link> {
         self.0.first_bytes().await
     }
@@ -148,13 +175,20 @@ fn lock(set: &Mutex<BTreeSet<u64>>) -> MutexGuard<'_, BTreeSet<u64>> {
 }
 
 /// A new connected pair: the child's end, named by a connector with
-/// `template`'s secret and settings, and the parent's end.
-pub(crate) fn pair(template: &Connector) -> io::Result<(ChildChannel, ParentEnd)> {
+/// `template`'s secret and settings (and saying whether the child serves
+/// on it), and the parent's end.
+pub(crate) fn pair(
+    template: &Connector,
+    child_serves: bool,
+) -> io::Result<(ChildChannel, ParentEnd)> {
     let (child, parent) = platform::pair()?;
     let number = platform::number(&child);
     lock(&HELD).insert(number);
     let channel = ChildChannel {
-        connector: template.at(Address::Inherited { number }),
+        connector: template.at(Address::Inherited {
+            number,
+            serve: child_serves,
+        }),
         end: ChildEnd {
             handle: child,
             number,
@@ -163,13 +197,25 @@ pub(crate) fn pair(template: &Connector) -> io::Result<(ChildChannel, ParentEnd)
     Ok((channel, ParentEnd(parent)))
 }
 
-/// Takes over the inherited end `number` (once per process) as a link.
+/// Takes over the inherited end `number` (once per process) as a link,
+/// to connect through.
 pub(crate) fn connect(number: u64) -> io::Result<Link> {
+    take_once(number, "connects", platform::take)
+}
+
+/// Takes over the inherited end `number` (once per process), to serve on.
+pub(crate) fn serve(number: u64) -> io::Result<ServedEnd> {
+    take_once(number, "is served", platform::serve).map(ServedEnd)
+}
+
+/// Checks that `number` was neither taken over before nor is one of this
+/// process's own ends for a child, then takes it over with `take`.
+fn take_once<T>(number: u64, used: &str, take: impl FnOnce(u64) -> io::Result<T>) -> io::Result<T> {
     let mut taken = lock(&TAKEN);
     if taken.contains(&number) {
         return Err(io::Error::other(format!(
             "the inherited channel {} was already used: an inherited channel \
-             connects once (it cannot reconnect; the parent must spawn the child \
+             {used} once (it cannot reconnect; the parent must spawn the child \
              with a new one)",
             platform::describe(number)
         )));
@@ -177,12 +223,11 @@ pub(crate) fn connect(number: u64) -> io::Result<Link> {
     if lock(&HELD).contains(&number) {
         return Err(io::Error::other(format!(
             "{} is this process's own copy of an end it holds for a child, \
-             not one it inherited: only the child it is spawned with can connect \
-             through it",
+             not one it inherited: only the child it is spawned with can use it",
             platform::describe(number)
         )));
     }
-    let link = platform::take(number)?;
+    let end = take(number)?;
     taken.insert(number);
-    Ok(link)
+    Ok(end)
 }

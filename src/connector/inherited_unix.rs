@@ -1,7 +1,8 @@
 //! Inherited channels on Unix: the two ends of a
 //! `socketpair(AF_UNIX, SOCK_STREAM)`, close-on-exec from birth; the
 //! spawn hook that lets exactly one of them through `exec`; and the
-//! checks a child makes before it takes a descriptor over by its number.
+//! checks a child makes before it takes a descriptor over by its number
+//! (to connect through it or to serve on it).
 //!
 //! Both ends are ordinary connected Unix stream sockets, so a link over
 //! one is the same as a link over an accepted socket
@@ -60,19 +61,38 @@ pub(super) fn describe(number: u64) -> String {
 }
 
 impl ParentEnd {
-    // `with_interest` is deprecated for types that do not own their
-    // descriptor; an OwnedFd does (as in `unix_halves`).
-    #[allow(deprecated)]
     pub(super) async fn first_bytes(self) -> io::Result<Link> {
-        let waiting = AsyncFd::with_interest(self.0, Interest::READABLE)?;
-        drop(waiting.readable().await?);
+        ParentEnd(readable(self.0).await?).link().await
+    }
+
+    pub(super) async fn link(self) -> io::Result<Link> {
         // The peer of a socketpair end is, as the OS reports it, the
         // process that made the pair: this one. The child it was handed
-        // to counts as this server's own user, whatever user it runs as.
+        // to counts as this process's own user, whatever user it runs as.
         // SAFETY: geteuid has no preconditions and cannot fail.
         let own = unsafe { libc::geteuid() };
-        Link::unix_stream(waiting.into_inner(), None, Some(own))
+        Link::unix_stream(self.0, None, Some(own))
     }
+}
+
+/// An inherited end taken over to serve on, before the parent has written
+/// anything.
+pub(super) struct ServedEnd(OwnedFd);
+
+impl ServedEnd {
+    pub(super) async fn first_bytes(self) -> io::Result<Link> {
+        Link::unix_stream(readable(self.0).await?, None, None)
+    }
+}
+
+/// Waits until `fd` is readable: the other side wrote, or hung up.
+// `with_interest` is deprecated for types that do not own their
+// descriptor; an OwnedFd does (as in `unix_halves`).
+#[allow(deprecated)]
+async fn readable(fd: OwnedFd) -> io::Result<OwnedFd> {
+    let waiting = AsyncFd::with_interest(fd, Interest::READABLE)?;
+    drop(waiting.readable().await?);
+    Ok(waiting.into_inner())
 }
 
 /// Lets the child's end through one `exec`, and nothing else, while it
@@ -183,11 +203,23 @@ fn close_range_cloexec(first: u32, last: u32) -> bool {
     result == 0
 }
 
-/// Takes over the inherited descriptor `number` as a link, after making
-/// sure it is what the connector says: open, inherited (not close-on-exec,
-/// so no code of this process opened it), and a connected, unnamed Unix
-/// stream socket (a socketpair end).
+/// Takes over the inherited descriptor `number` as a link to connect
+/// through (see [`adopt`]).
 pub(super) fn take(number: u64) -> io::Result<Link> {
+    Link::unix_stream(adopt(number)?, None, None)
+}
+
+/// Takes over the inherited descriptor `number` to serve on (see
+/// [`adopt`]).
+pub(super) fn serve(number: u64) -> io::Result<ServedEnd> {
+    adopt(number).map(ServedEnd)
+}
+
+/// Takes over the inherited descriptor `number`, after making sure it is
+/// what the connector says: open, inherited (not close-on-exec, so no code
+/// of this process opened it), and a connected, unnamed Unix stream socket
+/// (a socketpair end).
+fn adopt(number: u64) -> io::Result<OwnedFd> {
     let fd = RawFd::try_from(number)
         .ok()
         .filter(|fd| *fd > 2)
@@ -221,7 +253,7 @@ pub(super) fn take(number: u64) -> io::Result<Link> {
     // This process's own children must not inherit it in turn.
     // SAFETY: sets a flag on the descriptor we now own.
     unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) };
-    Link::unix_stream(socket, None, None)
+    Ok(socket)
 }
 
 fn refused(number: u64, what: &str) -> io::Error {

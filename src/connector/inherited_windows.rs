@@ -2,7 +2,9 @@
 //! random name, one instance only, connected at once (as Mojo's
 //! `PlatformChannel` does), so the name is never reachable afterwards; the
 //! child's end made inheritable only for the spawn; and the checks a child
-//! makes before it takes a handle over by its value.
+//! makes before it takes a handle over by its value (to connect through it
+//! or to serve on it: which end of the pipe one holds has nothing to do
+//! with which side of the protocol one plays).
 //!
 //! The spawn (`handoff/spawn_windows.rs`) names the end in a
 //! `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`, so the child inherits it and no
@@ -79,16 +81,39 @@ impl ParentEnd {
         // immediately.
         self.0.connect().await?;
         self.0.readable().await?;
-        let (reader, writer) = tokio::io::split(self.0);
-        Ok(Link {
-            reader: Box::new(reader),
-            writer: Box::new(writer),
-            peer_pid: None,
-            peer_uid: None,
-            peer_ip: None,
-            unix_socket: None,
-            descriptors: None,
-        })
+        Ok(halves(self.0))
+    }
+
+    pub(super) async fn link(self) -> io::Result<Link> {
+        self.0.connect().await?;
+        Ok(halves(self.0))
+    }
+}
+
+/// An inherited end taken over to serve on, before the parent has written
+/// anything.
+pub(super) struct ServedEnd(NamedPipeClient);
+
+impl ServedEnd {
+    pub(super) async fn first_bytes(self) -> io::Result<Link> {
+        self.0.readable().await?;
+        Ok(halves(self.0))
+    }
+}
+
+fn halves<S>(pipe: S) -> Link
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (reader, writer) = tokio::io::split(pipe);
+    Link {
+        reader: Box::new(reader),
+        writer: Box::new(writer),
+        peer_pid: None,
+        peer_uid: None,
+        peer_ip: None,
+        unix_socket: None,
+        descriptors: None,
     }
 }
 
@@ -122,11 +147,21 @@ impl Drop for Inheritance {
     }
 }
 
-/// Takes over the inherited handle `number` as a link, after making sure
-/// it is what the connector says: open, inheritable (as inherited handles
-/// are, and handles this process opens are not), and the client end of a
-/// pipe.
+/// Takes over the inherited handle `number` as a link to connect through
+/// (see [`adopt`]).
 pub(super) fn take(number: u64) -> io::Result<Link> {
+    Ok(halves(adopt(number)?))
+}
+
+/// Takes over the inherited handle `number` to serve on (see [`adopt`]).
+pub(super) fn serve(number: u64) -> io::Result<ServedEnd> {
+    adopt(number).map(ServedEnd)
+}
+
+/// Takes over the inherited handle `number`, after making sure it is what
+/// the connector says: open, inheritable (as inherited handles are, and
+/// handles this process opens are not), and the client end of a pipe.
+fn adopt(number: u64) -> io::Result<NamedPipeClient> {
     let handle = usize::try_from(number)
         .ok()
         .filter(|value| *value != 0)
@@ -171,17 +206,7 @@ pub(super) fn take(number: u64) -> io::Result<Link> {
     unsafe { SetHandleInformation(handle, HANDLE_FLAG_INHERIT, 0) };
     // SAFETY: an open, inherited pipe handle opened for overlapped I/O by
     // the parent; TAKEN makes sure it is taken once.
-    let client = unsafe { NamedPipeClient::from_raw_handle(handle as RawHandle)? };
-    let (reader, writer) = tokio::io::split(client);
-    Ok(Link {
-        reader: Box::new(reader),
-        writer: Box::new(writer),
-        peer_pid: None,
-        peer_uid: None,
-        peer_ip: None,
-        unix_socket: None,
-        descriptors: None,
-    })
+    unsafe { NamedPipeClient::from_raw_handle(handle as RawHandle) }
 }
 
 fn refused(number: u64, what: &str) -> io::Error {

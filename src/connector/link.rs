@@ -245,13 +245,16 @@ impl Listener {
             }
             #[cfg(not(feature = "amqp"))]
             Address::Amqp { .. } => return Err(Error::Unsupported(without_amqp(connector))),
+            // A channel the child serves on is taken over by the server
+            // (`server/channel.rs`), never bound.
             Address::Inherited { .. } => {
                 return Err(Error::InvalidArgument {
                     what: "connector",
                     reason: format!(
-                        "{display} is an inherited channel's connector: the child that \
-                         inherited it connects with it (Client::connect); a server cannot \
-                         bind it. A parent makes one with Server::child_channel"
+                        "{display} is an inherited channel's connector for a client: the \
+                         child that inherited it connects with it (Client::connect); a \
+                         server cannot bind it. For a child that serves, the parent makes \
+                         the channel with Client::child_channel"
                     ),
                 });
             }
@@ -329,7 +332,7 @@ pub async fn connect(connector: &Connector) -> io::Result<Link> {
             without_amqp(connector),
         )),
         #[cfg(any(unix, windows))]
-        Address::Inherited { number } => super::inherited::connect(*number),
+        Address::Inherited { number, .. } => super::inherited::connect(*number),
         #[cfg(any(unix, windows))]
         address => local::connect(address).await,
         #[cfg(not(any(unix, windows)))]

@@ -39,7 +39,7 @@ pub use amqp_url::{AmqpUrl, MAX_SERVICE_LEN};
 #[cfg(any(unix, windows))]
 pub use inherited::ChildChannel;
 #[cfg(any(unix, windows))]
-pub(crate) use inherited::pair as channel_pair;
+pub(crate) use inherited::{ParentEnd, pair as channel_pair, serve as serve_inherited};
 pub(crate) use link::{BindGuard, Descriptors, Link, Listener, UnixSocket, connect};
 pub(crate) use ring_setting::{
     RING_CAPACITY, SUPPORTED as RING_SUPPORTED, check_capacity as check_ring_capacity,
@@ -87,11 +87,17 @@ pub enum Address {
     },
     /// One end of a connected pair that this process inherited from its
     /// parent (see [`ChildChannel`]): nothing in the filesystem or the
-    /// pipe namespace names it, only this number. It connects once, in the
+    /// pipe namespace names it, only this number. It is used once, in the
     /// process that inherited it.
     Inherited {
         /// The descriptor number (Unix) or handle value (Windows).
         number: u64,
+        /// `false`: this process connects through the end
+        /// (`Client::connect`), its parent serves the other
+        /// ([`Server::child_channel`](crate::Server::child_channel)).
+        /// `true`: this process serves on it (`Server::bind`), its parent
+        /// is the client ([`Client::child_channel`](crate::Client::child_channel)).
+        serve: bool,
     },
 }
 
@@ -124,10 +130,16 @@ impl fmt::Display for Address {
             Address::Tcp { host, port } if host.contains(':') => write!(f, "tcp:[{host}]:{port}"),
             Address::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
             Address::Amqp { url, service } => write!(f, "amqp:{service} at {url}"),
-            #[cfg(windows)]
-            Address::Inherited { number } => write!(f, "inherited:handle {number:#x}"),
-            #[cfg(not(windows))]
-            Address::Inherited { number } => write!(f, "inherited:descriptor {number}"),
+            Address::Inherited { number, serve } => {
+                #[cfg(windows)]
+                write!(f, "inherited:handle {number:#x}")?;
+                #[cfg(not(windows))]
+                write!(f, "inherited:descriptor {number}")?;
+                match serve {
+                    true => f.write_str(" (to serve)"),
+                    false => Ok(()),
+                }
+            }
         }
     }
 }

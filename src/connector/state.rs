@@ -15,6 +15,7 @@
 //! | `f` | body format: `json` or `msgpack` | no (absent: not chosen, the handshake settles the fastest common one) |
 //! | `m` | frame size limit in bytes | no (default 64 MiB) |
 //! | `r` | `true`: frames through the shared-memory ring (`unix` only) | no (default off) |
+//! | `p` | `inherited` only: the part the process holding the end plays, `connect` or `serve` | no (default `connect`) |
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -66,7 +67,13 @@ impl Connector {
                 body.insert("u".into(), url.expose().into());
                 service.clone()
             }
-            Address::Inherited { number } => number.to_string(),
+            Address::Inherited { number, serve } => {
+                // Absent means connect: such strings read as they always did.
+                if *serve {
+                    body.insert("p".into(), "serve".into());
+                }
+                number.to_string()
+            }
         };
         body.insert("a".into(), address.into());
         if let Some(secret) = &self.secret {
@@ -192,13 +199,20 @@ fn parse(text: &str) -> Result<Connector, ConnectorError> {
                 service: address_text.to_owned(),
             }
         }
-        "inherited" => parse_inherited(address_text)?,
+        "inherited" => parse_inherited(address_text, fields.get("p"))?,
         other => {
             return Err(ConnectorError::UnknownKind(
                 other.chars().take(32).collect(),
             ));
         }
     };
+
+    if !matches!(address, Address::Inherited { .. }) && fields.contains_key("p") {
+        return Err(invalid(
+            "p",
+            "only an inherited channel's connector says which part its holder plays",
+        ));
+    }
 
     let secret = match fields.get("s") {
         None => None,
@@ -298,8 +312,14 @@ fn parse_host_port(text: &str) -> Result<Address, ConnectorError> {
 }
 
 /// An inherited channel's number: decimal digits only (no sign, no
-/// spaces), as `dump_state` writes it.
-fn parse_inherited(text: &str) -> Result<Address, ConnectorError> {
+/// spaces), as `dump_state` writes it; and its holder's part.
+fn parse_inherited(text: &str, part: Option<&Value>) -> Result<Address, ConnectorError> {
+    let serve = match part {
+        None => false,
+        Some(Value::String(part)) if part == "connect" => false,
+        Some(Value::String(part)) if part == "serve" => true,
+        Some(_) => return Err(invalid("p", "expected \"connect\" or \"serve\"")),
+    };
     let number = Some(text)
         .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|t| t.parse::<u64>().ok())
@@ -312,7 +332,7 @@ fn parse_inherited(text: &str) -> Result<Address, ConnectorError> {
                 ),
             )
         })?;
-    Ok(Address::Inherited { number })
+    Ok(Address::Inherited { number, serve })
 }
 
 /// A TCP host must be a plausible name or IP literal.

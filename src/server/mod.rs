@@ -13,6 +13,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+#[cfg(any(unix, windows))]
+use crate::connector::Address;
 use crate::connector::{BindGuard, Connector, Listener};
 use crate::error::{Error, Result};
 use crate::peer::{Connection, ErrorHook, Inbound, Peer};
@@ -190,8 +192,18 @@ impl ServerBuilder {
     }
 
     /// Binds the connector's address and starts accepting clients (and,
-    /// with [`ServerBuilder::name`], publishes it under that name).
+    /// with [`ServerBuilder::name`], publishes it under that name). A
+    /// connector for an inherited channel that this process serves on is
+    /// taken over instead: see [`Server::closed`].
     pub async fn bind(self, connector: &Connector) -> Result<Server> {
+        #[cfg(any(unix, windows))]
+        if let Address::Inherited {
+            number,
+            serve: true,
+        } = *connector.address()
+        {
+            return self.serve_inherited(connector, number);
+        }
         let registry = match &self.name {
             Some((name, _)) if name.is_empty() => {
                 return Err(Error::InvalidArgument {
@@ -245,6 +257,7 @@ impl ServerBuilder {
             next_connection: AtomicU64::new(0),
             next_pick: AtomicUsize::new(0),
             client_count: watch::Sender::new(0),
+            done: watch::Sender::new(false),
         });
         let accept = match listener {
             Some(listener) => tokio::spawn(admission::accept_loop(listener, Arc::clone(&shared))),
@@ -278,6 +291,9 @@ struct Shared {
     next_connection: AtomicU64,
     next_pick: AtomicUsize,
     client_count: watch::Sender<usize>,
+    /// Set once a server on an inherited channel it serves has served its
+    /// one connection (see [`Server::closed`]).
+    done: watch::Sender<bool>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

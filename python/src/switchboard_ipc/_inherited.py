@@ -1,7 +1,9 @@
 """The ``inherited`` connector kind (PROTOCOL.md §1): one end of a
 ``socketpair`` the parent left open across exec, named by its descriptor
 number. It is taken over once: checked (open, inherited, a Unix stream
-socket), marked close-on-exec, never reconnected."""
+socket), marked close-on-exec, never reconnected. A channel whose string
+says its holder serves on it (``"p": "serve"``: the parent is the client)
+is refused untouched: this package has no server for inherited channels."""
 
 from __future__ import annotations
 
@@ -9,15 +11,24 @@ import os
 import socket
 import stat
 import threading
-from typing import Set
+from typing import TYPE_CHECKING, Set
 
 from .errors import ConnectorError
+
+if TYPE_CHECKING:
+    from .connector import Connector
 
 _taken: Set[int] = set()
 _lock = threading.Lock()
 
 
-def take(address: str) -> socket.socket:
+def take(connector: "Connector") -> socket.socket:
+    if connector.extra.get("p") == "serve":
+        raise ConnectorError(
+            "this inherited channel is for this process to serve on: its parent is the "
+            "client (Client::child_channel), so no client can connect with it; the Python "
+            "package does not serve inherited channels: serve it from Rust with Server::bind")
+    address = connector.address
     if not address.isdigit():
         raise ConnectorError(f"an inherited channel's address is a descriptor number, not {address[:16]!r}")
     fd = int(address)

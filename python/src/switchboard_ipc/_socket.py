@@ -21,7 +21,7 @@ _NOT_YET = (errno.ECONNREFUSED, errno.ENOENT, errno.EAGAIN)
 def open_socket(connector: Connector, deadline: float) -> socket.socket:
     connector.check_usable()
     if connector.kind == "inherited":
-        return _inherited.take(connector.address)
+        return _inherited.take(connector)
     delay = 0.005
     while True:
         try:

@@ -22,7 +22,7 @@ Streams = Tuple[asyncio.StreamReader, asyncio.StreamWriter]
 async def open_streams(connector: Connector, deadline: float) -> Streams:
     connector.check_usable()
     if connector.kind == "inherited":
-        sock = _inherited.take(connector.address)
+        sock = _inherited.take(connector)
         sock.setblocking(False)
         return await asyncio.open_unix_connection(sock=sock)
     delay = 0.005
