@@ -343,6 +343,30 @@ async fn a_parent_turns_the_ring_on_and_its_child_uses_it() {
     drop(child);
 }
 
+/// The ring works over an inherited channel as over a socket file: a
+/// server with the ring on makes a channel, and the child given it asks for
+/// the ring with the rest of the string.
+#[tokio::test(flavor = "current_thread")]
+async fn a_child_on_an_inherited_channel_uses_the_ring_too() {
+    let _maps = MAPS.lock().await;
+    let server = Server::bind(&ring_connector(), router(Default::default()))
+        .await
+        .unwrap();
+    let channel = server.child_channel().unwrap();
+    assert!(channel.connector().shm_ring());
+    let mut command = child("ring-client");
+    command.connector_env(channel.connector());
+    let mut child = Reaper(command.spawn_with_channel(channel).unwrap());
+    let line = tokio::task::spawn_blocking(move || {
+        let line = first_line(&mut child.0);
+        (line, child)
+    });
+    let (line, child) = line.await.unwrap();
+    assert_eq!(line, "1", "the child maps one ring");
+    wait_for_rings(1).await;
+    drop(child);
+}
+
 /// The child of the idle test: quick exchanges over the ring between a
 /// server and a client of its own, on a runtime of `flavor`, then idle.
 fn quick_then_idle(flavor: &str) {

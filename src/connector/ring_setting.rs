@@ -36,7 +36,10 @@ impl Connector {
     /// a client whose server does not offer it (another implementation)
     /// talks over the socket as usual.
     ///
-    /// Only for a local connector (a Unix socket), and only on Linux: on
+    /// Only for a local connector (a Unix socket) and the inherited
+    /// channels a server with it on makes for its children
+    /// ([`Server::child_channel`](crate::Server::child_channel): the child
+    /// asks for the ring too), and only on Linux: on
     /// other platforms (Windows included) turning it on is refused with
     /// [`Error::Unsupported`], and so is connecting or binding with a
     /// connector string that has it on.
@@ -86,11 +89,18 @@ fn check(address: &Address) -> Result<()> {
             "the shared-memory ring (Connector::with_shm_ring, which exists only on Linux)".into(),
         ));
     }
-    if !matches!(address, Address::Unix(_)) {
+    if !can_carry(address) {
         return Err(Error::InvalidArgument {
             what: "shared-memory ring",
             reason: format!("{address} is not a local connector; the ring needs a Unix socket"),
         });
     }
     Ok(())
+}
+
+/// Whether connections to `address` run over a Unix socket, beside which
+/// the ring can live: a socket file, or an inherited channel (a
+/// socketpair on Unix; on Windows [`SUPPORTED`] refuses the ring anyway).
+pub(super) fn can_carry(address: &Address) -> bool {
+    matches!(address, Address::Unix(_) | Address::Inherited { .. })
 }

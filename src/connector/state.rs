@@ -14,7 +14,7 @@
 //! | `s` | secret, base64url, 16 to 64 bytes | no (absent: no authentication) |
 //! | `f` | body format: `json` or `msgpack` | no (absent: not chosen, the handshake settles the fastest common one) |
 //! | `m` | frame size limit in bytes | no (default 64 MiB) |
-//! | `r` | `true`: frames through the shared-memory ring (`unix` only) | no (default off) |
+//! | `r` | `true`: frames through the shared-memory ring (`unix` and, on Unix, `inherited` only) | no (default off) |
 //! | `p` | `inherited` only: the part the process holding the end plays, `connect` or `serve` | no (default `connect`) |
 
 use base64::Engine;
@@ -256,11 +256,11 @@ fn parse(text: &str) -> Result<Connector, ConnectorError> {
 
     let shm_ring = match fields.get("r") {
         None | Some(Value::Bool(false)) => false,
-        Some(Value::Bool(true)) if matches!(address, Address::Unix(_)) => true,
+        Some(Value::Bool(true)) if super::ring_setting::can_carry(&address) => true,
         Some(Value::Bool(true)) => {
             return Err(invalid(
                 "r",
-                "only a local (unix) connector can use the ring",
+                "only a local (unix) connector or an inherited channel can use the ring",
             ));
         }
         Some(_) => return Err(invalid("r", "expected true or false")),
