@@ -84,11 +84,16 @@ pub struct Config {
     pub ring_spin: Duration,
     /// Large bodies through shared memory on local connections, where the
     /// platform allows it (Linux: Unix sockets, including those of an
-    /// inherited channel); `None`: always the socket. Used only when both
-    /// sides allow it. Default: on, with [`SharedMemory::default`].
+    /// inherited channel, with sealed memfds; Windows: named pipes, with
+    /// sections whose handles the peer duplicates, which needs
+    /// `PROCESS_DUP_HANDLE` on the peer's process, so a peer of another
+    /// user, integrity level or sandbox gets the pipe); `None`: always the
+    /// socket. Used only when both sides allow it. Default: on, with
+    /// [`SharedMemory::default`].
     ///
-    /// Elsewhere (Windows named pipes, macOS, FreeBSD, TCP, a broker)
-    /// every body takes the socket as before, bound by the frame limit.
+    /// Elsewhere (an inherited pipe pair on Windows, macOS, FreeBSD, TCP,
+    /// a broker) every body takes the socket as before, bound by the frame
+    /// limit.
     pub shared_memory: Option<SharedMemory>,
 }
 

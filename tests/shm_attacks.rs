@@ -1,21 +1,27 @@
 //! A hostile peer on the shared-memory path (PROTOCOL.md §9), written by
-//! hand from the spec: pools without seals or of another size than
-//! announced, truncation, offsets outside the pool, a slot named twice,
-//! a region it never sent, a release of what it was never sent. Each
-//! closes that peer's connection (or refuses its handshake) while a good
-//! client beside it is served as usual.
+//! hand from the spec: pools that are not what they claim (without seals
+//! or of another size on Linux; not a section, smaller than announced, a
+//! handle that names nothing on Windows), truncation (Linux: a section
+//! has no call that resizes it), offsets outside the pool, a slot named
+//! twice, a region it never sent or that is not one, a release of what it
+//! was never sent. Each closes that peer's connection (or refuses its
+//! handshake) while a good client beside it is served as usual. How the
+//! raw peer hands a pool over is the platform's (`shm_attacks/`).
 
-#![cfg(target_os = "linux")]
+#![cfg(any(target_os = "linux", windows))]
+
+#[cfg(target_os = "linux")]
+#[path = "shm_attacks/linux.rs"]
+mod raw;
+#[cfg(windows)]
+#[path = "shm_attacks/windows.rs"]
+mod raw;
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixStream;
-use std::time::Duration;
 
+use raw::{Pool, Stream};
 use serde_json::{Value, json};
-use switchboard::{
-    Address, Bytes, Client, Config, Connector, HandlerError, Router, Server, SharedMemory,
-};
+use switchboard::{Bytes, Client, Config, Connector, HandlerError, Router, Server, SharedMemory};
 
 /// Bodies the `hold` route keeps.
 static HELD: std::sync::Mutex<Vec<Bytes>> = std::sync::Mutex::new(Vec::new());
@@ -47,78 +53,12 @@ async fn good_client_is_served(server: &Server) {
     assert_eq!(len, 1 << 20);
 }
 
-fn memfd(len: usize, seals: libc::c_int) -> OwnedFd {
-    // SAFETY: plain syscalls; the descriptor is owned right away.
-    unsafe {
-        let fd = libc::memfd_create(
-            c"sb-attack".as_ptr(),
-            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-        );
-        assert!(fd >= 0);
-        let fd = OwnedFd::from_raw_fd(fd);
-        assert_eq!(libc::ftruncate(fd.as_raw_fd(), len as libc::off_t), 0);
-        if seals != 0 {
-            assert_eq!(libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals), 0);
-        }
-        fd
-    }
-}
-
-const SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
-
-fn packet_pair() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for two descriptors.
-    unsafe {
-        assert_eq!(
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-                0,
-                fds.as_mut_ptr()
-            ),
-            0
-        );
-        (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
-    }
-}
-
 fn frame(body: &[u8]) -> Vec<u8> {
     [&(body.len() as u32).to_le_bytes()[..], body].concat()
 }
 
-/// Sends `bytes` with `fds` attached.
-fn send_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[RawFd]) {
-    let mut control = vec![0u64; 8];
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_ptr() as *mut libc::c_void,
-        iov_len: bytes.len(),
-    };
-    // SAFETY: msghdr points at live buffers; CMSG macros stay within them.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE((fds.len() * 4) as u32) as _;
-        let header = libc::CMSG_FIRSTHDR(&msg);
-        (*header).cmsg_level = libc::SOL_SOCKET;
-        (*header).cmsg_type = libc::SCM_RIGHTS;
-        (*header).cmsg_len = libc::CMSG_LEN((fds.len() * 4) as u32) as _;
-        std::ptr::copy_nonoverlapping(
-            fds.as_ptr().cast::<u8>(),
-            libc::CMSG_DATA(header),
-            fds.len() * 4,
-        );
-        assert_eq!(
-            libc::sendmsg(stream.as_raw_fd(), &msg, 0),
-            bytes.len() as isize
-        );
-    }
-}
-
 /// The next frame, or `None` when the server closed the connection.
-fn receive(stream: &mut UnixStream) -> Option<Vec<u8>> {
+fn receive(stream: &mut Stream) -> Option<Vec<u8>> {
     let mut header = [0u8; 4];
     stream.read_exact(&mut header).ok()?;
     let mut body = vec![0; u32::from_le_bytes(header) as usize];
@@ -126,23 +66,18 @@ fn receive(stream: &mut UnixStream) -> Option<Vec<u8>> {
     Some(body)
 }
 
-/// A raw client after the handshake, with its pool and channel.
+/// A raw client after the handshake, with its pool and what else it
+/// handed over (Linux: the channel).
 struct Raw {
-    stream: UnixStream,
-    pool: OwnedFd,
-    channel: OwnedFd,
+    stream: Stream,
+    pool: Pool,
+    _kept: raw::Kept,
 }
 
 /// Runs the handshake offering `pool` (announced as `announced` bytes).
 /// `Ok` with the connection, or `Err` with the server's refusal.
-fn handshake(connector: &Connector, pool: OwnedFd, announced: usize) -> Result<Raw, Value> {
-    let Address::Unix(path) = connector.address() else {
-        panic!("not a Unix socket");
-    };
-    let mut stream = UnixStream::connect(path).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
+fn handshake(connector: &Connector, pool: Pool, announced: usize) -> Result<Raw, Value> {
+    let mut stream = raw::connect(connector);
     let hello = json!({
         "switchboard": 4, "client_id": "attacker", "formats": ["msgpack"],
         "nonce": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
@@ -153,15 +88,9 @@ fn handshake(connector: &Connector, pool: OwnedFd, announced: usize) -> Result<R
         .unwrap();
     let challenge: Value = serde_json::from_slice(&receive(&mut stream).unwrap()).unwrap();
     assert_eq!(challenge["shm"], 1, "{challenge}");
-    let (channel, theirs) = packet_pair();
-    let proof = json!({"pool": announced, "fds": ["pool", "channel"]});
-    send_with_fds(
-        &stream,
-        &frame(proof.to_string().as_bytes()),
-        &[pool.as_raw_fd(), theirs.as_raw_fd()],
-    );
-    drop(theirs);
-    // The server's pool comes attached; a plain read lets the kernel close it.
+    let kept = raw::send_proof(&mut stream, &pool, announced);
+    // The server's pool comes with it (Linux: attached, and a plain read
+    // lets the kernel close it; Windows: a handle value, never taken).
     let welcome: Value = serde_json::from_slice(&receive(&mut stream).unwrap()).unwrap();
     if welcome.get("error").is_some() {
         return Err(welcome);
@@ -170,7 +99,7 @@ fn handshake(connector: &Connector, pool: OwnedFd, announced: usize) -> Result<R
     Ok(Raw {
         stream,
         pool,
-        channel,
+        _kept: kept,
     })
 }
 
@@ -192,20 +121,11 @@ fn shared_call(id: u64, route: &str, offset: u64, len: u64) -> Vec<u8> {
 }
 
 /// A MessagePack `bin` of `len` bytes, written at `offset` of the pool.
-fn write_bin(pool: &OwnedFd, offset: usize, len: usize) -> u64 {
+fn write_bin(pool: &Pool, offset: usize, len: usize) -> u64 {
     let mut bin = vec![0xc6];
     bin.extend_from_slice(&(len as u32).to_be_bytes());
     bin.resize(5 + len, 0x42);
-    // SAFETY: pwrite of a live buffer to a descriptor we own.
-    let written = unsafe {
-        libc::pwrite(
-            pool.as_raw_fd(),
-            bin.as_ptr().cast(),
-            bin.len(),
-            offset as libc::off_t,
-        )
-    };
-    assert_eq!(written, bin.len() as isize);
+    pool.write(offset, &bin);
     bin.len() as u64
 }
 
@@ -229,7 +149,7 @@ async fn an_honest_raw_peer_is_served_through_its_pool() {
     let server = server().await;
     let connector = server.connector().clone();
     let answer = tokio::task::spawn_blocking(move || {
-        let mut raw = handshake(&connector, memfd(1 << 20, SEALS), 1 << 20).unwrap();
+        let mut raw = handshake(&connector, Pool::new(1 << 20), 1 << 20).unwrap();
         let len = write_bin(&raw.pool, 4096, 100_000);
         raw.exchange(&shared_request(4096, len))
     })
@@ -243,13 +163,9 @@ async fn an_honest_raw_peer_is_served_through_its_pool() {
 }
 
 #[tokio::test]
-async fn pools_without_seals_or_of_another_size_are_refused() {
+async fn pools_that_are_not_what_they_claim_are_refused() {
     let server = server().await;
-    for (pool, announced, why) in [
-        (memfd(1 << 20, 0), 1 << 20, "not sealed"),
-        (memfd(1 << 20, libc::F_SEAL_GROW), 1 << 20, "not sealed"),
-        (memfd(1 << 20, SEALS), 2 << 20, "bytes, expected"),
-    ] {
+    for (pool, announced, why) in raw::lying_pools() {
         let connector = server.connector().clone();
         let refusal = tokio::task::spawn_blocking(move || handshake(&connector, pool, announced))
             .await
@@ -263,20 +179,17 @@ async fn pools_without_seals_or_of_another_size_are_refused() {
     }
 }
 
+/// Linux: a memfd could be truncated, and the seals are what stop it. A
+/// Windows section has no call that resizes it, so there is nothing to try.
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn a_sealed_pool_cannot_be_truncated_under_the_reader() {
     let server = server().await;
     let connector = server.connector().clone();
     let answer = tokio::task::spawn_blocking(move || {
-        let mut raw = handshake(&connector, memfd(1 << 20, SEALS), 1 << 20).unwrap();
+        let mut raw = handshake(&connector, Pool::new(1 << 20), 1 << 20).unwrap();
         let len = write_bin(&raw.pool, 0, 500_000);
-        // SAFETY: plain syscalls on our own descriptor.
-        let (shrink, grow) = unsafe {
-            (
-                libc::ftruncate(raw.pool.as_raw_fd(), 0),
-                libc::ftruncate(raw.pool.as_raw_fd(), 2 << 20),
-            )
-        };
+        let (shrink, grow) = (raw.pool.truncate(0), raw.pool.truncate(2 << 20));
         assert_eq!((shrink, grow), (-1, -1), "the seals refuse both");
         raw.exchange(&shared_request(0, len))
     })
@@ -293,7 +206,7 @@ type Attack = Box<dyn Fn(&Raw) -> Vec<u8> + Send>;
 async fn lies_about_shared_memory_close_that_connection_only() {
     let server = server().await;
     let pool_len = 1u64 << 20;
-    let attacks: Vec<(&str, Attack)> = vec![
+    let mut attacks: Vec<(&str, Attack)> = vec![
         (
             "past the end",
             Box::new(move |_| shared_request(pool_len - 10, 11)),
@@ -338,18 +251,14 @@ async fn lies_about_shared_memory_close_that_connection_only() {
             }),
         ),
     ];
+    attacks.extend(raw::lying_regions());
     for (what, attack) in attacks {
         let connector = server.connector().clone();
         let closed = tokio::task::spawn_blocking(move || {
-            let mut raw = handshake(
-                &connector,
-                memfd(pool_len as usize, SEALS),
-                pool_len as usize,
-            )
-            .unwrap();
+            let mut raw =
+                handshake(&connector, Pool::new(pool_len as usize), pool_len as usize).unwrap();
             let bytes = attack(&raw);
             // Closed: no answer, the stream ends.
-            let _ = &raw.channel;
             raw.exchange(&bytes).is_none()
         })
         .await
@@ -389,22 +298,12 @@ async fn a_body_rewritten_after_sending_reaches_a_handler_only_without_copy_rece
         let connector = server.connector().clone();
         const LEN: usize = 100_000;
         tokio::task::spawn_blocking(move || {
-            let mut raw = handshake(&connector, memfd(1 << 20, SEALS), 1 << 20).unwrap();
+            let mut raw = handshake(&connector, Pool::new(1 << 20), 1 << 20).unwrap();
             let len = write_bin(&raw.pool, 4096, LEN);
             let answer = raw.exchange(&shared_call(1, "keep", 4096, len)).unwrap();
             assert_eq!(answer[0], 3, "{answer:?}");
             // The handler has answered and still holds the body: rewrite it.
-            let rewritten = vec![0x43u8; LEN];
-            // SAFETY: pwrite of a live buffer to a descriptor we own.
-            let written = unsafe {
-                libc::pwrite(
-                    raw.pool.as_raw_fd(),
-                    rewritten.as_ptr().cast(),
-                    LEN,
-                    4096 + 5,
-                )
-            };
-            assert_eq!(written, LEN as isize);
+            raw.pool.write(4096 + 5, &[0x43u8; LEN]);
             // Keep the connection open while the body is looked at.
             raw
         })

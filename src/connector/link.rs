@@ -34,7 +34,8 @@ pub struct Link {
     /// stream (descriptors, the shared-memory ring's doorbell); `None` for
     /// other transports.
     pub unix_socket: Option<UnixSocket>,
-    /// Passing descriptors over the link: Unix sockets on Linux only.
+    /// Handing shared memory over the link: descriptors over Unix sockets
+    /// on Linux, the peer's process id over named pipes on Windows.
     pub descriptors: Option<Descriptors>,
     /// The address at the other end (TCP only).
     pub peer_ip: Option<IpAddr>,
@@ -50,9 +51,12 @@ pub type UnixSocket = std::convert::Infallible;
 /// made of it where the platform has no such thing.
 #[cfg(target_os = "linux")]
 pub use super::descriptors::Descriptors;
+/// What a link offers for handing shared memory over ([`Link::descriptors`]).
+#[cfg(windows)]
+pub use super::descriptors_windows::Descriptors;
 /// Passes descriptors over a link ([`Link::descriptors`]); nothing can be
 /// made of it where the platform has no such thing.
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows)))]
 #[derive(Debug, Clone)]
 pub enum Descriptors {}
 
@@ -102,7 +106,7 @@ impl Link {
                 peer_uid,
                 peer_ip: None,
                 unix_socket: None,
-                descriptors: None,
+                descriptors: peer_pid.map(Descriptors::new),
             })
         }
     }

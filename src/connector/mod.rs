@@ -12,6 +12,8 @@ mod amqp;
 mod amqp_url;
 #[cfg(target_os = "linux")]
 mod descriptors;
+#[cfg(windows)]
+mod descriptors_windows;
 #[cfg(any(unix, windows))]
 mod inherited;
 #[cfg(unix)]

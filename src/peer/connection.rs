@@ -92,11 +92,11 @@ impl Connection {
             read_poll: BusyPoll::new(settings.config.busy_poll),
             answer_poll: BusyPoll::new(settings.config.busy_poll),
             answered: AtomicU64::new(0),
-            #[cfg(target_os = "linux")]
+            #[cfg(any(target_os = "linux", windows))]
             shm: settings
                 .shm
                 .map(|link| super::shm::Shm::new(link, settings.max_frame)),
-            #[cfg(not(target_os = "linux"))]
+            #[cfg(not(any(target_os = "linux", windows)))]
             shm: settings.shm.map(|link| match link {}),
         });
         // Everything the connection's tasks log says which connection.
@@ -117,7 +117,7 @@ impl Connection {
             let sweep = deadlines::sweep(peer.clone(), first, horizon).instrument(span.clone());
             tasks.push(tokio::spawn(sweep).abort_handle());
         }
-        #[cfg(target_os = "linux")]
+        #[cfg(any(target_os = "linux", windows))]
         if peer.shared.shm.is_some() {
             let releases = release_task(peer.clone()).instrument(span.clone());
             tasks.push(tokio::spawn(releases).abort_handle());
@@ -216,7 +216,7 @@ async fn write_task(peer: Peer) {
 /// Hands bodies of the peer's that we are done with back to it, as they
 /// are dropped (PROTOCOL.md §9). A task, because a body may be dropped
 /// anywhere, even under the outbox's lock.
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 async fn release_task(peer: Peer) {
     use crate::protocol::shared_message;
     let Some(shm) = &peer.shared.shm else {

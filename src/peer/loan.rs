@@ -35,7 +35,7 @@ pub struct Loan {
 }
 
 enum Inner {
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", windows))]
     Shared {
         slot: std::sync::Arc<crate::shm::LoanSlot>,
         len: usize,
@@ -53,7 +53,7 @@ impl std::fmt::Debug for Loan {
 }
 
 impl Loan {
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", windows))]
     pub(super) fn shared(slot: std::sync::Arc<crate::shm::LoanSlot>, len: usize) -> Loan {
         Loan {
             inner: Inner::Shared { slot, len },
@@ -70,7 +70,7 @@ impl Loan {
     /// it copies nothing).
     pub fn in_shared_memory(&self) -> bool {
         match &self.inner {
-            #[cfg(target_os = "linux")]
+            #[cfg(any(target_os = "linux", windows))]
             Inner::Shared { .. } => true,
             Inner::Plain(_) => false,
         }
@@ -81,7 +81,7 @@ impl Loan {
     /// around it in the body are rewritten for each send).
     pub fn freeze(self) -> Bytes {
         match self.inner {
-            #[cfg(target_os = "linux")]
+            #[cfg(any(target_os = "linux", windows))]
             Inner::Shared { slot, len } => {
                 Bytes::from(::bytes::Bytes::from_owner(Frozen { slot, len }))
             }
@@ -95,7 +95,7 @@ impl Deref for Loan {
 
     fn deref(&self) -> &[u8] {
         match &self.inner {
-            #[cfg(target_os = "linux")]
+            #[cfg(any(target_os = "linux", windows))]
             // SAFETY: the slot has room for `LOAN_HEAD + len` bytes (taken so
             // from the pool) and stays mapped while `slot` lives; nothing
             // else writes it before the loan is frozen and sent.
@@ -110,7 +110,7 @@ impl Deref for Loan {
 impl DerefMut for Loan {
     fn deref_mut(&mut self) -> &mut [u8] {
         match &mut self.inner {
-            #[cfg(target_os = "linux")]
+            #[cfg(any(target_os = "linux", windows))]
             // SAFETY: as for `deref`; `&mut self` makes this the only view.
             Inner::Shared { slot, len } => unsafe {
                 std::slice::from_raw_parts_mut(slot.as_ptr().add(super::shm::LOAN_HEAD), *len)
@@ -121,13 +121,13 @@ impl DerefMut for Loan {
 }
 
 /// A frozen loan's bytes.
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 struct Frozen {
     slot: std::sync::Arc<crate::shm::LoanSlot>,
     len: usize,
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 impl AsRef<[u8]> for Frozen {
     fn as_ref(&self) -> &[u8] {
         // SAFETY: as for `Loan::deref`; frozen, the bytes are only read.

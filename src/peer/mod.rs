@@ -207,7 +207,7 @@ impl Peer {
     /// where bodies can go through shared memory.
     pub(crate) fn max_message(&self) -> u32 {
         match &self.shared.shm {
-            #[cfg(target_os = "linux")]
+            #[cfg(any(target_os = "linux", windows))]
             Some(shm) => shm.max_message(),
             _ => self.shared.max_frame,
         }
@@ -225,7 +225,7 @@ impl Peer {
     /// beyond it, large bodies take the socket.
     pub fn shared_memory_used(&self) -> Option<usize> {
         match &self.shared.shm {
-            #[cfg(target_os = "linux")]
+            #[cfg(any(target_os = "linux", windows))]
             Some(shm) => Some(shm.used()),
             _ => None,
         }
@@ -236,7 +236,7 @@ impl Peer {
     /// [`Bytes`](crate::Bytes) and sent, it reaches the peer without a
     /// copy. Elsewhere an ordinary buffer (see [`Loan`]).
     pub fn loan(&self, len: usize) -> Loan {
-        #[cfg(target_os = "linux")]
+        #[cfg(any(target_os = "linux", windows))]
         if let Some(slot) = self.shared.shm.as_ref().and_then(|shm| shm.loan(len)) {
             return Loan::shared(slot, len);
         }
@@ -250,7 +250,7 @@ impl Peer {
         frame: crate::transport::OutFrame,
     ) -> crate::error::Result<crate::transport::OutFrame> {
         match &self.shared.shm {
-            #[cfg(target_os = "linux")]
+            #[cfg(any(target_os = "linux", windows))]
             Some(shm) => shm.divert(frame),
             _ => Ok(frame),
         }
@@ -286,7 +286,7 @@ impl Shared {
             return;
         }
         self.credit.close();
-        #[cfg(target_os = "linux")]
+        #[cfg(any(target_os = "linux", windows))]
         if let Some(shm) = &self.shm {
             shm.close();
         }

@@ -86,7 +86,7 @@ fn resolve(peer: &Peer, message: Message, len: usize) -> Result<(Message, usize)
             len: body,
             frame,
         } => match &peer.shared.shm {
-            #[cfg(target_os = "linux")]
+            #[cfg(any(target_os = "linux", windows))]
             Some(shm) => {
                 let header = crate::protocol::shared_message::SHARED_HEADER;
                 let size = (len - header).saturating_add(body as usize);
@@ -98,7 +98,7 @@ fn resolve(peer: &Peer, message: Message, len: usize) -> Result<(Message, usize)
             }
         },
         Message::Release { offsets } => match &peer.shared.shm {
-            #[cfg(target_os = "linux")]
+            #[cfg(any(target_os = "linux", windows))]
             Some(shm) => shm.release(&offsets).map(|()| (Message::Pong, len)),
             _ => {
                 let _ = offsets;

@@ -1,13 +1,14 @@
 //! Large bodies through shared memory on this connection (PROTOCOL.md §9),
-//! when the handshake settled it (Linux, a Unix socket, both sides).
+//! when the handshake settled it (a Unix socket on Linux, a named pipe on
+//! Windows, both sides).
 //!
 //! Sending: a request, notification, response or item whose body is at
 //! least the threshold is *diverted*: its body is copied into a free slot
 //! of our pool (or, written there already, a loan is named in place) and
 //! the socket carries a `shared` frame with the message's header and the
 //! body's place. A body that finds no room takes the socket if it fits a
-//! frame, else a region of its own (a sealed memfd passed over the
-//! connection's descriptor channel); nothing waits for the peer to release
+//! frame, else a region of its own (handed over as the platform does it:
+//! `shm::RegionChannel`); nothing waits for the peer to release
 //! anything, so no pattern of traffic can deadlock on it.
 //!
 //! Receiving: a `shared` frame's body is lent from the peer's pool as the
@@ -16,16 +17,15 @@
 //! peer in a `release` message, sent by the connection's release task
 //! (a drop may happen anywhere, even under the outbox's lock).
 
-#[cfg(target_os = "linux")]
-pub(super) use linux::{LOAN_HEAD, Shm};
+#[cfg(any(target_os = "linux", windows))]
+pub(super) use shared::{LOAN_HEAD, Shm};
 
 /// Nothing: no shared memory on this platform.
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows)))]
 pub(super) enum Shm {}
 
-#[cfg(target_os = "linux")]
-mod linux {
-    use std::os::fd::{AsFd, OwnedFd};
+#[cfg(any(target_os = "linux", windows))]
+mod shared {
     use std::sync::Arc;
 
     use crate::config::SharedMemory;
@@ -33,8 +33,7 @@ mod linux {
     use crate::protocol::handshake::ShmLink;
     use crate::protocol::message::Message;
     use crate::protocol::shared_message;
-    use crate::shm::{Lender, LoanSlot, Pool, Releases, SharedRegion, dedicated};
-    use crate::shm::{recv_with_fds, send_with_fds};
+    use crate::shm::{Lender, LoanSlot, Pool, RegionChannel, Releases, SharedRegion, dedicated};
     use crate::transport::{Frame, HEADER_LEN, OutFrame};
 
     /// Room a loan keeps before and after its bytes, for the parts of the
@@ -47,7 +46,7 @@ mod linux {
     pub(crate) struct Shm {
         pool: Arc<Pool>,
         lender: Arc<Lender>,
-        channel: OwnedFd,
+        channel: RegionChannel,
         settings: SharedMemory,
         max_frame: u32,
     }
@@ -120,12 +119,8 @@ mod linux {
                     max: self.max_frame,
                 });
             }
-            self.own_region(&pieces, body_len)?;
-            Ok(shared_message::shared(
-                shared_message::OWN_REGION,
-                body_len as u64,
-                header,
-            ))
+            let offset = self.own_region(&pieces, body_len)?;
+            Ok(shared_message::shared(offset, body_len as u64, header))
         }
 
         /// A body that is `[head][a loan's bytes][tail]`, with room in the
@@ -156,26 +151,22 @@ mod linux {
             self.pool.send_loan(&loan, start, len)
         }
 
-        /// Sends `pieces` in a region of their own: made, filled, its
-        /// descriptor passed over the channel before the frame that names
-        /// it, and unmapped here (the peer's mapping keeps it alive).
-        fn own_region(&self, pieces: &[&[u8]], len: usize) -> Result<()> {
+        /// Sends `pieces` in a region of their own: made, filled, handed
+        /// to the peer before the frame that names it, and unmapped here.
+        /// Returns the offset that names it.
+        fn own_region(&self, pieces: &[&[u8]], len: usize) -> Result<u64> {
             let region = SharedRegion::create("sb-payload", len)?;
             let mut at = 0;
             for piece in pieces {
                 region.write(at, piece)?;
                 at += piece.len();
             }
-            match send_with_fds(self.channel.as_fd(), b"r", &[region.fd()]) {
-                Ok(_) => Ok(()),
-                // The peer has not taken the regions sent before: it gets
-                // no more until it does.
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(Error::FrameTooLarge {
-                    size: len as u64,
-                    max: self.max_frame,
-                }),
-                Err(e) => Err(e.into()),
-            }
+            // `None`: the peer has not taken the regions sent before, and
+            // gets no more until it does.
+            self.channel.send(region)?.ok_or(Error::FrameTooLarge {
+                size: len as u64,
+                max: self.max_frame,
+            })
         }
 
         /// The message a `shared` frame holds, its body lent from shared
@@ -189,8 +180,12 @@ mod linux {
                 )));
             }
             let copy = self.settings.copy_received;
-            let body = if offset == shared_message::OWN_REGION {
-                dedicated(self.own_region_received(len)?, copy)
+            let body = if self.channel.is_region(offset) {
+                let region = self
+                    .channel
+                    .receive(offset, len, self.lender.releases())
+                    .map_err(Error::Protocol)?;
+                dedicated(region, copy)
             } else {
                 self.lender
                     .lend(offset, len, copy)
@@ -199,29 +194,14 @@ mod linux {
             Message::parse_shared(frame, Frame::from(body))
         }
 
-        fn own_region_received(&self, len: u64) -> Result<SharedRegion> {
-            let missing = || {
-                Error::Protocol(
-                    "the peer named a shared-memory region of its own that it did not send".into(),
-                )
-            };
-            let received = match recv_with_fds(self.channel.as_fd(), &mut [0u8; 1], 1) {
-                Ok(received) => received,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Err(missing()),
-                Err(e) => return Err(Error::Protocol(format!("the region channel failed: {e}"))),
-            };
-            let fd = received.fds.into_iter().next().ok_or_else(missing)?;
-            let len = usize::try_from(len).map_err(|_| missing())?;
-            SharedRegion::open(fd, len).map_err(|e| {
-                Error::Protocol(format!("the peer's shared-memory region is unusable: {e}"))
-            })
-        }
-
         /// The peer is done with these bodies of ours.
         pub(crate) fn release(&self, offsets: &[u64]) -> Result<()> {
             offsets
                 .iter()
-                .try_for_each(|offset| self.pool.release(*offset))
+                .try_for_each(|offset| {
+                    let released = self.channel.released(*offset);
+                    released.unwrap_or_else(|| self.pool.release(*offset))
+                })
                 .map_err(Error::Protocol)
         }
     }

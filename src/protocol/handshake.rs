@@ -27,7 +27,7 @@ pub use super::client_id::check_client_id;
 use super::format::Format;
 use super::handshake_proof::{CLIENT_LABEL, RESUME_LABEL, SERVER_LABEL, keyed, mac};
 use super::handshake_ring as ring_setup;
-use super::handshake_shm::{self as shm_setup, ClientShm, PeerShm, SHM_VERSION};
+use super::handshake_shm::{self as shm_setup, ClientShm, Fields, PeerShm, SHM_VERSION};
 pub use super::handshake_shm::{Offer, ShmLink};
 use crate::config::Window;
 use crate::connector::{Connector, random_bytes};
@@ -97,10 +97,9 @@ struct Hello {
 struct Reply {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     shm: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pool: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    fds: Option<Vec<String>>,
+    /// `pool`, `fds`, `handles` (steps 3 and 4), in this place.
+    #[serde(flatten)]
+    shm_fields: Fields,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     switchboard: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -229,9 +228,8 @@ pub async fn client(
         });
     let shm = match shm {
         Some(shm) => {
-            let (pool, fds) = shm.fields();
-            (answer.pool, answer.fds) = (Some(pool), Some(fds));
-            shm.send(sealed(&answer)?.first()).await?;
+            answer.shm_fields = shm.fields();
+            shm.send(writer, sealed(&answer)?.first()).await?;
             Some(shm)
         }
         None => {
@@ -252,9 +250,7 @@ pub async fn client(
     // The step-4 descriptors are taken here, before the ring (if agreed)
     // is offered after the welcome: the reads stop expecting descriptors.
     let shm = match shm {
-        Some(shm) => shm
-            .finish(welcome.fds.as_deref(), welcome.pool)
-            .map_err(Error::Protocol)?,
+        Some(shm) => shm.finish(&welcome.shm_fields).map_err(Error::Protocol)?,
         None => None,
     };
     reader.set_max(connector.max_frame());
@@ -386,9 +382,9 @@ impl ServerHello {
 
         let answer = receive::<Reply>(reader).await;
         let received = match &answer {
-            Ok(answer) => shm_setup::received(shm, answer.fds.as_deref(), answer.pool),
+            Ok(answer) => shm_setup::received(shm, &answer.shm_fields),
             // Taken all the same: the reads stop expecting descriptors.
-            Err(_) => shm_setup::received(shm, None, None),
+            Err(_) => shm_setup::received(shm, &Fields::default()),
         };
         let answer = answer?;
         if let Some(refusal) = answer.error {
@@ -505,8 +501,8 @@ impl Proven {
         // and the welcome goes without a pool.
         self.shm = match self.peer_shm.take() {
             Some(peer) => {
-                peer.welcome(|pool, fds| {
-                    (welcome.pool, welcome.fds) = (Some(pool), Some(fds));
+                peer.welcome(writer, |fields| {
+                    welcome.shm_fields = fields;
                     Ok(sealed(&welcome)?.into_vec())
                 })
                 .await?

@@ -23,7 +23,7 @@ pub(super) const SHARED: u8 = 11;
 pub(super) const RELEASE: u8 = 12;
 
 /// Bytes before the inner message of a `shared` message: kind, offset, length.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+#[cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code))]
 pub const SHARED_HEADER: usize = 17;
 /// Most offsets one `release` message carries.
 pub const MAX_RELEASES: usize = 4096;
@@ -104,7 +104,9 @@ pub enum Message {
     /// A request, notification, response or item whose body is in shared
     /// memory (PROTOCOL.md §9): resolve it, then [`Message::parse_shared`].
     Shared {
-        /// Where in the sender's pool ([`OWN_REGION`]: a region of its own).
+        /// Where in the sender's pool, or which region of its own
+        /// (PROTOCOL.md §9: 2^64 − 1 on Linux, 2^63 + a handle value on
+        /// Windows).
         offset: u64,
         /// The body's length.
         len: u64,
@@ -127,7 +129,7 @@ impl Message {
     /// Decodes the inner message of a `shared` frame, with `body` (from
     /// shared memory) as its body. Only requests, notifications, responses
     /// and items travel this way; the inner message's own body is empty.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    #[cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code))]
     pub fn parse_shared(frame: Frame, body: Frame) -> Result<Message> {
         match frame.get(SHARED_HEADER) {
             Some(&(REQUEST | NOTIFICATION | RESPONSE | ITEM)) => {}

@@ -4,15 +4,16 @@
 //! envelope's ([`super::message`]); building them, and finding where an
 //! outgoing message's body starts, is here.
 
-// Shared memory is Linux-only: elsewhere nothing builds these messages.
-#![cfg_attr(not(target_os = "linux"), allow(dead_code, unused_imports))]
+// Shared memory is Linux and Windows only: elsewhere nothing builds these
+// messages.
+#![cfg_attr(
+    not(any(target_os = "linux", windows)),
+    allow(dead_code, unused_imports)
+)]
 
 use super::message::{ITEM, NOTIFICATION, RELEASE, REQUEST, RESPONSE, SHARED};
 pub use super::message::{MAX_RELEASES, SHARED_HEADER};
 use crate::transport::{OutFrame, seal};
-
-/// The `offset` of a `shared` message whose body is in a region of its own.
-pub const OWN_REGION: u64 = u64::MAX;
 
 /// Where the body of the message in `frame` (without the length prefix)
 /// starts, for the kinds that may travel through shared memory; `None`

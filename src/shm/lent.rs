@@ -46,7 +46,7 @@ impl Releases {
         }
     }
 
-    fn push(&self, offset: u64) {
+    pub(super) fn push(&self, offset: u64) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
@@ -130,8 +130,9 @@ impl AsRef<[u8]> for Lent {
     fn as_ref(&self) -> &[u8] {
         match self.lender.region.range(self.start, self.len) {
             // SAFETY: the range is inside the mapping (checked when lent),
-            // which lives as long as the lender this holds, and is sealed
-            // against shrinking, so every byte stays readable. The peer can
+            // which lives as long as the lender this holds, and cannot
+            // shrink (a sealed memfd, or a section, whose size is fixed), so
+            // every byte stays readable. The peer can
             // still write these bytes while they are read here: that changes
             // what is read (SECURITY.md, "Shared memory"; the
             // `copy_received` setting avoids it), never where.
@@ -163,8 +164,8 @@ struct Whole(SharedRegion);
 impl AsRef<[u8]> for Whole {
     fn as_ref(&self) -> &[u8] {
         match self.0.range(0, self.0.len()) {
-            // SAFETY: the whole mapping, alive as long as `self`; sealed
-            // against shrinking (checked when it was opened).
+            // SAFETY: the whole mapping, alive as long as `self`; it cannot
+            // shrink (sealed or a section, checked when it was opened).
             Some(ptr) => unsafe { std::slice::from_raw_parts(ptr.as_ptr(), self.0.len()) },
             None => &[],
         }
@@ -179,7 +180,7 @@ mod tests {
     async fn a_body_is_lent_in_place_and_released_when_dropped() {
         let ours = SharedRegion::create("sb-test-lent", 8192).unwrap();
         ours.write(100, b"payload").unwrap();
-        let theirs = SharedRegion::open(ours.fd().try_clone_to_owned().unwrap(), 8192).unwrap();
+        let theirs = ours.reopen();
         let lender = Lender::new(theirs);
         let body = lender.lend(100, 7, false).unwrap();
         assert_eq!(&body[..], b"payload");

@@ -1,17 +1,20 @@
 //! Shared memory between the two processes of a local connection.
 //!
-//! Two things a shared-memory path needs: a region both processes map
-//! ([`SharedRegion`]: a sealed memfd, so the peer can neither shrink it
-//! under our reads nor grow it), and a way to hand its descriptor to the
-//! peer over the connection's Unix socket ([`send_with_fds`],
-//! [`recv_with_fds`]: `SCM_RIGHTS`). On them, the payload pool's two
+//! What a shared-memory path needs: a region both processes map
+//! ([`SharedRegion`]: a sealed memfd on Linux, a pagefile-backed section on
+//! Windows, so the peer can neither shrink it under our reads nor grow
+//! it), and a way to hand it to the peer: on Linux its descriptor over the
+//! connection's Unix socket ([`send_with_fds`], [`recv_with_fds`]:
+//! `SCM_RIGHTS`), on Windows its handle, which the peer duplicates out of
+//! this process ([`PeerProcess`]). On them, the payload pool's two
 //! halves: [`Pool`], the slots this side sends large bodies from, and
-//! [`Lender`], the peer's pool, whose bodies are lent out in place. The
-//! latency ring lives above, and decides what its bytes mean.
+//! [`Lender`], the peer's pool, whose bodies are lent out in place; and
+//! [`RegionChannel`], how a body too large for the pool goes in a region
+//! of its own. The latency ring (Linux) lives above, and decides what its
+//! bytes mean.
 //!
-//! Linux only for now (`memfd_create`, file seals, `MSG_CMSG_CLOEXEC`): on
-//! other platforms this module is empty and the paths built on it are
-//! refused or not offered.
+//! Linux and Windows only: on other platforms this module holds no
+//! region, and the paths built on it are refused or not offered.
 //!
 //! Safety model: the region is memory another process writes at any time.
 //! [`SharedRegion`] never forms a Rust reference (`&[u8]`) to it; bytes are
@@ -23,16 +26,22 @@
 //! can then change what the handler reads (never where), which SECURITY.md
 //! documents, and `SharedMemory::copy_received` turns off.
 
+#[cfg(target_os = "linux")]
+mod channel_linux;
+#[cfg(windows)]
+mod channel_windows;
 mod corrupted;
 #[cfg(target_os = "linux")]
 mod fd_passing;
 #[cfg(target_os = "linux")]
 mod idle;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 mod lent;
-#[cfg(target_os = "linux")]
+#[cfg(windows)]
+mod peer_process;
+#[cfg(any(target_os = "linux", windows))]
 mod pool;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 mod region;
 #[cfg(target_os = "linux")]
 pub(crate) mod ring;
@@ -42,13 +51,19 @@ mod ring_link;
 #[cfg(target_os = "linux")]
 pub(crate) mod ring_setup;
 
+#[cfg(target_os = "linux")]
+pub(crate) use channel_linux::RegionChannel;
+#[cfg(windows)]
+pub(crate) use channel_windows::RegionChannel;
 pub(crate) use corrupted::Corrupted;
 #[cfg(target_os = "linux")]
 pub(crate) use fd_passing::{recv_with_fds, send_with_fds};
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 pub(crate) use lent::{Lender, Releases, dedicated};
-#[cfg(target_os = "linux")]
+#[cfg(windows)]
+pub(crate) use peer_process::PeerProcess;
+#[cfg(any(target_os = "linux", windows))]
 pub(crate) use pool::{LoanSlot, Pool};
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 pub(crate) use region::SharedRegion;
 pub(crate) use ring_capacity::check_ring_capacity;
