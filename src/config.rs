@@ -87,13 +87,12 @@ pub struct Config {
     /// inherited channel, with sealed memfds; Windows: named pipes, with
     /// sections whose handles the peer duplicates, which needs
     /// `PROCESS_DUP_HANDLE` on the peer's process, so a peer of another
-    /// user, integrity level or sandbox gets the pipe); `None`: always the
-    /// socket. Used only when both sides allow it. Default: on, with
-    /// [`SharedMemory::default`].
+    /// user, integrity level or sandbox gets the pipe; an inherited pipe
+    /// pair too); `None`: always the socket. Used only when both sides
+    /// allow it. Default: on, with [`SharedMemory::default`].
     ///
-    /// Elsewhere (an inherited pipe pair on Windows, macOS, FreeBSD, TCP,
-    /// a broker) every body takes the socket as before, bound by the frame
-    /// limit.
+    /// Elsewhere (macOS, FreeBSD, TCP, a broker) every body takes the
+    /// socket as before, bound by the frame limit.
     pub shared_memory: Option<SharedMemory>,
 }
 

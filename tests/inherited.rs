@@ -135,6 +135,7 @@ async fn report() {
         "second": second,
         "tmp_entries": tmp_entries,
         "parent_socket_visible": parent_socket.map(|path| std::path::Path::new(&path).exists()),
+        "shares_memory": client.peer().shares_memory(),
     });
     let reply: String = client.request("report", &report).await.unwrap();
     assert_eq!(reply, "thanks");
@@ -235,6 +236,13 @@ async fn a_child_connects_through_its_inherited_end_once() {
     assert!(
         second.contains(&format!("inherited channel {what} was already used")),
         "{second}"
+    );
+    // Shared memory is set up over an inherited channel as over a socket
+    // file or a named pipe, where the platform has it.
+    assert_eq!(
+        report["shares_memory"],
+        json!(cfg!(any(target_os = "linux", windows))),
+        "{report}"
     );
     if cfg!(target_os = "linux") {
         // The channel's descriptor is among the child's, and is a socket.

@@ -108,6 +108,13 @@ impl Inheritance {
     pub(crate) fn handle(&self) -> windows_sys::Win32::Foundation::HANDLE {
         self.platform.handle()
     }
+
+    /// Records the process the end went to (Windows: the parent's end
+    /// needs it for shared memory, and its pipe cannot tell).
+    #[cfg(windows)]
+    pub(crate) fn spawned(&self, pid: u32) {
+        self.platform.spawned(pid)
+    }
 }
 
 impl fmt::Debug for ChildChannel {

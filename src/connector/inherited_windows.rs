@@ -14,6 +14,7 @@
 
 use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
+use std::sync::{Arc, OnceLock};
 
 use tokio::net::windows::named_pipe::{NamedPipeClient, NamedPipeServer, ServerOptions};
 use windows_sys::Win32::Foundation::{
@@ -23,20 +24,33 @@ use windows_sys::Win32::Foundation::{
 use windows_sys::Win32::Storage::FileSystem::{
     CreateFileW, FILE_FLAG_OVERLAPPED, FILE_TYPE_PIPE, GetFileType, OPEN_EXISTING,
 };
-use windows_sys::Win32::System::Pipes::{GetNamedPipeInfo, PIPE_SERVER_END};
+use windows_sys::Win32::System::Pipes::{
+    GetNamedPipeInfo, GetNamedPipeServerProcessId, PIPE_SERVER_END,
+};
 
+use super::descriptors_windows::Descriptors;
 use super::link::Link;
 use super::secret::random_name;
 
-/// The child's end while the parent holds it.
-pub(crate) type Handle = OwnedHandle;
+/// The child's end while the parent holds it, and where the spawn leaves
+/// the child's process id for the parent's end.
+pub(crate) struct Handle {
+    handle: OwnedHandle,
+    spawned: Spawned,
+}
+
+/// The process id of the child spawned with an end, once it is: the
+/// parent's end cannot ask its pipe (it opened the child's end itself, so
+/// the pipe names the parent as its client), and shared memory needs the
+/// peer's process to take its handles from (`shm::peer_process`).
+type Spawned = Arc<OnceLock<u32>>;
 
 /// The parent's end, before the child has written anything.
-pub(super) struct ParentEnd(NamedPipeServer);
+pub(super) struct ParentEnd(NamedPipeServer, Spawned);
 
 /// A new pair: (the child's end, the parent's end). Needs a tokio
 /// runtime (the parent's end is registered with it).
-pub(super) fn pair() -> io::Result<(OwnedHandle, ParentEnd)> {
+pub(super) fn pair() -> io::Result<(Handle, ParentEnd)> {
     let name = format!(r"\\.\pipe\switchboard-channel-{}", random_name(24));
     let server = ServerOptions::new()
         .first_pipe_instance(true)
@@ -64,11 +78,16 @@ pub(super) fn pair() -> io::Result<(OwnedHandle, ParentEnd)> {
     }
     // SAFETY: a new handle nobody else owns.
     let client = unsafe { OwnedHandle::from_raw_handle(client as RawHandle) };
-    Ok((client, ParentEnd(server)))
+    let spawned = Spawned::default();
+    let child = Handle {
+        handle: client,
+        spawned: Arc::clone(&spawned),
+    };
+    Ok((child, ParentEnd(server, spawned)))
 }
 
-pub(super) fn number(handle: &OwnedHandle) -> u64 {
-    handle.as_raw_handle() as usize as u64
+pub(super) fn number(end: &Handle) -> u64 {
+    end.handle.as_raw_handle() as usize as u64
 }
 
 pub(super) fn describe(number: u64) -> String {
@@ -81,12 +100,12 @@ impl ParentEnd {
         // immediately.
         self.0.connect().await?;
         self.0.readable().await?;
-        Ok(halves(self.0))
+        Ok(halves(self.0, self.1.get().copied()))
     }
 
     pub(super) async fn link(self) -> io::Result<Link> {
         self.0.connect().await?;
-        Ok(halves(self.0))
+        Ok(halves(self.0, self.1.get().copied()))
     }
 }
 
@@ -97,11 +116,23 @@ pub(super) struct ServedEnd(NamedPipeClient);
 impl ServedEnd {
     pub(super) async fn first_bytes(self) -> io::Result<Link> {
         self.0.readable().await?;
-        Ok(halves(self.0))
+        let parent = server_pid(&self.0);
+        Ok(halves(self.0, parent))
     }
 }
 
-fn halves<S>(pipe: S) -> Link
+/// The process that made the pipe's server end: for an inherited end, the
+/// parent.
+fn server_pid(pipe: &NamedPipeClient) -> Option<u32> {
+    let mut pid = 0;
+    // SAFETY: a query on an open pipe handle into a local.
+    let found = unsafe { GetNamedPipeServerProcessId(pipe.as_raw_handle() as HANDLE, &mut pid) };
+    (found != 0 && pid != 0).then_some(pid)
+}
+
+/// The link over one end of the pair; with the peer's process id where it
+/// is known, so that shared memory can be set up over it as over any pipe.
+fn halves<S>(pipe: S, peer_pid: Option<u32>) -> Link
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
@@ -109,16 +140,16 @@ where
     Link {
         reader: Box::new(reader),
         writer: Box::new(writer),
-        peer_pid: None,
+        peer_pid,
         peer_uid: None,
         peer_ip: None,
         unix_socket: None,
-        descriptors: None,
+        descriptors: peer_pid.map(Descriptors::new),
     }
 }
 
 /// Makes the child's end inheritable while it lives.
-pub(crate) struct Inheritance(HANDLE);
+pub(crate) struct Inheritance(HANDLE, Spawned);
 
 // SAFETY: a handle value, used only for flag calls while its owner lives.
 unsafe impl Send for Inheritance {}
@@ -130,13 +161,18 @@ impl Inheritance {
         self.0
     }
 
-    pub(super) fn new(end: &OwnedHandle) -> io::Result<Inheritance> {
-        let handle = end.as_raw_handle() as HANDLE;
+    /// Tells the parent's end which process got the child's.
+    pub(super) fn spawned(&self, pid: u32) {
+        let _ = self.1.set(pid);
+    }
+
+    pub(super) fn new(end: &Handle) -> io::Result<Inheritance> {
+        let handle = end.handle.as_raw_handle() as HANDLE;
         // SAFETY: a flag call on a handle the caller keeps open.
         if unsafe { SetHandleInformation(handle, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT) } == 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(Inheritance(handle))
+        Ok(Inheritance(handle, Arc::clone(&end.spawned)))
     }
 }
 
@@ -150,7 +186,9 @@ impl Drop for Inheritance {
 /// Takes over the inherited handle `number` as a link to connect through
 /// (see [`adopt`]).
 pub(super) fn take(number: u64) -> io::Result<Link> {
-    Ok(halves(adopt(number)?))
+    let pipe = adopt(number)?;
+    let parent = server_pid(&pipe);
+    Ok(halves(pipe, parent))
 }
 
 /// Takes over the inherited handle `number` to serve on (see [`adopt`]).

@@ -107,6 +107,9 @@ pub(crate) fn spawn(command: &Command, channel: ChildChannel) -> io::Result<Chan
         )
     };
     let error = io::Error::last_os_error();
+    if created != 0 {
+        inheritance.spawned(info.dwProcessId);
+    }
     drop(list);
     // Not inheritable any more, and this process's copy closed: the
     // child's exit is what the server sees end the connection.
