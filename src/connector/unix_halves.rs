@@ -94,8 +94,25 @@ impl AsyncRead for Reader {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        // Whether this call already asked the socket (and found nothing).
+        let mut asked = false;
         loop {
-            let mut ready = ready!(self.socket.poll_read_ready(cx))?;
+            let mut ready = match self.socket.poll_read_ready(cx) {
+                Poll::Ready(ready) => ready?,
+                // Not known to be readable, but the runtime learns of new
+                // bytes only on its next turn: a reader polling busily
+                // (`peer::busy_poll`) asks the socket itself, which is how
+                // it sees a message the moment it lands. The waker is
+                // registered first, so nothing arriving after this read
+                // goes unnoticed.
+                Poll::Pending if asked => return Poll::Pending,
+                Poll::Pending => {
+                    return match self.read_now(buf) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+                        read => Poll::Ready(read),
+                    };
+                }
+            };
             #[cfg(target_os = "linux")]
             if self.inbox.expecting() {
                 let inbox = &self.inbox;
@@ -107,16 +124,38 @@ impl AsyncRead for Reader {
                 });
                 match received {
                     Ok(result) => return Poll::Ready(result),
-                    Err(_would_block) => continue,
+                    Err(_would_block) => {
+                        asked = true;
+                        continue;
+                    }
                 }
             }
             match ready.try_io(|socket| read_into(socket.get_ref(), buf)) {
                 Ok(Ok(())) => return Poll::Ready(Ok(())),
                 Ok(Err(e)) => return Poll::Ready(Err(e)),
                 // Not readable after all: readiness was cleared, wait again.
-                Err(_would_block) => continue,
+                Err(_would_block) => {
+                    asked = true;
+                    continue;
+                }
             }
         }
+    }
+}
+
+impl Reader {
+    /// One read that does not wait, whatever the runtime believes about
+    /// readiness: descriptors too while the protocol expects some.
+    fn read_now(&self, buf: &mut ReadBuf<'_>) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if self.inbox.expecting() {
+            let read = self
+                .inbox
+                .receive(self.socket.get_ref().as_fd(), buf.initialize_unfilled())?;
+            buf.advance(read);
+            return Ok(());
+        }
+        read_into(self.socket.get_ref(), buf)
     }
 }
 

@@ -37,6 +37,9 @@ use std::time::{Duration, Instant};
 const GIVE_UP_AFTER: u32 = 4;
 /// Once given up, every this many waits tries polling again.
 const RETRY_EVERY: u32 = 16;
+/// The longest a poller looks without letting the runtime run anything
+/// else on its thread.
+const SLICE: Duration = Duration::from_micros(5);
 
 /// One waiter's busy-polling policy and its recent luck.
 #[derive(Debug)]
@@ -82,26 +85,35 @@ impl BusyPoll {
         }
         let _polling = Polling(&self.polling);
         let start = Instant::now();
+        let end = start + window;
         let mut polls = 0_u32;
         loop {
-            if let Poll::Ready(output) = poll_once(future.as_mut()).await {
-                // Ready at the first look is no sign either way.
-                if polls > 0 {
-                    self.misses.store(0, Ordering::Relaxed);
+            let slice_end = (Instant::now() + SLICE).min(end);
+            loop {
+                if let Poll::Ready(output) = poll_once(future.as_mut()).await {
+                    // Ready at the first look is no sign either way.
+                    if polls > 0 {
+                        self.misses.store(0, Ordering::Relaxed);
+                    }
+                    return Some(output);
                 }
-                return Some(output);
+                if polls > 0 && progress() {
+                    self.misses.store(0, Ordering::Relaxed);
+                    return None;
+                }
+                polls += 1;
+                if Instant::now() >= slice_end {
+                    break;
+                }
+                std::hint::spin_loop();
             }
-            if polls > 0 && progress() {
-                self.misses.store(0, Ordering::Relaxed);
-                return None;
-            }
-            if start.elapsed() >= window {
+            if Instant::now() >= end {
                 self.misses.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
-            polls += 1;
-            // Polling never keeps another thread from a CPU it is waiting
-            // for (returns at once when none is).
+            // Between slices: let another thread that waits for this CPU
+            // have it (returns at once when none does), and the runtime
+            // run the thread's other tasks.
             std::thread::yield_now();
             tokio::task::yield_now().await;
         }
