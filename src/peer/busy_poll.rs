@@ -3,27 +3,35 @@
 //! A thread that sleeps in the kernel until a message arrives pays for
 //! being woken: on a virtual machine whose idle CPUs halt, about 10 to
 //! 20 µs each time, more than the rest of a round trip (BENCHMARKS.md,
-//! "Busy-polling, and senders that flush their own bursts"). Where the next message is likely to come within
-//! microseconds (an answer to a quick request, the next request of a
-//! caller in a loop), it is cheaper to keep polling for a short while,
-//! yielding to the runtime between polls so that everything else on the
-//! thread still runs, and to sleep only if nothing came.
+//! "Busy-polling, and senders that flush their own bursts"). Where the
+//! next message is likely to come within microseconds (an answer to a
+//! quick request, the next request of a caller in a loop), it is cheaper
+//! to keep polling for a short while and to sleep only if nothing came.
+//!
+//! A poll of a socket asks the socket itself (a `read` that does not
+//! wait), not the runtime's record of readiness, which is only as fresh as
+//! its last look at the OS's event queue; that look (`epoll_wait`) costs
+//! more than the `read` and slows the sender's write too (BENCHMARKS.md,
+//! "The latency floor"). Polls come in slices of [`SLICE`] without
+//! leaving; between slices the poller lets the OS run any other thread
+//! waiting for this CPU and the runtime run the thread's other tasks, so
+//! it only ever uses time nobody else wants.
 //!
 //! It adapts per connection: after a few polls in a row that came up empty,
 //! it stops and tries again only now and then, so an idle connection or a
-//! slow peer costs next to nothing. Between polls it also lets the OS run
-//! any other thread waiting for this CPU, so it only ever uses time nobody
-//! else wants. The window is [`Config::busy_poll`]; `None` turns it off.
+//! slow peer costs next to nothing. The window is [`Config::busy_poll`];
+//! `None` turns it off.
 //!
-//! Who polls depends on the runtime. On a current-thread runtime the
-//! reader polls the socket: whoever waits for what it reads shares its
-//! thread. On a multi-thread runtime the reader has a worker thread of its
-//! own, and a reader polling there (yielding makes tokio's worker wake
-//! another to look for work, each time) costs more than it saves; instead
-//! a caller outside the runtime's workers (the `block_on` of
-//! `#[tokio::main]`) polls until answers arrive on its connection, one
-//! caller per connection at a time, so the calling thread is not asleep
-//! when the reader hands them over. Callers in worker tasks do not poll.
+//! Who polls depends on the runtime. On a current-thread runtime the read
+//! loop polls the socket, whether its task or a caller waiting for an
+//! answer runs it (see [`super::reading`]). On a multi-thread runtime the
+//! read loop does not poll: its task has a worker thread of its own, and
+//! polling there (yielding makes tokio's worker wake another to look for
+//! work, each time) costs more than it saves. Instead a caller outside the
+//! runtime's workers (the `block_on` of `#[tokio::main]`) polls for its
+//! answer, running the read loop as it does, so it reads the answer on its
+//! own thread; one caller per connection at a time. Callers in worker
+//! tasks do not poll.
 //!
 //! [`Config::busy_poll`]: crate::Config::busy_poll
 

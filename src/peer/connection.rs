@@ -15,6 +15,7 @@ use super::in_order::InOrder;
 use super::lifecycle::{End, Lifecycle};
 use super::outbox::Outbox;
 use super::pending::Pending;
+use super::reading::Reading;
 use super::running::Running;
 use super::{ErrorHook, Inbound, Peer, Shared, deadlines, keepalive, reader};
 use crate::config::{Config, Window};
@@ -89,6 +90,7 @@ impl Connection {
             admitted,
             running: Running::default(),
             in_order: InOrder::default(),
+            reading: Reading::new(),
             read_poll: BusyPoll::new(settings.config.busy_poll),
             answer_poll: BusyPoll::new(settings.config.busy_poll),
             answered: AtomicU64::new(0),
@@ -110,7 +112,8 @@ impl Connection {
         let peer = Peer { shared };
         let writer = tokio::spawn(write_task(peer.clone()).instrument(span.clone())).abort_handle();
         let read = reader::read_loop(reader, peer.clone(), inbound).instrument(span.clone());
-        let mut tasks = vec![tokio::spawn(read).abort_handle()];
+        peer.shared.reading.start(Box::pin(read));
+        let mut tasks = vec![tokio::spawn(reading_task(peer.clone())).abort_handle()];
         if let Some(horizon) = peer.shared.default_timeout.filter(|t| !t.is_zero()) {
             let first = Instant::now() + horizon;
             peer.shared.pending.sweep_from(first);
@@ -182,6 +185,7 @@ impl Connection {
     /// of its clones). Dropping the last holder does the same.
     pub fn shut_down(&self) {
         self.close();
+        self.peer.shared.reading.stop();
         for task in &self.tasks {
             task.abort();
         }
@@ -203,6 +207,16 @@ impl Drop for Connection {
             self.writer.abort();
         }
     }
+}
+
+/// Polls the read loop whenever no waiting caller does (see
+/// [`super::reading`]).
+async fn reading_task(peer: Peer) {
+    let reading = &peer.shared.reading;
+    std::future::poll_fn(|cx| reading.poll_task(cx)).await;
+    // The loop ends the connection as it ends; this is for one that
+    // panicked.
+    peer.shared.end_with(End::Disconnected, None);
 }
 
 async fn write_task(peer: Peer) {

@@ -6,7 +6,9 @@
 //! - [`connection`]: starting the connection's tasks, closing and draining;
 //! - [`requester`]: our requests and notifications: sending them, waiting
 //!   for answers;
-//! - [`reader`]: the read loop, where every frame from the peer arrives;
+//! - [`reader`]: the read loop, where every frame from the peer arrives,
+//!   and [`reading`]: who polls it (its task, or a caller awaiting an
+//!   answer);
 //! - [`call`]: one incoming call, decoded, and the way back for its answer;
 //! - [`incoming`]: a streamed answer arriving for one of our requests;
 //! - [`outbox`]: the shared write side, which never makes a sender wait;
@@ -50,6 +52,7 @@ mod loan;
 mod outbox;
 mod pending;
 mod reader;
+mod reading;
 mod requester;
 mod running;
 mod shm;
@@ -138,6 +141,8 @@ struct Shared {
     admitted: Arc<Admitted>,
     running: Running,
     in_order: InOrder,
+    /// The read loop, polled by its task or by a caller awaiting an answer.
+    reading: reading::Reading,
     /// The reader's polling before it sleeps (current-thread runtimes).
     read_poll: BusyPoll,
     /// A caller's polling for answers (multi-thread runtimes).

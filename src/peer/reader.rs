@@ -14,6 +14,9 @@
 //! their requesters at once (one wake-up for a requester on another
 //! thread). On a current-thread runtime the reader then polls the socket
 //! for a moment before letting the thread sleep (see [`super::busy_poll`]).
+//!
+//! The loop is one future that its own task or a caller waiting for an
+//! answer polls (see [`super::reading`]); nothing here depends on which.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

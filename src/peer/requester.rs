@@ -23,6 +23,7 @@ use super::incoming::Incoming;
 use super::lifecycle::End;
 use super::outbox::{Owed, When};
 use super::pending::{Deadline, Registered, Reply};
+use super::reading::Driving;
 use super::{Failure, Peer, Shared};
 use crate::error::{Error, Result};
 use crate::protocol::format::Format;
@@ -75,19 +76,22 @@ impl Peer {
             })
             .await?;
         let Registered {
-            waiter: mut answer,
+            waiter: answer,
             in_flight: _,
             swept,
         } = registered;
+        // While it waits, the caller reads its answer itself where it can
+        // (see `reading`).
+        let mut answer = Driving::new(&shared.reading, answer);
         let mut guard = PendingGuard {
             shared,
             id,
             armed: true,
         };
-        // On a multi-thread runtime the reader runs on another thread: a
-        // caller outside the workers polls until answers arrive rather than
-        // sleep until that thread wakes it (see `busy_poll` for who polls
-        // where).
+        // On a multi-thread runtime the read loop's task runs on another
+        // thread: a caller outside the workers polls for its answer, reading
+        // it itself, rather than sleep until that thread wakes it (see
+        // `busy_poll` for who polls where).
         let early = match busy_poll::caller_should_poll() {
             true => {
                 let answered = shared.answered.load(Ordering::Relaxed);

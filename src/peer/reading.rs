@@ -1,0 +1,262 @@
+//! Who runs the read loop: its own task, or a caller waiting for an answer.
+//!
+//! The read loop ([`super::reader`]) is one future, kept here rather than
+//! owned by a task, so that whoever waits for what it reads can poll it. A
+//! caller whose answer is on its way polls the loop itself while it waits:
+//! it reads the answer on its own thread and goes on, with no hand-over
+//! from a reader task. That hand-over costs more than the rest of a round
+//! trip on a small VM: on a current-thread runtime a turn of the scheduler
+//! (which asks the OS for events first), on a multi-thread one the wake-up
+//! of another thread (BENCHMARKS.md, "The latency floor"). The loop's own
+//! task polls it whenever no caller does, so requests, notifications and
+//! answers nobody waits for in this way are read as before.
+//!
+//! Whatever the loop waits for (the socket, a yield, room for a
+//! notification) wakes one waker of this module's, which passes the wake on
+//! to the caller polling the loop, if there is one, and to the task. The
+//! task polls the loop only if nobody has since the wake: a caller that is
+//! being polled gets there first (on a current-thread runtime the
+//! `block_on` future is polled before the tasks), one that is not (a
+//! request future kept aside unpolled) cannot hold the loop up.
+//!
+//! Only callers on the connection's own runtime poll the loop: what it
+//! starts (handlers, in their tasks) belongs there.
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
+use std::task::{Context, Poll, Wake, Waker};
+
+use tokio::runtime::{Handle, Id};
+
+use super::{BoxFuture, lock};
+
+/// The read loop and who polls it.
+pub(super) struct Reading {
+    /// `None` before the loop starts and after it ended or was stopped.
+    read_loop: Mutex<Option<BoxFuture<()>>>,
+    /// The loop ended or was [stopped](Reading::stop); if it was being
+    /// polled right then, its poller drops it afterwards.
+    over: AtomicBool,
+    wakes: Arc<Wakes>,
+    /// What the loop is polled with: a [`Wakes`].
+    waker: Waker,
+    /// The runtime the connection started on.
+    runtime: Mutex<Option<Id>>,
+    next_caller: AtomicU64,
+}
+
+/// Where the loop's wakes go.
+struct Wakes {
+    /// The loop was woken and nobody has polled it since.
+    owed: AtomicBool,
+    to: Mutex<To>,
+}
+
+#[derive(Default)]
+struct To {
+    task: Option<Waker>,
+    /// The caller polling the loop now, by its number.
+    caller: Option<(u64, Waker)>,
+}
+
+impl Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.owed.store(true, Ordering::Release);
+        let to = lock(&self.to);
+        let caller = to.caller.as_ref().map(|(_, caller)| caller.clone());
+        let task = to.task.clone();
+        drop(to);
+        // The caller first: on a multi-thread runtime it may be spinning
+        // on another CPU, and the task's thread is the one waking both.
+        for waker in caller.into_iter().chain(task) {
+            waker.wake();
+        }
+    }
+}
+
+impl Reading {
+    pub(super) fn new() -> Reading {
+        // Owed from the start: the task's first poll starts the loop.
+        let wakes = Arc::new(Wakes {
+            owed: AtomicBool::new(true),
+            to: Mutex::default(),
+        });
+        Reading {
+            read_loop: Mutex::new(None),
+            over: AtomicBool::new(false),
+            waker: Waker::from(Arc::clone(&wakes)),
+            wakes,
+            runtime: Mutex::new(None),
+            next_caller: AtomicU64::new(0),
+        }
+    }
+
+    /// Hands over the loop, on the connection's runtime.
+    pub(super) fn start(&self, read_loop: BoxFuture<()>) {
+        *lock(&self.runtime) = Handle::try_current().ok().map(|handle| handle.id());
+        *lock(&self.read_loop) = Some(read_loop);
+    }
+
+    /// The loop's task: polls it when woken and nobody else has since,
+    /// until it ends.
+    pub(super) fn poll_task(&self, cx: &mut Context<'_>) -> Poll<()> {
+        {
+            let mut to = lock(&self.wakes.to);
+            if !to
+                .task
+                .as_ref()
+                .is_some_and(|task| task.will_wake(cx.waker()))
+            {
+                to.task = Some(cx.waker().clone());
+            }
+        }
+        if !self.wakes.owed.load(Ordering::Acquire) && !self.over.load(Ordering::Acquire) {
+            return Poll::Pending;
+        }
+        self.poll_loop()
+    }
+
+    /// A number for a caller about to wait, if it may poll the loop (it
+    /// runs on the connection's runtime).
+    pub(super) fn caller(&self) -> Option<u64> {
+        let here = Handle::try_current().ok()?.id();
+        (*lock(&self.runtime) == Some(here))
+            .then(|| self.next_caller.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Caller `id` polls the loop while it waits, unless someone else is
+    /// polling it right now; the loop's wakes go to this caller until it
+    /// [leaves](Reading::leave).
+    pub(super) fn poll_caller(&self, id: u64, cx: &mut Context<'_>) {
+        {
+            let mut to = lock(&self.wakes.to);
+            match &mut to.caller {
+                Some((current, waker)) if *current == id => {
+                    if !waker.will_wake(cx.waker()) {
+                        *waker = cx.waker().clone();
+                    }
+                }
+                other => *other = Some((id, cx.waker().clone())),
+            }
+        }
+        let _ = self.poll_loop();
+    }
+
+    /// Caller `id` has what it waited for: the loop's wakes no longer go
+    /// to it.
+    pub(super) fn leave(&self, id: u64) {
+        let mut to = lock(&self.wakes.to);
+        if to
+            .caller
+            .as_ref()
+            .is_some_and(|(current, _)| *current == id)
+        {
+            to.caller = None;
+        }
+    }
+
+    /// Drops the loop, and with it the link's receiving half. Called from
+    /// anywhere, the loop's own handlers included: if the loop is being
+    /// polled right now, its poller drops it when done.
+    pub(super) fn stop(&self) {
+        self.over.store(true, Ordering::Release);
+        let taken = match self.read_loop.try_lock() {
+            Ok(mut read_loop) => read_loop.take(),
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().take(),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        drop(taken);
+        self.wake_task();
+    }
+
+    fn wake_task(&self) {
+        let task = lock(&self.wakes.to).task.clone();
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
+
+    /// Polls the loop once if nobody else is; ready once it has ended.
+    fn poll_loop(&self) -> Poll<()> {
+        let mut read_loop = match self.read_loop.try_lock() {
+            Ok(read_loop) => read_loop,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            // Whoever holds it sees what there is to see.
+            Err(TryLockError::WouldBlock) => return Poll::Pending,
+        };
+        if self.over.load(Ordering::Acquire) {
+            *read_loop = None;
+        }
+        let Some(future) = read_loop.as_mut() else {
+            return Poll::Ready(());
+        };
+        self.wakes.owed.store(false, Ordering::Release);
+        let mut cx = Context::from_waker(&self.waker);
+        // A bug in the loop must not unwind into a caller that merely
+        // waited for an answer; the loop ends, and its task ends the
+        // connection.
+        let polled = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)))
+            .unwrap_or_else(|_| {
+                tracing::error!("the read loop panicked; the connection ends");
+                Poll::Ready(())
+            });
+        if polled.is_ready() || self.over.load(Ordering::Acquire) {
+            *read_loop = None;
+            drop(read_loop);
+            self.over.store(true, Ordering::Release);
+            // Its task ends too.
+            self.wake_task();
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+/// A caller's wait for its answer, polling the read loop meanwhile (see
+/// the module doc).
+pub(super) struct Driving<'a, F> {
+    reading: &'a Reading,
+    caller: Option<u64>,
+    answer: F,
+}
+
+impl<'a, F> Driving<'a, F> {
+    pub(super) fn new(reading: &'a Reading, answer: F) -> Driving<'a, F> {
+        Driving {
+            caller: reading.caller(),
+            reading,
+            answer,
+        }
+    }
+}
+
+impl<F: Future + Unpin> Future for Driving<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        if let Poll::Ready(answer) = Pin::new(&mut this.answer).poll(cx) {
+            return Poll::Ready(answer);
+        }
+        let Some(caller) = this.caller else {
+            return Poll::Pending;
+        };
+        this.reading.poll_caller(caller, cx);
+        Pin::new(&mut this.answer).poll(cx)
+    }
+}
+
+impl<F> Drop for Driving<'_, F> {
+    fn drop(&mut self) {
+        if let Some(caller) = self.caller {
+            self.reading.leave(caller);
+        }
+    }
+}
