@@ -215,6 +215,12 @@ impl Reading {
             self.wake_task();
             return Poll::Ready(());
         }
+        drop(read_loop);
+        // Woken while being polled here: whoever was woken may have found
+        // the loop taken and gone back to waiting. The task makes sure.
+        if self.wakes.owed.load(Ordering::Acquire) {
+            self.wake_task();
+        }
         Poll::Pending
     }
 }
