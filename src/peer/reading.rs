@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::task::{Context, Poll, Wake, Waker};
 
-use tokio::runtime::{Handle, Id};
+use tokio::runtime::{Handle, Id, RuntimeFlavor};
 
 use super::{BoxFuture, lock};
 
@@ -43,8 +43,9 @@ pub(super) struct Reading {
     wakes: Arc<Wakes>,
     /// What the loop is polled with: a [`Wakes`].
     waker: Waker,
-    /// The runtime the connection started on.
-    runtime: Mutex<Option<Id>>,
+    /// The runtime the connection started on, and whether it is a
+    /// current-thread one.
+    runtime: Mutex<Option<(Id, bool)>>,
     next_caller: AtomicU64,
 }
 
@@ -100,7 +101,10 @@ impl Reading {
 
     /// Hands over the loop, on the connection's runtime.
     pub(super) fn start(&self, read_loop: BoxFuture<()>) {
-        *lock(&self.runtime) = Handle::try_current().ok().map(|handle| handle.id());
+        *lock(&self.runtime) = Handle::try_current().ok().map(|handle| {
+            let flavor = handle.runtime_flavor();
+            (handle.id(), flavor == RuntimeFlavor::CurrentThread)
+        });
         *lock(&self.read_loop) = Some(read_loop);
     }
 
@@ -125,10 +129,14 @@ impl Reading {
 
     /// A number for a caller about to wait, if it may poll the loop (it
     /// runs on the connection's runtime).
-    pub(super) fn caller(&self) -> Option<u64> {
+    pub(super) fn caller(&self) -> Option<Caller> {
         let here = Handle::try_current().ok()?.id();
-        (*lock(&self.runtime) == Some(here))
-            .then(|| self.next_caller.fetch_add(1, Ordering::Relaxed))
+        let (runtime, current_thread) = (*lock(&self.runtime))?;
+        (runtime == here).then(|| Caller {
+            id: self.next_caller.fetch_add(1, Ordering::Relaxed),
+            current_thread,
+            polled: false,
+        })
     }
 
     /// Caller `id` polls the loop while it waits, unless someone else is
@@ -149,16 +157,25 @@ impl Reading {
         let _ = self.poll_loop();
     }
 
-    /// Caller `id` has what it waited for: the loop's wakes no longer go
-    /// to it.
-    pub(super) fn leave(&self, id: u64) {
+    /// `caller` has what it waited for: the loop's wakes no longer go to
+    /// it.
+    fn leave(&self, caller: &Caller) {
         let mut to = lock(&self.wakes.to);
         if to
             .caller
             .as_ref()
-            .is_some_and(|(current, _)| *current == id)
+            .is_some_and(|(current, _)| *current == caller.id)
         {
             to.caller = None;
+        }
+        drop(to);
+        // On a current-thread runtime a wake the loop deferred (a yield)
+        // while the `block_on` future polled it is lost if that `block_on`
+        // returns now (tokio drops its deferred wakes with it): the task
+        // polls the loop next, as if woken.
+        if caller.polled && caller.current_thread {
+            self.wakes.owed.store(true, Ordering::Release);
+            self.wake_task();
         }
     }
 
@@ -229,8 +246,16 @@ impl Reading {
 /// the module doc).
 pub(super) struct Driving<'a, F> {
     reading: &'a Reading,
-    caller: Option<u64>,
+    caller: Option<Caller>,
     answer: F,
+}
+
+/// A caller allowed to poll the loop.
+pub(super) struct Caller {
+    id: u64,
+    current_thread: bool,
+    /// It has polled the loop.
+    polled: bool,
 }
 
 impl<'a, F> Driving<'a, F> {
@@ -251,17 +276,18 @@ impl<F: Future + Unpin> Future for Driving<'_, F> {
         if let Poll::Ready(answer) = Pin::new(&mut this.answer).poll(cx) {
             return Poll::Ready(answer);
         }
-        let Some(caller) = this.caller else {
+        let Some(caller) = &mut this.caller else {
             return Poll::Pending;
         };
-        this.reading.poll_caller(caller, cx);
+        caller.polled = true;
+        this.reading.poll_caller(caller.id, cx);
         Pin::new(&mut this.answer).poll(cx)
     }
 }
 
 impl<F> Drop for Driving<'_, F> {
     fn drop(&mut self) {
-        if let Some(caller) = self.caller {
+        if let Some(caller) = &self.caller {
             self.reading.leave(caller);
         }
     }
