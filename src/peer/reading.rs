@@ -279,6 +279,11 @@ impl<F: Future + Unpin> Future for Driving<'_, F> {
         let Some(caller) = &mut this.caller else {
             return Poll::Pending;
         };
+        // A handler's first poll runs inside the loop: a request it makes
+        // there must not poll the loop (or be woken by its own waker).
+        if cx.waker().will_wake(&this.reading.waker) {
+            return Poll::Pending;
+        }
         caller.polled = true;
         this.reading.poll_caller(caller.id, cx);
         Pin::new(&mut this.answer).poll(cx)
