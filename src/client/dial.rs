@@ -178,6 +178,7 @@ impl Dialer {
                 peer_window: settled.peer_window,
                 report: None,
                 shm: settled.shm,
+                ring: settled.ring.is_some(),
             },
             Arc::clone(&self.router),
         );

@@ -47,6 +47,8 @@ pub struct Settings {
     pub report: Option<ErrorHook>,
     /// Shared memory for large bodies, if the handshake settled it.
     pub shm: Option<ShmLink>,
+    /// The connection runs over the shared-memory ring.
+    pub ring: bool,
 }
 
 /// Owns one connection's tasks; dropping it closes the connection.
@@ -112,7 +114,12 @@ impl Connection {
         let peer = Peer { shared };
         let writer = tokio::spawn(write_task(peer.clone()).instrument(span.clone())).abort_handle();
         let read = reader::read_loop(reader, peer.clone(), inbound).instrument(span.clone());
-        peer.shared.reading.start(Box::pin(read));
+        // A ring's reader spins by itself, yielding between slices; on a
+        // multi-thread runtime each yield of a caller running the loop
+        // would wake the loop's task on another thread too (see
+        // `reading`), which cost more than the hand-over it saves.
+        let callers = !settings.ring || super::busy_poll::on_current_thread();
+        peer.shared.reading.start(Box::pin(read), callers);
         let mut tasks = vec![tokio::spawn(reading_task(peer.clone())).abort_handle()];
         if let Some(horizon) = peer.shared.default_timeout.filter(|t| !t.is_zero()) {
             let first = Instant::now() + horizon;

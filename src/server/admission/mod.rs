@@ -170,6 +170,7 @@ async fn admit(
             peer_window: proven.peer_window,
             report: Some(Arc::clone(&shared.on_error)),
             shm: proven.take_shm(),
+            ring: proven.ring.is_some(),
         },
         Arc::clone(&shared.router),
     ));
