@@ -56,12 +56,17 @@ pub struct Config {
     ///
     /// Waking a sleeping thread costs more than a whole round trip on many
     /// machines (10 to 20 µs on a virtual machine whose idle CPUs halt), so
-    /// a short poll first makes quick exchanges several times faster. Who
-    /// polls: on a current-thread runtime (and in the
-    /// [`blocking`](crate::blocking) API) the connection's reader, yielding
-    /// to the runtime between polls so every other task still runs; on a
-    /// multi-thread runtime a caller whose request is the only one in
-    /// flight on its connection. It adapts: a connection whose polls keep
+    /// a short poll first makes quick exchanges several times faster. A
+    /// poll of a socket is a `read` that does not wait; polls come in
+    /// slices of 5 µs, between which the poller yields to the OS and to
+    /// the runtime, so every other task still runs. Who polls: on a
+    /// current-thread runtime (and in the [`blocking`](crate::blocking)
+    /// API) the connection's read loop, run by a caller waiting for its
+    /// answer or by the loop's own task; on a multi-thread runtime a
+    /// caller outside the runtime's workers (the `block_on` of
+    /// `#[tokio::main]`), one per connection at a time, which runs the
+    /// read loop as it polls and so reads its answer on its own thread.
+    /// It adapts: a connection whose polls keep
     /// coming up empty (a slow or idle peer) stops polling and only tries
     /// again now and then, so idle connections cost nothing and slow ones
     /// next to nothing. Turn it off where CPU time matters more than
