@@ -37,6 +37,9 @@ use tokio::runtime::{Handle, Id, RuntimeFlavor};
 
 use super::{BoxFuture, lock};
 
+/// The loop's task, as a poller (callers are numbered from 0).
+const TASK: u64 = u64::MAX;
+
 /// The read loop and who polls it.
 pub(super) struct Reading {
     /// `None` before the loop starts and after it ended or was stopped.
@@ -44,6 +47,11 @@ pub(super) struct Reading {
     /// The loop ended or was [stopped](Reading::stop); if it was being
     /// polled right then, its poller drops it afterwards.
     over: AtomicBool,
+    /// The caller that polled the loop last left; a wake the loop deferred
+    /// then may be lost (see [`Reading::leave`]).
+    suspect: AtomicBool,
+    /// Who polled the loop last: a caller's number, or [`TASK`].
+    last_poller: AtomicU64,
     wakes: Arc<Wakes>,
     /// What the loop is polled with: a [`Wakes`].
     waker: Waker,
@@ -96,6 +104,8 @@ impl Reading {
         Reading {
             read_loop: Mutex::new(None),
             over: AtomicBool::new(false),
+            suspect: AtomicBool::new(false),
+            last_poller: AtomicU64::new(TASK),
             waker: Waker::from(Arc::clone(&wakes)),
             wakes,
             runtime: Mutex::new(None),
@@ -129,10 +139,13 @@ impl Reading {
                 to.task = Some(cx.waker().clone());
             }
         }
-        if !self.wakes.owed.load(Ordering::Acquire) && !self.over.load(Ordering::Acquire) {
+        let due = self.wakes.owed.load(Ordering::Acquire)
+            || self.suspect.load(Ordering::Acquire)
+            || self.over.load(Ordering::Acquire);
+        if !due {
             return Poll::Pending;
         }
-        self.poll_loop()
+        self.poll_loop(TASK)
     }
 
     /// A number for a caller about to wait, if it may poll the loop (it
@@ -147,9 +160,9 @@ impl Reading {
         })
     }
 
-    /// Caller `id` polls the loop while it waits, unless someone else is
-    /// polling it right now; the loop's wakes go to this caller until it
-    /// [leaves](Reading::leave).
+    /// Caller `id` polls the loop while it waits, if the loop was woken
+    /// since its last poll and nobody else is polling it right now; the
+    /// loop's wakes go to this caller until it [leaves](Reading::leave).
     pub(super) fn poll_caller(&self, id: u64, cx: &mut Context<'_>) {
         {
             let mut to = lock(&self.wakes.to);
@@ -162,7 +175,13 @@ impl Reading {
                 other => *other = Some((id, cx.waker().clone())),
             }
         }
-        let _ = self.poll_loop();
+        // Only if woken since its last poll: otherwise it waits for
+        // something that will wake it (and this caller, registered above).
+        // Many callers polled in turn (a pipelining caller's futures) poll
+        // it once between them, not once each.
+        if self.wakes.owed.load(Ordering::Acquire) {
+            let _ = self.poll_loop(id);
+        }
     }
 
     /// `caller` has what it waited for: the loop's wakes no longer go to
@@ -179,10 +198,13 @@ impl Reading {
         drop(to);
         // On a current-thread runtime a wake the loop deferred (a yield)
         // while the `block_on` future polled it is lost if that `block_on`
-        // returns now (tokio drops its deferred wakes with it): the task
-        // polls the loop next, as if woken.
-        if caller.polled && caller.current_thread {
-            self.wakes.owed.store(true, Ordering::Release);
+        // returns now (tokio drops its deferred wakes with it): unless
+        // someone polls the loop before, the task does, as if woken.
+        // Callers do not: a pipelining caller's next futures would each
+        // spin the loop's busy poll for nothing.
+        let last = self.last_poller.load(Ordering::Acquire) == caller.id;
+        if caller.polled && caller.current_thread && last {
+            self.suspect.store(true, Ordering::Release);
             self.wake_task();
         }
     }
@@ -209,7 +231,7 @@ impl Reading {
     }
 
     /// Polls the loop once if nobody else is; ready once it has ended.
-    fn poll_loop(&self) -> Poll<()> {
+    fn poll_loop(&self, poller: u64) -> Poll<()> {
         let mut read_loop = match self.read_loop.try_lock() {
             Ok(read_loop) => read_loop,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
@@ -223,6 +245,8 @@ impl Reading {
             return Poll::Ready(());
         };
         self.wakes.owed.store(false, Ordering::Release);
+        self.suspect.store(false, Ordering::Release);
+        self.last_poller.store(poller, Ordering::Release);
         let mut cx = Context::from_waker(&self.waker);
         // A bug in the loop must not unwind into a caller that merely
         // waited for an answer; the loop ends, and its task ends the
