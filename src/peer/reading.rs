@@ -163,7 +163,8 @@ impl Reading {
     /// Caller `id` polls the loop while it waits, if the loop was woken
     /// since its last poll and nobody else is polling it right now; the
     /// loop's wakes go to this caller until it [leaves](Reading::leave).
-    pub(super) fn poll_caller(&self, id: u64, cx: &mut Context<'_>) {
+    pub(super) fn poll_caller(&self, caller: &Caller, cx: &mut Context<'_>) {
+        let id = caller.id;
         {
             let mut to = lock(&self.wakes.to);
             match &mut to.caller {
@@ -175,11 +176,18 @@ impl Reading {
                 other => *other = Some((id, cx.waker().clone())),
             }
         }
-        // Only if woken since its last poll: otherwise it waits for
-        // something that will wake it (and this caller, registered above).
+        // Only if woken since its last poll (or its last poller left):
+        // otherwise it waits for something that will wake it (and this
+        // caller, registered above).
         // Many callers polled in turn (a pipelining caller's futures) poll
         // it once between them, not once each.
-        if self.wakes.owed.load(Ordering::Acquire) {
+        // On a multi-thread runtime the loop does not poll the socket
+        // itself, and the runtime learns of new bytes only when a worker
+        // next looks: a caller always polls, which asks the socket.
+        let due = !caller.current_thread
+            || self.wakes.owed.load(Ordering::Acquire)
+            || self.suspect.load(Ordering::Acquire);
+        if due {
             let _ = self.poll_loop(id);
         }
     }
@@ -317,7 +325,7 @@ impl<F: Future + Unpin> Future for Driving<'_, F> {
             return Poll::Pending;
         }
         caller.polled = true;
-        this.reading.poll_caller(caller.id, cx);
+        this.reading.poll_caller(caller, cx);
         Pin::new(&mut this.answer).poll(cx)
     }
 }
