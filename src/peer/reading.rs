@@ -19,6 +19,13 @@
 //! `block_on` future is polled before the tasks), one that is not (a
 //! request future kept aside unpolled) cannot hold the loop up.
 //!
+//! On a current-thread runtime a caller, too, polls the loop only if it
+//! was woken since its last poll: many request futures of one task (a
+//! caller pipelining) poll it once between them, not once each, which
+//! would spin its busy poll for each. On a multi-thread runtime the loop
+//! does not poll the socket itself (see [`super::busy_poll`]), and a
+//! caller always polls it, which asks the socket.
+//!
 //! Only callers on the connection's own runtime poll the loop: what it
 //! starts (handlers, in their tasks) belongs there. And not over the
 //! shared-memory ring on a multi-thread runtime: the ring's reader yields
@@ -206,10 +213,10 @@ impl Reading {
         drop(to);
         // On a current-thread runtime a wake the loop deferred (a yield)
         // while the `block_on` future polled it is lost if that `block_on`
-        // returns now (tokio drops its deferred wakes with it): unless
-        // someone polls the loop before, the task does, as if woken.
-        // Callers do not: a pipelining caller's next futures would each
-        // spin the loop's busy poll for nothing.
+        // returns now (tokio drops its deferred wakes with it): the next
+        // to poll does, the task if nobody else. Only the loop's last
+        // poller marks it, so the futures of a caller pipelining do not
+        // each make the next one spin the loop's busy poll.
         let last = self.last_poller.load(Ordering::Acquire) == caller.id;
         if caller.polled && caller.current_thread && last {
             self.suspect.store(true, Ordering::Release);
