@@ -113,26 +113,8 @@ impl AsyncRead for Reader {
                     };
                 }
             };
-            #[cfg(target_os = "linux")]
-            if self.inbox.expecting() {
-                let inbox = &self.inbox;
-                let received = ready.try_io(|socket| {
-                    let read =
-                        inbox.receive(socket.get_ref().as_fd(), buf.initialize_unfilled())?;
-                    buf.advance(read);
-                    Ok(())
-                });
-                match received {
-                    Ok(result) => return Poll::Ready(result),
-                    Err(_would_block) => {
-                        asked = true;
-                        continue;
-                    }
-                }
-            }
-            match ready.try_io(|socket| read_into(socket.get_ref(), buf)) {
-                Ok(Ok(())) => return Poll::Ready(Ok(())),
-                Ok(Err(e)) => return Poll::Ready(Err(e)),
+            match ready.try_io(|_| self.read_now(buf)) {
+                Ok(result) => return Poll::Ready(result),
                 // Not readable after all: readiness was cleared, wait again.
                 Err(_would_block) => {
                     asked = true;
