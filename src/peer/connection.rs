@@ -71,6 +71,11 @@ impl Connection {
         let spare = Spare::default();
         reader.share_spare(spare.clone());
         let ours = settings.config.window();
+        // A ring's reader spins by itself, yielding between slices; on a
+        // multi-thread runtime each yield of a caller running the loop
+        // would wake the loop's task on another thread too (see
+        // `reading`), which cost more than the hand-over it saves.
+        let callers = !settings.ring || super::busy_poll::on_current_thread();
         let activity = Arc::new(AtomicBool::new(false));
         reader.watch_activity(Arc::clone(&activity));
         let admitted = Arc::new(Admitted::new(ours));
@@ -92,7 +97,7 @@ impl Connection {
             admitted,
             running: Running::default(),
             in_order: InOrder::default(),
-            reading: Reading::new(),
+            reading: Reading::new(callers),
             read_poll: BusyPoll::new(settings.config.busy_poll),
             answer_poll: BusyPoll::new(settings.config.busy_poll),
             answered: AtomicU64::new(0),
@@ -114,12 +119,7 @@ impl Connection {
         let peer = Peer { shared };
         let writer = tokio::spawn(write_task(peer.clone()).instrument(span.clone())).abort_handle();
         let read = reader::read_loop(reader, peer.clone(), inbound).instrument(span.clone());
-        // A ring's reader spins by itself, yielding between slices; on a
-        // multi-thread runtime each yield of a caller running the loop
-        // would wake the loop's task on another thread too (see
-        // `reading`), which cost more than the hand-over it saves.
-        let callers = !settings.ring || super::busy_poll::on_current_thread();
-        peer.shared.reading.start(Box::pin(read), callers);
+        peer.shared.reading.start(Box::pin(read));
         let mut tasks = vec![tokio::spawn(reading_task(peer.clone())).abort_handle()];
         if let Some(horizon) = peer.shared.default_timeout.filter(|t| !t.is_zero()) {
             let first = Instant::now() + horizon;

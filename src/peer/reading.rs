@@ -64,7 +64,7 @@ pub(super) struct Reading {
     waker: Waker,
     /// The runtime the connection started on, and whether it is a
     /// current-thread one; `None` if callers do not poll the loop.
-    runtime: Mutex<Option<(Id, bool)>>,
+    runtime: Option<(Id, bool)>,
     next_caller: AtomicU64,
 }
 
@@ -102,7 +102,9 @@ impl Wake for Wakes {
 }
 
 impl Reading {
-    pub(super) fn new() -> Reading {
+    /// Waiting for its loop, on the connection's runtime; `callers` says
+    /// whether callers waiting for answers may poll it.
+    pub(super) fn new(callers: bool) -> Reading {
         // Owed from the start: the task's first poll starts the loop.
         let wakes = Arc::new(Wakes {
             owed: AtomicBool::new(true),
@@ -115,21 +117,19 @@ impl Reading {
             last_poller: AtomicU64::new(TASK),
             waker: Waker::from(Arc::clone(&wakes)),
             wakes,
-            runtime: Mutex::new(None),
+            runtime: Handle::try_current()
+                .ok()
+                .filter(|_| callers)
+                .map(|handle| {
+                    let flavor = handle.runtime_flavor();
+                    (handle.id(), flavor == RuntimeFlavor::CurrentThread)
+                }),
             next_caller: AtomicU64::new(0),
         }
     }
 
-    /// Hands over the loop, on the connection's runtime; `callers` says
-    /// whether callers waiting for answers may poll it.
-    pub(super) fn start(&self, read_loop: BoxFuture<()>, callers: bool) {
-        *lock(&self.runtime) = Handle::try_current()
-            .ok()
-            .filter(|_| callers)
-            .map(|handle| {
-                let flavor = handle.runtime_flavor();
-                (handle.id(), flavor == RuntimeFlavor::CurrentThread)
-            });
+    /// Hands over the loop.
+    pub(super) fn start(&self, read_loop: BoxFuture<()>) {
         *lock(&self.read_loop) = Some(read_loop);
     }
 
@@ -159,7 +159,7 @@ impl Reading {
     /// runs on the connection's runtime).
     pub(super) fn caller(&self) -> Option<Caller> {
         let here = Handle::try_current().ok()?.id();
-        let (runtime, current_thread) = (*lock(&self.runtime))?;
+        let (runtime, current_thread) = self.runtime?;
         (runtime == here).then(|| Caller {
             id: self.next_caller.fetch_add(1, Ordering::Relaxed),
             current_thread,
@@ -183,14 +183,14 @@ impl Reading {
                 other => *other = Some((id, cx.waker().clone())),
             }
         }
-        // Only if woken since its last poll (or its last poller left):
-        // otherwise it waits for something that will wake it (and this
-        // caller, registered above).
-        // Many callers polled in turn (a pipelining caller's futures) poll
-        // it once between them, not once each.
-        // On a multi-thread runtime the loop does not poll the socket
-        // itself, and the runtime learns of new bytes only when a worker
-        // next looks: a caller always polls, which asks the socket.
+        // On a current-thread runtime, only if woken since its last poll
+        // (or its last poller left): otherwise it waits for something that
+        // will wake it (and this caller, registered above), and many
+        // callers polled in turn (a pipelining caller's futures) poll it
+        // once between them, not once each. On a multi-thread runtime the
+        // loop does not poll the socket itself, and the runtime learns of
+        // new bytes only when a worker next looks: a caller always polls,
+        // which asks the socket.
         let due = !caller.current_thread
             || self.wakes.owed.load(Ordering::Acquire)
             || self.suspect.load(Ordering::Acquire);
