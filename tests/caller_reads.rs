@@ -16,15 +16,9 @@ fn echo_router() -> Router {
     )
 }
 
-/// Well above anything these exchanges need, well below the request
-/// timeout: a stalled read loop fails here rather than hanging.
-const BOUND: Duration = Duration::from_secs(10);
-
-async fn a_request_set_aside_holds_nothing_up() {
-    let router = echo_router().route("slow", |ms: u64| async move {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-        Ok::<_, HandlerError>(ms)
-    });
+/// A server with `router`, and a client `id` connected to it that answers
+/// `double`, the route the server calls back.
+async fn server_and_client(router: Router, id: &str) -> (Server, Client) {
     let server = Server::bind(&switchboard::Connector::local(), router)
         .await
         .unwrap();
@@ -34,12 +28,25 @@ async fn a_request_set_aside_holds_nothing_up() {
             |n: i64| async move { Ok::<_, HandlerError>(n * 2) },
         );
     let client = Client::builder(server.connector())
-        .id("set-aside")
+        .id(id)
         .router(client_router)
         .connect()
         .await
         .unwrap();
     server.wait_for_clients(1).await;
+    (server, client)
+}
+
+/// Well above anything these exchanges need, well below the request
+/// timeout: a stalled read loop fails here rather than hanging.
+const BOUND: Duration = Duration::from_secs(10);
+
+async fn a_request_set_aside_holds_nothing_up() {
+    let router = echo_router().route("slow", |ms: u64| async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok::<_, HandlerError>(ms)
+    });
+    let (server, client) = server_and_client(router, "set-aside").await;
 
     // Polled (it runs the read loop while it waits), then left unpolled.
     let mut aside = Box::pin(client.request::<_, u64>("slow", &300_u64));
@@ -90,19 +97,7 @@ async fn many_callers_each_get_their_own_answer() {
         let doubled: i64 = ctx.request("double", &n).await?;
         Ok::<_, HandlerError>(doubled + 1)
     });
-    let server = Server::bind(&switchboard::Connector::local(), router)
-        .await
-        .unwrap();
-    let client_router =
-        Router::new().route(
-            "double",
-            |n: i64| async move { Ok::<_, HandlerError>(n * 2) },
-        );
-    let client = Client::builder(server.connector())
-        .router(client_router)
-        .connect()
-        .await
-        .unwrap();
+    let (_server, client) = server_and_client(router, "many").await;
     let mut callers = tokio::task::JoinSet::new();
     for caller in 0..16_i64 {
         let client = client.clone();
@@ -153,24 +148,8 @@ fn after_a_block_on_call_returns_the_loop_goes_on() {
         .enable_all()
         .build()
         .unwrap();
-    let (server, client) = runtime.block_on(async {
-        let server = Server::bind(&switchboard::Connector::local(), echo_router())
-            .await
-            .unwrap();
-        let client_router =
-            Router::new().route(
-                "double",
-                |n: i64| async move { Ok::<_, HandlerError>(n * 2) },
-            );
-        let client = Client::builder(server.connector())
-            .id("block-on")
-            .router(client_router)
-            .connect()
-            .await
-            .unwrap();
-        server.wait_for_clients(1).await;
-        (Arc::new(server), client)
-    });
+    let (server, client) = runtime.block_on(server_and_client(echo_router(), "block-on"));
+    let server = Arc::new(server);
     for round in 0..50_i64 {
         // A request from `block_on`'s future, which then returns.
         let echoed: String = runtime
