@@ -26,6 +26,8 @@
 //! can then change what the handler reads (never where), which SECURITY.md
 //! documents, and `SharedMemory::copy_received` turns off.
 
+#[cfg(any(target_os = "linux", windows))]
+mod bulk_copy;
 #[cfg(target_os = "linux")]
 mod channel_linux;
 #[cfg(windows)]

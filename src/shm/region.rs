@@ -83,7 +83,7 @@ impl SharedRegion {
         let dst = self.range(offset, src.len()).ok_or_else(out_of_bounds)?;
         // SAFETY: `dst..dst+len` is inside the mapping, which is writable and
         // cannot overlap `src` (ordinary Rust memory).
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_ptr(), src.len()) };
+        unsafe { super::bulk_copy::copy(dst.as_ptr(), src) };
         Ok(())
     }
 
