@@ -85,6 +85,12 @@ pub struct Config {
     /// connections over the ring use it (see also
     /// [`busy_poll`](Self::busy_poll), its counterpart on the socket).
     ///
+    /// Two spinning processes on one CPU only delay each other, and some
+    /// kernels put them there: so a waiting client whose thread finds the
+    /// server's waiting thread on its own CPU moves to another CPU it may
+    /// run on (its affinity is narrowed for an instant, then restored as it
+    /// was), at most once per millisecond; a thread bound to one CPU stays.
+    ///
     /// [`Connector::with_shm_ring`]: crate::Connector::with_shm_ring
     pub ring_spin: Duration,
     /// Large bodies through shared memory on local connections, where the

@@ -37,6 +37,8 @@ mod corrupted;
 mod fd_passing;
 #[cfg(target_os = "linux")]
 mod idle;
+#[cfg(target_os = "linux")]
+mod leave_cpu;
 #[cfg(any(target_os = "linux", windows))]
 mod lent;
 #[cfg(windows)]

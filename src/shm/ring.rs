@@ -4,7 +4,8 @@
 //!
 //! Layout: the region starts with a header page (a magic word, the
 //! capacity, then for each direction a control block whose words sit on
-//! cache lines of their own), followed by the two rings' data, each
+//! cache lines of their own: the two positions, the reader's `parked` flag
+//! and the CPU it last waited on), followed by the two rings' data, each
 //! `capacity` bytes (a power of two). A ring is a pair of positions that
 //! only grow: `write` (bytes ever written, stored by the writer) and `read`
 //! (bytes ever consumed, stored by the reader). The bytes between them are
@@ -44,6 +45,9 @@ const CONTROL_AT: [usize; 2] = [1024, 2048];
 const WRITE_AT: usize = 0;
 const READ_AT: usize = 128;
 const PARKED_AT: usize = 256;
+/// The CPU the reader of this direction last waited on, plus one (zero:
+/// not known). Advisory: read only to compare with our own CPU.
+const CPU_AT: usize = 384;
 
 /// One direction of the connection: client to server, or server to client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +108,62 @@ pub(crate) fn check_header(region: &SharedRegion, capacity: u32) -> Result<(), C
         )));
     }
     Ok(())
+}
+
+/// The two readers' CPU words: ours, which we publish while we wait, and
+/// the peer reader's, which tells whether the peer waits on our CPU (see
+/// `idle`). A peer can write anything there; the worst it gets is that we
+/// move to another CPU now and then, or never.
+#[derive(Debug)]
+pub(crate) struct CpuWords {
+    region: Arc<SharedRegion>,
+    ours: usize,
+    theirs: usize,
+    /// This side moves when it shares a CPU with the peer (the client;
+    /// if both did, they would move together).
+    leaves: bool,
+}
+
+impl CpuWords {
+    /// The words of a side that reads `incoming`; `leaves` as on the field.
+    pub(crate) fn new(
+        region: Arc<SharedRegion>,
+        incoming: Direction,
+        leaves: bool,
+    ) -> io::Result<CpuWords> {
+        let outgoing = match incoming {
+            Direction::ToServer => Direction::ToClient,
+            Direction::ToClient => Direction::ToServer,
+        };
+        let words = CpuWords {
+            ours: CONTROL_AT[incoming as usize] + CPU_AT,
+            theirs: CONTROL_AT[outgoing as usize] + CPU_AT,
+            region,
+            leaves,
+        };
+        for at in [words.ours, words.theirs] {
+            words.region.atomic_u32(at).ok_or_else(bad_layout)?;
+        }
+        Ok(words)
+    }
+
+    fn word(&self, at: usize) -> &AtomicU32 {
+        self.region
+            .atomic_u32(at)
+            .expect("checked in CpuWords::new")
+    }
+
+    /// Says that this side waits on `cpu`.
+    pub(crate) fn publish(&self, cpu: u32) {
+        self.word(self.ours)
+            .store(cpu.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// True if this side is the one that moves and the peer's reader said
+    /// it waits on `cpu`.
+    pub(crate) fn peer_waits_on(&self, cpu: u32) -> bool {
+        self.leaves && self.word(self.theirs).load(Ordering::Relaxed) == cpu.saturating_add(1)
+    }
 }
 
 /// What both ends of one direction share: where its words and bytes are.
@@ -345,6 +405,30 @@ mod tests {
         let writer = RingWriter::new(Arc::clone(&region), CAP, Direction::ToServer).unwrap();
         let reader = RingReader::new(Arc::clone(&region), CAP, Direction::ToServer).unwrap();
         (region, writer, reader)
+    }
+
+    #[test]
+    fn each_side_sees_where_the_other_reader_waits_and_only_the_client_acts_on_it() {
+        let (region, _, _) = pair();
+        let client = CpuWords::new(Arc::clone(&region), Direction::ToClient, true).unwrap();
+        let server = CpuWords::new(Arc::clone(&region), Direction::ToServer, false).unwrap();
+        assert!(!client.peer_waits_on(0), "zero: not known, not CPU 0");
+        server.publish(3);
+        assert!(client.peer_waits_on(3));
+        assert!(!client.peer_waits_on(1));
+        client.publish(3);
+        assert!(!server.peer_waits_on(3), "the server never moves");
+        server.publish(u32::MAX);
+        assert!(
+            client.peer_waits_on(u32::MAX),
+            "saturates, does not wrap to unknown"
+        );
+        // What a peer may scribble there only changes the answer.
+        region
+            .atomic_u32(CONTROL_AT[0] + CPU_AT)
+            .unwrap()
+            .store(77, Ordering::Relaxed);
+        assert!(client.peer_waits_on(76));
     }
 
     fn read_all(reader: &mut RingReader, len: usize) -> Vec<u8> {

@@ -31,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 use super::idle::{Idle, Step};
-use super::ring::{RingReader, RingWriter};
+use super::ring::{CpuWords, RingReader, RingWriter};
 
 /// The connection's socket, registered with the runtime for readability.
 pub(crate) type Socket = Arc<AsyncFd<UnixStream>>;
@@ -51,11 +51,17 @@ pub(crate) struct RingRead {
 }
 
 impl RingRead {
-    pub(crate) fn new(ring: RingReader, socket: Socket, spin: Duration) -> RingRead {
+    /// `cpus`: where both readers say they wait ([`super::idle`]).
+    pub(crate) fn new(
+        ring: RingReader,
+        socket: Socket,
+        spin: Duration,
+        cpus: Arc<CpuWords>,
+    ) -> RingRead {
         RingRead {
             ring,
             socket,
-            idle: Idle::new(spin),
+            idle: Idle::new(spin, Some(cpus)),
             parked: false,
             eof: false,
         }
@@ -114,8 +120,8 @@ fn spin_until(until: Instant, mut ready: impl FnMut() -> io::Result<bool>) -> io
 /// Ends a spin slice that found nothing: lets the OS run a thread waiting
 /// for this CPU (the peer, when both share one: spinning then only delays
 /// it) and the runtime run the thread's other tasks, then looks again.
-fn between_slices<T>(cx: &mut Context<'_>) -> Poll<T> {
-    std::thread::yield_now();
+fn between_slices<T>(idle: &mut Idle, cx: &mut Context<'_>) -> Poll<T> {
+    idle.yield_thread();
     cx.waker().wake_by_ref();
     Poll::Pending
 }
@@ -151,10 +157,10 @@ impl AsyncRead for RingRead {
                     let ring = &mut this.ring;
                     spin_until(until, || Ok(ring.available()? > 0))?;
                     if this.ring.available()? == 0 {
-                        return between_slices(cx);
+                        return between_slices(&mut this.idle, cx);
                     }
                 }
-                Step::Yield => return between_slices(cx),
+                Step::Yield => return between_slices(&mut this.idle, cx),
                 Step::Park if !this.parked => {
                     // Look once more after announcing it (see `ring`).
                     this.ring.park();
@@ -183,11 +189,17 @@ pub(crate) struct RingWrite {
 }
 
 impl RingWrite {
-    pub(crate) fn new(ring: RingWriter, socket: Socket, spin: Duration) -> RingWrite {
+    /// `cpus`: as for [`RingRead::new`].
+    pub(crate) fn new(
+        ring: RingWriter,
+        socket: Socket,
+        spin: Duration,
+        cpus: Arc<CpuWords>,
+    ) -> RingWrite {
         RingWrite {
             ring,
             socket,
-            idle: Idle::new(spin),
+            idle: Idle::new(spin, Some(cpus)),
             nap: None,
             next_nap: FIRST_NAP,
         }
@@ -270,10 +282,10 @@ impl RingWrite {
                     let ring = &mut self.ring;
                     spin_until(until, || Ok(!ring.is_full()?))?;
                     if self.ring.is_full()? {
-                        return between_slices(cx);
+                        return between_slices(&mut self.idle, cx);
                     }
                 }
-                Step::Yield => return between_slices(cx),
+                Step::Yield => return between_slices(&mut self.idle, cx),
                 Step::Park => {
                     self.check_peer()?;
                     self.nap = Some(Box::pin(tokio::time::sleep(self.next_nap)));

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::ring::{self, Direction, RingReader, RingWriter};
+use super::ring::{self, CpuWords, Direction, RingReader, RingWriter};
 use super::ring_link::{RingRead, RingWrite, Socket};
 use super::{SharedRegion, recv_with_fds, send_with_fds};
 
@@ -70,16 +70,23 @@ fn halves(
     spin: Duration,
     outgoing: Direction,
 ) -> io::Result<Halves> {
+    let client = outgoing == Direction::ToServer;
     let incoming = match outgoing {
         Direction::ToServer => Direction::ToClient,
         Direction::ToClient => Direction::ToServer,
     };
     let region = Arc::new(region);
+    let cpus = Arc::new(CpuWords::new(Arc::clone(&region), incoming, client)?);
     let reader = RingReader::new(Arc::clone(&region), capacity, incoming)?;
     let writer = RingWriter::new(region, capacity, outgoing)?;
     Ok((
-        Box::new(RingRead::new(reader, Arc::clone(&socket), spin)),
-        Box::new(RingWrite::new(writer, socket, spin)),
+        Box::new(RingRead::new(
+            reader,
+            Arc::clone(&socket),
+            spin,
+            Arc::clone(&cpus),
+        )),
+        Box::new(RingWrite::new(writer, socket, spin, cpus)),
     ))
 }
 
