@@ -267,6 +267,9 @@ async fn request(
             "the peer reused request id {id} while that request is still running"
         )));
     }
+    // Counted before the drain check: a drain either sees this request
+    // running, or this request sees the drain and refuses (both SeqCst).
+    let _handling = shared.running.handling(peer);
     if shared.lifecycle.is_draining() {
         let refusal = Failure::new(code::SHUTTING_DOWN, "the server is shutting down");
         answer(peer, id, Ok(Err(refusal)), cost, When::Later);

@@ -94,6 +94,14 @@ impl Running {
         }
     }
 
+    /// Counts a request the reader is handling itself (checking, calling
+    /// its handler, queueing an answer that is ready at once) until the
+    /// guard drops, so a drain that starts meanwhile, on another worker,
+    /// waits for that answer to be queued instead of closing before it.
+    pub(super) fn handling(&self, peer: &Peer) -> ActiveGuard {
+        ActiveGuard::new(peer)
+    }
+
     /// Waits until no handler task is left.
     pub(super) async fn idle(&self) {
         loop {
@@ -108,7 +116,7 @@ impl Running {
 
 /// Counts a running task so a drain can wait for it, also when the task is
 /// aborted.
-struct ActiveGuard {
+pub(super) struct ActiveGuard {
     peer: Peer,
 }
 
