@@ -25,10 +25,10 @@ pub(crate) fn leave_this_cpu() -> io::Result<bool> {
     if unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut allowed) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: plain call, no arguments.
-    let Ok(cpu) = usize::try_from(unsafe { libc::sched_getcpu() }) else {
+    let Some(cpu) = current_cpu() else {
         return Err(io::Error::last_os_error());
     };
+    let cpu = cpu as usize;
     if cpu >= libc::CPU_SETSIZE as usize {
         return Ok(false);
     }

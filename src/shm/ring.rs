@@ -56,6 +56,16 @@ pub(crate) enum Direction {
     ToClient = 1,
 }
 
+impl Direction {
+    /// The other direction of the same connection.
+    pub(crate) fn opposite(self) -> Direction {
+        match self {
+            Direction::ToServer => Direction::ToClient,
+            Direction::ToClient => Direction::ToServer,
+        }
+    }
+}
+
 /// The peer wrote something into the ring that no correct peer writes.
 #[derive(Debug)]
 pub(crate) struct Corrupt(pub(crate) String);
@@ -131,13 +141,9 @@ impl CpuWords {
         incoming: Direction,
         leaves: bool,
     ) -> io::Result<CpuWords> {
-        let outgoing = match incoming {
-            Direction::ToServer => Direction::ToClient,
-            Direction::ToClient => Direction::ToServer,
-        };
         let words = CpuWords {
             ours: CONTROL_AT[incoming as usize] + CPU_AT,
-            theirs: CONTROL_AT[outgoing as usize] + CPU_AT,
+            theirs: CONTROL_AT[incoming.opposite() as usize] + CPU_AT,
             region,
             leaves,
         };

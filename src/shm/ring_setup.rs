@@ -71,10 +71,7 @@ fn halves(
     outgoing: Direction,
 ) -> io::Result<Halves> {
     let client = outgoing == Direction::ToServer;
-    let incoming = match outgoing {
-        Direction::ToServer => Direction::ToClient,
-        Direction::ToClient => Direction::ToServer,
-    };
+    let incoming = outgoing.opposite();
     let region = Arc::new(region);
     let cpus = Arc::new(CpuWords::new(Arc::clone(&region), incoming, client)?);
     let reader = RingReader::new(Arc::clone(&region), capacity, incoming)?;
