@@ -83,6 +83,11 @@ impl Dialer {
         waited: Duration,
     ) -> Result<(Connection, Resumption)> {
         let mut delay = Duration::from_millis(2);
+        // The last "not up yet" answer: when the deadline cuts the attempt
+        // in flight, the caller learns why the earlier ones failed (no
+        // instance holds the secret, nothing listens), not just that time
+        // ran out.
+        let mut last_answer: Option<io::Error> = None;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let error = match self.resolve() {
@@ -92,8 +97,15 @@ impl Dialer {
                         return self.start(link, &connector, token, limit).await;
                     }
                     Ok(Err(refused)) => return Err(refused),
-                    Err(error) if retryable(&error) && Instant::now() + delay < deadline => None,
+                    Err(error) if retryable(&error) && Instant::now() + delay < deadline => {
+                        last_answer = Some(error);
+                        None
+                    }
                     Err(error) => {
+                        let error = match last_answer.take() {
+                            Some(answer) if cut_by_deadline(&error, deadline) => answer,
+                            _ => error,
+                        };
                         let source = if retryable(&error) {
                             io::Error::new(
                                 error.kind(),
@@ -246,7 +258,7 @@ async fn connect_link(connector: &Connector, limit: Duration) -> io::Result<Link
     .await
     {
         Ok(result) => result,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, CutShort)),
     }
 }
 
@@ -282,6 +294,20 @@ async fn connect_or_refused(
     }
 }
 
+/// True when `error` is [`connect_link`]'s own timeout with `deadline`
+/// reached: the attempt was cut short, it did not fail.
+fn cut_by_deadline(error: &io::Error, deadline: Instant) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<CutShort>().is_some())
+        && Instant::now() >= deadline
+}
+
+/// [`connect_link`]'s limit ran out.
+#[derive(Debug, thiserror::Error)]
+#[error("connect timed out")]
+struct CutShort;
+
 /// Errors that mean "not up yet" or "busy right now", worth another try
 /// before the deadline.
 fn retryable(error: &io::Error) -> bool {
@@ -296,4 +322,24 @@ fn retryable(error: &io::Error) -> bool {
             error.kind(),
             io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused | io::ErrorKind::WouldBlock
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_own_timeout_past_the_deadline_counts_as_cut_short() {
+        let ours = io::Error::new(io::ErrorKind::TimedOut, CutShort);
+        let past = Instant::now();
+        let ahead = Instant::now() + Duration::from_secs(60);
+        assert!(cut_by_deadline(&ours, past));
+        assert!(!cut_by_deadline(&ours, ahead));
+        let transports = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
+        assert!(!cut_by_deadline(&transports, past));
+        assert!(!cut_by_deadline(
+            &io::Error::from(io::ErrorKind::TimedOut),
+            past
+        ));
+    }
 }
