@@ -200,7 +200,12 @@ fn warm_up(
 ) -> Vec<Result<usize>> {
     entries
         .iter_mut()
-        .map(|entry| warm(entry.session.as_mut()).map(&size))
+        .map(|entry| {
+            let session = entry.session.as_mut();
+            let took = warm(session)?;
+            session.rest()?;
+            Ok(size(took))
+        })
         .collect()
 }
 
@@ -222,7 +227,8 @@ fn interleave<T>(
         for k in 0..count {
             let i = (k + round) % count;
             if let Ok((size, batches)) = &mut out[i] {
-                match batch(entries[i].session.as_mut(), *size) {
+                let session = entries[i].session.as_mut();
+                match batch(session, *size).and_then(|value| session.rest().map(|()| value)) {
                     Ok(value) => batches.push(value),
                     Err(e) => out[i] = Err(e),
                 }

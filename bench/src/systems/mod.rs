@@ -190,6 +190,15 @@ pub trait Session {
     /// handshake to the response of a first echo request.
     fn connect(&mut self, count: usize) -> Result<Vec<Duration>>;
 
+    /// Called after every batch and warm-up: a server that busy-polls
+    /// while traffic flows stops now rather than a timer later, so that it
+    /// takes no CPU from the next system's batch (with two cores, a floor
+    /// still spinning into `switchboard_shm`'s batch made that batch's
+    /// tail).
+    fn rest(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Opens `count` connections (each with its handshake finished), calls
     /// `measure` while they are all open and idle, then closes them.
     fn hold_idle(&mut self, count: usize, measure: &mut dyn FnMut() -> Result<()>) -> Result<()> {

@@ -3,9 +3,10 @@
 //! sleeping thread anywhere), the frames of [`super::raw`]. Nothing a
 //! library on a socket can beat: what is left is the system calls.
 //!
-//! The server spins only while traffic flows: after [`IDLE_AFTER`] without
-//! a request it blocks in `poll(2)`, so it does not steal a core from the
-//! other systems' rounds.
+//! The server spins only while traffic flows: told to rest (an empty
+//! frame, after each batch), or after [`IDLE_AFTER`] without a request, it
+//! blocks in `poll(2)`, so it does not steal a core from the other
+//! systems' batches.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
@@ -47,6 +48,12 @@ fn serve_polling(stream: UnixStream) -> io::Result<()> {
     loop {
         match reader.next_frame(Some(IDLE_AFTER))? {
             None => return Ok(()),
+            Some([]) => {
+                if !reader.has_frame() {
+                    wait_readable(&stream)?;
+                }
+                continue;
+            }
             Some(body) => raw::answer(body, &mut out),
         }
         // Answer a burst with one write: only when nothing else is buffered.
@@ -203,6 +210,11 @@ impl super::Session for Client {
         }
         raw::check_tail(&last)?;
         Ok(samples)
+    }
+
+    fn rest(&mut self) -> Result<()> {
+        write_spinning(&self.stream, &0u32.to_le_bytes())?;
+        Ok(())
     }
 
     fn pipelined(&mut self, count: usize, depth: usize) -> Result<Duration> {

@@ -9,13 +9,14 @@
 //! never has more than [`SLOTS`] requests in flight and the server answers
 //! in order, so a slot is reused only after its answer was read: no
 //! consumer index is needed. The server spins only while requests come:
-//! after [`IDLE_AFTER`] without one it naps a millisecond at a time.
+//! told to rest after each batch, it sleeps on a futex until the client's
+//! next batch wakes it.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -28,10 +29,11 @@ const SLOT: usize = 64;
 /// Counters, each on its own pair of cache lines (adjacent-line prefetch).
 const REQUESTS_SENT: usize = 0;
 const ANSWERS_SENT: usize = 128;
+/// 1 while the client rests (between batches), else 0; a futex word.
+const RESTING: usize = 256;
 const REQUEST_RING: usize = 4096;
 const ANSWER_RING: usize = REQUEST_RING + SLOTS * SLOT;
 const SIZE: usize = ANSWER_RING + SLOTS * SLOT;
-const IDLE_AFTER: Duration = Duration::from_millis(20);
 /// A few microseconds of pausing before a spinner starts yielding its CPU:
 /// on an idle machine an answer comes long before; on a busy one the peer
 /// may share this CPU, and spinning longer only delays it.
@@ -68,6 +70,11 @@ impl Shared {
         // SAFETY: the offsets are constants inside the mapping, 8-aligned
         // (the mapping is page-aligned).
         unsafe { &*self.base.as_ptr().add(offset).cast::<AtomicU64>() }
+    }
+
+    fn resting(&self) -> &AtomicU32 {
+        // SAFETY: as for `counter`, 4-aligned.
+        unsafe { &*self.base.as_ptr().add(RESTING).cast::<AtomicU32>() }
     }
 
     fn slot(&self, ring: usize, index: u64) -> *mut u8 {
@@ -139,10 +146,11 @@ pub fn serve() -> Result<()> {
     procs::exit_when_stdin_closes(move || {
         let _ = std::fs::remove_file(cleanup);
     });
+    // Resting until the first batch: the other systems' warm-ups come first.
+    shared.resting().store(1, Ordering::Release);
     println!("{}", path.display());
     let mut slot = [0; SLOT];
     let mut next = 0u64;
-    let mut last = Instant::now();
     let mut spins = 0;
     loop {
         if shared.counter(REQUESTS_SENT).load(Ordering::Acquire) > next {
@@ -150,15 +158,48 @@ pub fn serve() -> Result<()> {
             shared.put(ANSWER_RING, next, &slot);
             next += 1;
             shared.counter(ANSWERS_SENT).store(next, Ordering::Release);
-            last = Instant::now();
             spins = 0;
-        } else if last.elapsed() > IDLE_AFTER {
-            std::thread::sleep(Duration::from_millis(1));
+        } else if shared.resting().load(Ordering::Acquire) == 1 {
+            futex_wait(shared.resting(), 1);
         } else {
             relax(&mut spins);
         }
     }
 }
+
+/// Sleeps while `word` holds `expected` (or until a spurious wake-up).
+#[cfg(target_os = "linux")]
+fn futex_wait(word: &AtomicU32, expected: u32) {
+    // SAFETY: FUTEX_WAIT on a live, aligned word of a shared mapping; no
+    // timeout. Not FUTEX_PRIVATE: the waker is another process.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            std::ptr::null::<libc::timespec>(),
+        )
+    };
+}
+
+/// Wakes every thread sleeping on `word`.
+#[cfg(target_os = "linux")]
+fn futex_wake(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE on a live, aligned word of a shared mapping.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX) };
+}
+
+/// Elsewhere, no futex: a nap, looked at again every millisecond.
+#[cfg(not(target_os = "linux"))]
+fn futex_wait(word: &AtomicU32, expected: u32) {
+    if word.load(Ordering::Acquire) == expected {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn futex_wake(_: &AtomicU32) {}
 
 /// One turn of a spin-wait: a pause, and after [`SPINS_BEFORE_YIELD`] of
 /// them a `sched_yield` each time, so that on a loaded machine a spinner
@@ -200,6 +241,13 @@ impl Client {
         })
     }
 
+    /// Wakes the server if it rests, before a batch is timed.
+    fn resume(&self) {
+        if self.shared.resting().swap(0, Ordering::AcqRel) == 1 {
+            futex_wake(self.shared.resting());
+        }
+    }
+
     fn send(&mut self) {
         self.shared.put(REQUEST_RING, self.sent, &self.request);
         self.sent += 1;
@@ -221,7 +269,13 @@ impl super::Session for Client {
         self.server.pid()
     }
 
+    fn rest(&mut self) -> Result<()> {
+        self.shared.resting().store(1, Ordering::Release);
+        Ok(())
+    }
+
     fn rtt(&mut self, count: usize) -> Result<Vec<Duration>> {
+        self.resume();
         let mut samples = Vec::with_capacity(count);
         let mut answer = [0; SLOT];
         for _ in 0..count {
@@ -237,6 +291,7 @@ impl super::Session for Client {
     }
 
     fn pipelined(&mut self, count: usize, depth: usize) -> Result<Duration> {
+        self.resume();
         let depth = depth.min(SLOTS) as u64;
         let start = Instant::now();
         let first = self.sent;
