@@ -59,6 +59,7 @@ fn color(system: &str) -> RGBColor {
         "switchboard_local_json" => RGBColor(31, 119, 180),
         "switchboard_local_msgpack" => RGBColor(100, 170, 225),
         "switchboard_shm" => RGBColor(227, 119, 194),
+        "iceoryx2_rr" => RGBColor(140, 86, 75),
         "switchboard_tcp_json" => RGBColor(20, 60, 120),
         "switchboard_blocking" => RGBColor(23, 190, 207),
         "tarpc_uds" => RGBColor(255, 127, 14),

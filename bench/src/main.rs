@@ -74,7 +74,7 @@ struct RunArgs {
     /// Only these systems (comma-separated): raw_blocking_uds,
     /// raw_tokio_local, raw_poll_uds, raw_spin_shm, memcpy, switchboard_local,
     /// switchboard_local_loan, switchboard_local_json, switchboard_local_msgpack,
-    /// switchboard_shm,
+    /// switchboard_shm, iceoryx2_rr,
     /// switchboard_tcp_json, switchboard_blocking, tarpc_uds, ipc_channel,
     /// communica, switchboard_python, mp_connection, raw_amqp,
     /// switchboard_amqp, communica_rmq.

@@ -9,6 +9,7 @@
 //!   length as a number, which the client checks.
 
 mod communica;
+mod iceoryx;
 mod ipc;
 mod memcpy;
 mod python;
@@ -33,7 +34,7 @@ use clap::ValueEnum;
 pub use communica::{describe_python, prepare_venv};
 
 /// Every system, in the order of the report's columns.
-pub const SYSTEMS: [&str; 21] = [
+pub const SYSTEMS: [&str; 22] = [
     "raw_blocking_uds",
     "raw_tokio_local",
     "raw_poll_uds",
@@ -44,6 +45,7 @@ pub const SYSTEMS: [&str; 21] = [
     "switchboard_local_json",
     "switchboard_local_msgpack",
     "switchboard_shm",
+    "iceoryx2_rr",
     "switchboard_tcp_json",
     "switchboard_blocking",
     "tarpc_uds",
@@ -235,6 +237,7 @@ pub fn open(system: &str, options: &Options) -> Result<Box<dyn Session>> {
         )?),
         "raw_poll_uds" => Box::new(raw_poll::Client::open()?),
         "raw_spin_shm" => Box::new(raw_spin::Client::open()?),
+        "iceoryx2_rr" => Box::new(iceoryx::Client::open()?),
         "switchboard_local_json" => Box::new(switchboard::Client::open(
             switchboard::Variant::LocalJson,
             options.flavor,
@@ -289,6 +292,7 @@ pub fn serve(system: &str, flavor: Flavor) -> Result<()> {
         | "switchboard_local_msgpack" => switchboard::serve(switchboard::Variant::Local, flavor),
         "raw_poll_uds" => raw_poll::serve(),
         "raw_spin_shm" => raw_spin::serve(),
+        "iceoryx2_rr" => iceoryx::serve(),
         "switchboard_shm" => switchboard::serve(switchboard::Variant::LocalShm, flavor),
         "switchboard_tcp_json" => switchboard::serve(switchboard::Variant::TcpJson, flavor),
         "switchboard_blocking" => switchboard_blocking::serve(),

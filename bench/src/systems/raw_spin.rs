@@ -204,7 +204,7 @@ fn futex_wake(_: &AtomicU32) {}
 /// One turn of a spin-wait: a pause, and after [`SPINS_BEFORE_YIELD`] of
 /// them a `sched_yield` each time, so that on a loaded machine a spinner
 /// sharing a CPU with its peer hands it over instead of burning its slice.
-fn relax(spins: &mut u32) {
+pub(super) fn relax(spins: &mut u32) {
     *spins += 1;
     if *spins < SPINS_BEFORE_YIELD {
         std::hint::spin_loop();
