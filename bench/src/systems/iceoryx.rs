@@ -75,7 +75,7 @@ pub fn serve() -> Result<()> {
 /// Client session.
 pub struct Client {
     server: ChildProcess,
-    // The ports borrow nothing from the node, but must not outlive it.
+    // Fields drop in order: the ports before the node that made them.
     client: IxClient<ipc::Service, Payload, (), Payload, ()>,
     notifier: Notifier<ipc::Service>,
     _node: Node<ipc::Service>,
