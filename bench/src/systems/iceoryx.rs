@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use iceoryx2::port::client::Client as IxClient;
 use iceoryx2::port::notifier::Notifier;
 use iceoryx2::prelude::*;
+use iceoryx2::service::port_factory::{event, request_response};
 
 use super::raw_spin::relax;
 use super::{SMALL_TEXT, Unsupported};
@@ -33,22 +34,43 @@ fn service_name(base: &str) -> Result<ServiceName> {
     ServiceName::new(base).with_context(|| format!("iceoryx2 service name {base:?}"))
 }
 
+type EchoService = request_response::PortFactory<ipc::Service, Payload, (), Payload, ()>;
+type WakeService = event::PortFactory<ipc::Service>;
+
+/// Who makes the services: the server creates them, the client opens them.
+enum Side {
+    Create,
+    Open,
+}
+
+/// The echo service and the event that wakes a resting server, under
+/// `base`; one definition for both sides, whose settings must agree.
+fn services(
+    node: &Node<ipc::Service>,
+    base: &str,
+    side: Side,
+) -> Result<(EchoService, WakeService)> {
+    let echo = node
+        .service_builder(&service_name(&format!("{base}/echo"))?)
+        .request_response::<Payload, Payload>()
+        .max_active_requests_per_client(IN_FLIGHT)
+        .max_loaned_requests(IN_FLIGHT);
+    let wake = node
+        .service_builder(&service_name(&format!("{base}/wake"))?)
+        .event();
+    Ok(match side {
+        Side::Create => (echo.create()?, wake.create()?),
+        Side::Open => (echo.open()?, wake.open()?),
+    })
+}
+
 /// Server: creates the services, prints their base name, answers requests
 /// until the harness closes stdin.
 pub fn serve() -> Result<()> {
     let base = format!("sbbench/{}", std::process::id());
     let node = NodeBuilder::new().create::<ipc::Service>()?;
-    let echo = node
-        .service_builder(&service_name(&format!("{base}/echo"))?)
-        .request_response::<Payload, Payload>()
-        .max_active_requests_per_client(IN_FLIGHT)
-        .max_loaned_requests(IN_FLIGHT)
-        .create()?;
+    let (echo, wake) = services(&node, &base, Side::Create)?;
     let server = echo.server_builder().create()?;
-    let wake = node
-        .service_builder(&service_name(&format!("{base}/wake"))?)
-        .event()
-        .create()?;
     let listener = wake.listener_builder().create()?;
     procs::exit_when_stdin_closes(|| {});
     println!("{base}");
@@ -89,17 +111,8 @@ impl Client {
         let mut server = ChildProcess::spawn_self("iceoryx2_rr", &[])?;
         let base = server.next_line()?;
         let node = NodeBuilder::new().create::<ipc::Service>()?;
-        let echo = node
-            .service_builder(&service_name(&format!("{base}/echo"))?)
-            .request_response::<Payload, Payload>()
-            .max_active_requests_per_client(IN_FLIGHT)
-            .max_loaned_requests(IN_FLIGHT)
-            .open()?;
+        let (echo, wake) = services(&node, &base, Side::Open)?;
         let client = echo.client_builder().create()?;
-        let wake = node
-            .service_builder(&service_name(&format!("{base}/wake"))?)
-            .event()
-            .open()?;
         let notifier = wake.notifier_builder().create()?;
         let request = SMALL_TEXT
             .as_bytes()
