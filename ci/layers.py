@@ -27,6 +27,9 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 LAYERS = [
     # Shared by every layer: the crate's Error and Config (plain settings).
     ("error, config", ["error", "config"]),
+    # A connection's Unix socket, in the event loop only while somebody may
+    # wait on it, and the hint of a busy poller that lets it leave.
+    ("unix socket", ["unix_socket", "polled_busily"]),
     # Shared memory primitives (a sealed memfd mapped, SCM_RIGHTS) and the
     # payload pool's two halves: plain OS memory, no protocol.
     ("shm", ["shm"]),

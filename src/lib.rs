@@ -52,6 +52,7 @@ mod error;
 pub mod fuzzing;
 mod handoff;
 mod peer;
+mod polled_busily;
 mod protocol;
 pub mod registry;
 mod ring_switch;
@@ -61,6 +62,8 @@ mod service;
 mod shm;
 mod stream;
 mod transport;
+#[cfg(unix)]
+mod unix_socket;
 
 #[cfg(any(unix, windows))]
 pub use client::PendingClient;

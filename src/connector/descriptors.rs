@@ -11,13 +11,11 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::io::unix::AsyncFd;
-
 use crate::shm::{recv_with_fds, send_with_fds};
+use crate::unix_socket::UnixSocket;
 
 /// Most descriptors one read may bring while they are expected; a peer
 /// sending more fails the read (and they are closed).
@@ -28,7 +26,7 @@ const MAX_KEPT: usize = 8;
 /// Sending and receiving descriptors on one link (see the module docs).
 #[derive(Clone)]
 pub struct Descriptors {
-    socket: Arc<AsyncFd<UnixStream>>,
+    socket: Arc<UnixSocket>,
     inbox: Arc<Inbox>,
 }
 
@@ -75,7 +73,7 @@ impl Inbox {
 }
 
 impl Descriptors {
-    pub(super) fn new(socket: Arc<AsyncFd<UnixStream>>, inbox: Arc<Inbox>) -> Descriptors {
+    pub(super) fn new(socket: Arc<UnixSocket>, inbox: Arc<Inbox>) -> Descriptors {
         Descriptors { socket, inbox }
     }
 

@@ -41,9 +41,9 @@ pub struct Link {
     pub peer_ip: Option<IpAddr>,
 }
 
-/// A connected Unix socket, registered with the runtime for readability.
+/// A connected Unix socket, shared by the parts of the connection.
 #[cfg(unix)]
-pub type UnixSocket = Arc<tokio::io::unix::AsyncFd<std::os::unix::net::UnixStream>>;
+pub type UnixSocket = Arc<crate::unix_socket::UnixSocket>;
 /// No Unix sockets here.
 #[cfg(not(unix))]
 pub type UnixSocket = std::convert::Infallible;

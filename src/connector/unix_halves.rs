@@ -1,5 +1,6 @@
 //! A Unix socket's two halves, registered with the event loop for what
-//! each needs: the reader for readability only, the writer for writability
+//! each needs: the reader for readability only, and not while it is
+//! polled busily (see [`crate::unix_socket`]); the writer for writability
 //! only while a write is blocked.
 //!
 //! Why: a socket registered for both (as tokio's own streams are) gets an
@@ -21,19 +22,23 @@ use std::task::{Context, Poll, ready};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
-/// The receiving half: the socket, registered for readability, and where
-/// descriptors go while the protocol expects some (Linux).
+use crate::polled_busily::polled_busily;
+use crate::unix_socket::{Registration, UnixSocket};
+
+/// The receiving half: the socket, its registration for readability while
+/// the reader may wait, and where descriptors go while the protocol
+/// expects some (Linux).
 pub(super) struct Reader {
-    socket: Arc<AsyncFd<UnixStream>>,
-    #[cfg(target_os = "linux")]
-    inbox: Arc<super::descriptors::Inbox>,
+    socket: Arc<UnixSocket>,
+    registration: Option<Registration>,
+    inbox: Inbox,
 }
 
 /// The sending half: writes go straight to the socket; only a write that
 /// would block registers (a second descriptor of the same socket) for
 /// writability, until a write goes through without waiting.
 pub(super) struct Writer {
-    socket: Arc<AsyncFd<UnixStream>>,
+    socket: Arc<UnixSocket>,
     blocked: Option<AsyncFd<UnixStream>>,
     /// The current write had to wait for writability.
     waited: bool,
@@ -48,19 +53,17 @@ pub(super) type Descriptors = ();
 /// Splits a connected, non-blocking socket into its halves, and the handle
 /// that passes descriptors over it.
 pub(super) fn split(fd: OwnedFd) -> io::Result<(Reader, Writer, Descriptors)> {
-    let stream = UnixStream::from(fd);
-    stream.set_nonblocking(true)?;
-    let socket = Arc::new(register(stream, Interest::READABLE)?);
+    let socket = UnixSocket::new(UnixStream::from(fd))?;
     #[cfg(target_os = "linux")]
     let inbox = Arc::new(super::descriptors::Inbox::default());
     #[cfg(target_os = "linux")]
     let descriptors = super::descriptors::Descriptors::new(Arc::clone(&socket), Arc::clone(&inbox));
     #[cfg(not(target_os = "linux"))]
-    let descriptors = ();
+    let (inbox, descriptors) = ((), ());
     Ok((
         Reader {
             socket: Arc::clone(&socket),
-            #[cfg(target_os = "linux")]
+            registration: None,
             inbox,
         },
         Writer {
@@ -74,18 +77,19 @@ pub(super) fn split(fd: OwnedFd) -> io::Result<(Reader, Writer, Descriptors)> {
 
 impl Reader {
     /// The socket itself, for what travels beside the byte stream.
-    pub(super) fn socket(&self) -> Arc<AsyncFd<UnixStream>> {
+    pub(super) fn socket(&self) -> Arc<UnixSocket> {
         Arc::clone(&self.socket)
     }
 }
 
-/// Registers `socket` with the current runtime for `interest`.
+/// Registers a second descriptor of a blocked writer's socket with the
+/// current runtime for writability.
 // Deprecated in recent tokio for types that do not own their descriptor
 // (one could be closed while registered); a UnixStream owns it, and the
 // replacement does not exist in the oldest tokio this crate accepts.
 #[allow(deprecated)]
-fn register(socket: UnixStream, interest: Interest) -> io::Result<AsyncFd<UnixStream>> {
-    AsyncFd::with_interest(socket, interest)
+fn register_writable(socket: UnixStream) -> io::Result<AsyncFd<UnixStream>> {
+    AsyncFd::with_interest(socket, Interest::WRITABLE)
 }
 
 impl AsyncRead for Reader {
@@ -94,10 +98,24 @@ impl AsyncRead for Reader {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if polled_busily() {
+            // Polled again in a moment, and the ordinary way before the
+            // poller sleeps: no waker needed, and no event loop.
+            this.registration = None;
+            return match read_now(&this.socket, &this.inbox, buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+                read => Poll::Ready(read),
+            };
+        }
+        let registration = match &mut this.registration {
+            Some(registration) => registration,
+            none => none.insert(this.socket.register()?),
+        };
         // Whether this call already asked the socket (and found nothing).
         let mut asked = false;
         loop {
-            let mut ready = match self.socket.poll_read_ready(cx) {
+            let mut ready = match registration.poll_read_ready(cx) {
                 Poll::Ready(ready) => ready?,
                 // Not known to be readable, but the runtime learns of new
                 // bytes only on its next turn: a reader polling busily
@@ -107,13 +125,13 @@ impl AsyncRead for Reader {
                 // goes unnoticed.
                 Poll::Pending if asked => return Poll::Pending,
                 Poll::Pending => {
-                    return match self.read_now(buf) {
+                    return match read_now(&this.socket, &this.inbox, buf) {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
                         read => Poll::Ready(read),
                     };
                 }
             };
-            match ready.try_io(|_| self.read_now(buf)) {
+            match ready.try_io(|_| read_now(&this.socket, &this.inbox, buf)) {
                 Ok(result) => return Poll::Ready(result),
                 // Not readable after all: readiness was cleared, wait again.
                 Err(_would_block) => {
@@ -125,20 +143,24 @@ impl AsyncRead for Reader {
     }
 }
 
-impl Reader {
-    /// One read that does not wait, whatever the runtime believes about
-    /// readiness: descriptors too while the protocol expects some.
-    fn read_now(&self, buf: &mut ReadBuf<'_>) -> io::Result<()> {
-        #[cfg(target_os = "linux")]
-        if self.inbox.expecting() {
-            let read = self
-                .inbox
-                .receive(self.socket.get_ref().as_fd(), buf.initialize_unfilled())?;
-            buf.advance(read);
-            return Ok(());
-        }
-        read_into(self.socket.get_ref(), buf)
+/// Where descriptors go while expected (Linux); nothing elsewhere.
+#[cfg(target_os = "linux")]
+type Inbox = Arc<super::descriptors::Inbox>;
+#[cfg(not(target_os = "linux"))]
+type Inbox = ();
+
+/// One read that does not wait, whatever the runtime believes about
+/// readiness: descriptors too while the protocol expects some.
+fn read_now(socket: &UnixSocket, inbox: &Inbox, buf: &mut ReadBuf<'_>) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if inbox.expecting() {
+        let read = inbox.receive(socket.get_ref().as_fd(), buf.initialize_unfilled())?;
+        buf.advance(read);
+        return Ok(());
     }
+    #[cfg(not(target_os = "linux"))]
+    let () = *inbox;
+    read_into(socket.get_ref(), buf)
 }
 
 /// Reads from `socket` into the unfilled part of `buf` without zeroing it
@@ -192,7 +214,7 @@ impl Writer {
             match io(self.socket.get_ref()) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let second = self.socket.get_ref().try_clone()?;
-                    self.blocked = Some(register(second, Interest::WRITABLE)?);
+                    self.blocked = Some(register_writable(second)?);
                     self.waited = true;
                 }
                 result => return Poll::Ready(result),

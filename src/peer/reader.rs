@@ -32,6 +32,7 @@ use super::outbox::{Control, When};
 use super::pending::{Delivery, Fate, Reply};
 use super::{Failure, Inbound, Order, Outcome, Peer};
 use crate::error::{Error, Result};
+use crate::polled_busily::Busily;
 use crate::protocol::{Body, Message, RequestId, code, message, serializer};
 use crate::transport::{Frame, FrameReader};
 
@@ -149,8 +150,11 @@ impl Answers {
 async fn next_frame(reader: &mut FrameReader, busy: Option<&BusyPoll>) -> Result<Option<Frame>> {
     let drained = reader.is_drained();
     let mut next = std::pin::pin!(reader.read());
+    // Under the hint: the busy poll polls again in a moment, and `next` is
+    // awaited the ordinary way below before this task sleeps, so the
+    // socket may leave the event loop meanwhile (`crate::unix_socket`).
     if let Some(busy) = busy.filter(|_| drained)
-        && let Some(frame) = busy.poll(next.as_mut()).await
+        && let Some(frame) = busy.poll(std::pin::pin!(Busily(next.as_mut()))).await
     {
         return frame;
     }

@@ -26,15 +26,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 use super::idle::{Idle, Step};
 use super::ring::{CpuWords, RingReader, RingWriter};
+use crate::unix_socket::{Registration, UnixSocket};
 
-/// The connection's socket, registered with the runtime for readability.
-pub(crate) type Socket = Arc<AsyncFd<UnixStream>>;
+/// The connection's socket.
+pub(crate) type Socket = Arc<UnixSocket>;
 
 /// A full writer's first and longest sleep between looks.
 const FIRST_NAP: Duration = Duration::from_micros(50);
@@ -44,6 +44,8 @@ const LONGEST_NAP: Duration = Duration::from_millis(1);
 pub(crate) struct RingRead {
     ring: RingReader,
     socket: Socket,
+    /// The socket in the event loop, from the first time the reader parks.
+    doorbell: Option<Registration>,
     idle: Idle,
     parked: bool,
     /// The socket read end of file: the peer is gone.
@@ -61,6 +63,7 @@ impl RingRead {
         RingRead {
             ring,
             socket,
+            doorbell: None,
             idle: Idle::new(spin, Some(cpus)),
             parked: false,
             eof: false,
@@ -69,9 +72,13 @@ impl RingRead {
 
     /// Waits for the doorbell (or the end of the socket) and clears it.
     fn poll_doorbell(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let doorbell = match &mut self.doorbell {
+            Some(doorbell) => doorbell,
+            none => none.insert(self.socket.register()?),
+        };
         loop {
-            let mut guard = ready!(self.socket.poll_read_ready(cx))?;
-            match drain(guard.get_inner())? {
+            let mut guard = ready!(doorbell.poll_read_ready(cx))?;
+            match drain(self.socket.get_ref())? {
                 Drained::Eof => {
                     self.eof = true;
                     return Poll::Ready(Ok(()));

@@ -39,13 +39,15 @@ pub(crate) fn offer(socket: Socket, capacity: u32, spin: Duration) -> io::Result
 /// the halves over it.
 pub(crate) async fn accept(socket: Socket, capacity: u32, spin: Duration) -> io::Result<Halves> {
     let mut byte = [0u8; 1];
+    let registration = socket.register()?;
     let received = loop {
-        let mut ready = socket.readable().await?;
-        match ready.try_io(|socket| recv_with_fds(socket.get_ref().as_fd(), &mut byte, 1)) {
+        let mut ready = registration.readable().await?;
+        match ready.try_io(|_| recv_with_fds(socket.get_ref().as_fd(), &mut byte, 1)) {
             Ok(received) => break received?,
             Err(_would_block) => continue,
         }
     };
+    drop(registration);
     if received.bytes == 0 {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
@@ -91,13 +93,10 @@ fn halves(
 mod tests {
     use super::*;
     use std::os::unix::net::UnixStream;
-    use tokio::io::unix::AsyncFd;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[allow(deprecated)]
     fn socket(stream: UnixStream) -> Socket {
-        stream.set_nonblocking(true).unwrap();
-        Arc::new(AsyncFd::with_interest(stream, tokio::io::Interest::READABLE).unwrap())
+        crate::unix_socket::UnixSocket::new(stream).unwrap()
     }
 
     #[tokio::test(flavor = "current_thread")]
