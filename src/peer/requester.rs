@@ -96,8 +96,13 @@ impl Peer {
             true => {
                 let answered = shared.answered.load(Ordering::Relaxed);
                 let progress = || shared.answered.load(Ordering::Relaxed) != answered;
-                let answer = Pin::new(&mut answer);
-                shared.answer_poll.poll_until(answer, progress).await
+                answer.polling_busily(true);
+                let early = shared
+                    .answer_poll
+                    .poll_until(Pin::new(&mut answer), progress)
+                    .await;
+                answer.polling_busily(false);
+                early
             }
             false => None,
         };
