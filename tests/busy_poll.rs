@@ -12,6 +12,8 @@ mod support;
 use support::children;
 #[cfg(target_os = "linux")]
 use support::children::{Reaper, child, cpu_time, first_line};
+#[cfg(target_os = "linux")]
+use support::descriptors::own_descriptors;
 use support::pressure::{echo_router, tag_of, tagged};
 
 /// Quick exchanges make both sides poll for the next message before they
@@ -124,7 +126,7 @@ fn epoll_watcher() {
             .unwrap();
         // New since the connect, and connected to another process (the
         // runtime makes a socket pair of its own for signals).
-        let ours: Vec<u32> = sockets()
+        let ours: Vec<i32> = sockets()
             .difference(&before)
             .copied()
             .filter(|&fd| peer_pid(fd) != std::process::id())
@@ -157,13 +159,13 @@ fn epoll_watcher() {
 
 /// This process's descriptors that are sockets.
 #[cfg(target_os = "linux")]
-fn sockets() -> std::collections::BTreeSet<u32> {
+fn sockets() -> std::collections::BTreeSet<i32> {
     descriptors_linking_to("socket:")
 }
 
 /// The process at the other end of the socket `fd`.
 #[cfg(target_os = "linux")]
-fn peer_pid(fd: u32) -> u32 {
+fn peer_pid(fd: i32) -> u32 {
     let mut credentials = libc::ucred {
         pid: 0,
         uid: 0,
@@ -173,7 +175,7 @@ fn peer_pid(fd: u32) -> u32 {
     // SAFETY: reads the peer's credentials into a live local of the size given.
     let got = unsafe {
         libc::getsockopt(
-            fd as i32,
+            fd,
             libc::SOL_SOCKET,
             libc::SO_PEERCRED,
             (&raw mut credentials).cast(),
@@ -186,7 +188,7 @@ fn peer_pid(fd: u32) -> u32 {
 
 /// The descriptors in any of this process's epoll sets.
 #[cfg(target_os = "linux")]
-fn epoll_targets() -> std::collections::BTreeSet<u32> {
+fn epoll_targets() -> std::collections::BTreeSet<i32> {
     let mut targets = std::collections::BTreeSet::new();
     for epoll in descriptors_linking_to("anon_inode:[eventpoll]") {
         let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{epoll}")).unwrap();
@@ -201,16 +203,11 @@ fn epoll_targets() -> std::collections::BTreeSet<u32> {
 }
 
 #[cfg(target_os = "linux")]
-fn descriptors_linking_to(prefix: &str) -> std::collections::BTreeSet<u32> {
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let link = std::fs::read_link(entry.path()).ok()?;
-            link.to_string_lossy()
-                .starts_with(prefix)
-                .then(|| entry.file_name().to_str()?.parse().ok())?
-        })
+fn descriptors_linking_to(prefix: &str) -> std::collections::BTreeSet<i32> {
+    own_descriptors()
+        .into_iter()
+        .filter(|(_, target)| target.starts_with(prefix))
+        .map(|(fd, _)| fd)
         .collect()
 }
 

@@ -21,6 +21,10 @@ use switchboard::{
 };
 use tokio::sync::mpsc;
 
+mod support;
+
+use support::descriptors::own_descriptors;
+
 const CHILD_ROLE: &str = "SB_TEST_CHILD";
 const LONG: Duration = Duration::from_secs(30);
 
@@ -66,24 +70,6 @@ async fn next_report(received: &mut mpsc::UnboundedReceiver<Value>) -> Value {
         .await
         .expect("the child reported within 30 s")
         .expect("the server is alive")
-}
-
-/// The child's descriptors from 3 up, with what they point at (Linux).
-fn own_descriptors() -> Vec<(i32, String)> {
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
-        return Vec::new();
-    };
-    let mut fds: Vec<(i32, String)> = entries
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let fd: i32 = entry.file_name().to_str()?.parse().ok()?;
-            let target = std::fs::read_link(entry.path()).ok()?;
-            Some((fd, target.to_string_lossy().into_owned()))
-        })
-        .filter(|(fd, _)| *fd > 2)
-        .collect();
-    fds.sort();
-    fds
 }
 
 /// Not a test: the body of the child processes. Without `SB_TEST_CHILD`

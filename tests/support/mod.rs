@@ -11,6 +11,7 @@ pub mod broker;
 pub mod calculator;
 pub mod children;
 pub mod conversation;
+pub mod descriptors;
 pub mod pressure;
 
 use std::io::{BufRead, BufReader};
