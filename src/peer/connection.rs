@@ -118,8 +118,15 @@ impl Connection {
         );
         let peer = Peer { shared };
         let writer = tokio::spawn(write_task(peer.clone()).instrument(span.clone())).abort_handle();
-        let read = reader::read_loop(reader, peer.clone(), inbound).instrument(span.clone());
-        peer.shared.reading.start(Box::pin(read));
+        let read = reader::read_loop(reader, peer.clone(), inbound);
+        // Entering a span costs every poll of the read loop, the hottest
+        // future there is, some hundred instructions even with nobody
+        // listening (more with `tracing`'s `log` feature): it is entered
+        // only where a subscriber wanted it.
+        peer.shared.reading.start(match span.is_disabled() {
+            true => Box::pin(read),
+            false => Box::pin(read.instrument(span.clone())),
+        });
         let mut tasks = vec![tokio::spawn(reading_task(peer.clone())).abort_handle()];
         if let Some(horizon) = peer.shared.default_timeout.filter(|t| !t.is_zero()) {
             let first = Instant::now() + horizon;

@@ -15,7 +15,7 @@
 //! ever kept: a match is by address and length against memory this module
 //! owns a counted reference to.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
 use std::ops::Deref;
@@ -31,9 +31,15 @@ use crate::transport::OutFrame;
 pub const SHARE_MIN: usize = 32 * 1024;
 
 thread_local! {
-    /// Large payloads serialized so far by the encoding in progress on this
-    /// thread; `None` when no sharing encoder runs.
-    static OFFERED: RefCell<Option<Vec<::bytes::Bytes>>> = const { RefCell::new(None) };
+    /// Sharing encoders in progress on this thread (they may nest). A
+    /// counter, not the list below, is what every encoding touches: most
+    /// bodies are small and never offer anything.
+    static ENCODING: Cell<u32> = const { Cell::new(0) };
+    /// Large payloads serialized so far by the encodings in progress on
+    /// this thread; emptied when the outermost one ends.
+    static OFFERED: RefCell<Vec<::bytes::Bytes>> = const { RefCell::new(Vec::new()) };
+    /// Something was offered since `OFFERED` was last emptied.
+    static OFFERED_ANY: Cell<bool> = const { Cell::new(false) };
     /// The frame being decoded on this thread, when it is shared.
     static RECEIVED: RefCell<Option<::bytes::Bytes>> = const { RefCell::new(None) };
 }
@@ -172,12 +178,9 @@ impl From<Bytes> for Vec<u8> {
 
 impl Serialize for Bytes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if self.0.len() >= SHARE_MIN {
-            OFFERED.with(|offered| {
-                if let Some(offered) = offered.borrow_mut().as_mut() {
-                    offered.push(self.0.clone());
-                }
-            });
+        if self.0.len() >= SHARE_MIN && ENCODING.get() > 0 {
+            OFFERED.with_borrow_mut(|offered| offered.push(self.0.clone()));
+            OFFERED_ANY.set(true);
         }
         serializer.serialize_bytes(&self.0)
     }
@@ -250,12 +253,26 @@ pub(crate) fn encode_shared<T>(
     out: &mut OutFrame,
     encode: impl FnOnce(&mut SharingWriter<'_>) -> T,
 ) -> T {
-    lend(&OFFERED, Vec::new(), || encode(&mut SharingWriter { out }))
+    /// Ends the encoding, also if a `Serialize` implementation panics;
+    /// the outermost one drops what was offered and not taken.
+    struct Encoding;
+    impl Drop for Encoding {
+        fn drop(&mut self) {
+            let depth = ENCODING.get() - 1;
+            ENCODING.set(depth);
+            if depth == 0 && OFFERED_ANY.replace(false) {
+                OFFERED.with_borrow_mut(Vec::clear);
+            }
+        }
+    }
+    ENCODING.set(ENCODING.get() + 1);
+    let _encoding = Encoding;
+    encode(&mut SharingWriter { out })
 }
 
 /// Runs `run` with `slot` holding `value`, then puts back what it held
-/// before, also if a `Serialize` or `Deserialize` implementation panics
-/// (and when encodings nest).
+/// before, also if a `Deserialize` implementation panics (and when
+/// decodings nest).
 fn lend<V: 'static, R>(
     slot: &'static LocalKey<RefCell<Option<V>>>,
     value: V,
@@ -285,9 +302,7 @@ impl io::Write for SharingWriter<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         let shared = (bytes.len() >= SHARE_MIN)
             .then(|| {
-                OFFERED.with(|offered| {
-                    let mut offered = offered.borrow_mut();
-                    let offered = offered.as_mut()?;
+                OFFERED.with_borrow_mut(|offered| {
                     let index = offered.iter().position(|candidate| {
                         candidate.as_ptr() == bytes.as_ptr() && candidate.len() == bytes.len()
                     })?;
@@ -363,6 +378,43 @@ mod tests {
 
     #[cfg(feature = "msgpack")]
     #[test]
+    fn what_was_offered_and_not_taken_is_let_go_when_the_encoding_ends() {
+        // Offered inside the sharing encoder, but written by a nested JSON
+        // encoder, which copies: the clone offered must not outlive the
+        // encoding.
+        struct Nested(Bytes);
+        impl Serialize for Nested {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let text = serde_json::to_string(&self.0).map_err(serde::ser::Error::custom)?;
+                serializer.serialize_str(&text)
+            }
+        }
+        let payload = Bytes::from(vec![7u8; SHARE_MIN]);
+        let frame = message::request(
+            Vec::new(),
+            1,
+            "r",
+            Format::MsgPack,
+            &(Nested(payload.clone()), payload.clone()),
+            u32::MAX,
+        )
+        .unwrap();
+        assert!(
+            !frame.is_contiguous(),
+            "the outer payload still by reference"
+        );
+        assert_eq!(ENCODING.get(), 0);
+        assert!(OFFERED.with_borrow(Vec::is_empty));
+        drop(frame);
+        let only = payload.0;
+        assert!(
+            only.try_into_mut().is_ok(),
+            "no clone of the payload is kept"
+        );
+    }
+
+    #[cfg(feature = "msgpack")]
+    #[test]
     fn small_bytes_are_copied() {
         let value = (
             Bytes::from(vec![1u8; SHARE_MIN - 1]),
@@ -393,7 +445,8 @@ mod tests {
         let bytes = serde_json::to_vec(&payload).unwrap();
         std::io::Write::write_all(&mut frame, &bytes).unwrap();
         assert!(frame.is_contiguous());
-        assert!(OFFERED.with(|offered| offered.borrow().is_none()));
+        assert_eq!(ENCODING.get(), 0);
+        assert!(OFFERED.with_borrow(Vec::is_empty));
     }
 
     #[test]
