@@ -103,10 +103,7 @@ impl AsyncRead for Reader {
             // Polled again in a moment, and the ordinary way before the
             // poller sleeps: no waker needed, and no event loop.
             this.registration = None;
-            return match read_now(&this.socket, &this.inbox, buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
-                read => Poll::Ready(read),
-            };
+            return poll_read_now(&this.socket, &this.inbox, buf);
         }
         let registration = match &mut this.registration {
             Some(registration) => registration,
@@ -124,12 +121,7 @@ impl AsyncRead for Reader {
                 // registered first, so nothing arriving after this read
                 // goes unnoticed.
                 Poll::Pending if asked => return Poll::Pending,
-                Poll::Pending => {
-                    return match read_now(&this.socket, &this.inbox, buf) {
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
-                        read => Poll::Ready(read),
-                    };
-                }
+                Poll::Pending => return poll_read_now(&this.socket, &this.inbox, buf),
             };
             match ready.try_io(|_| read_now(&this.socket, &this.inbox, buf)) {
                 Ok(result) => return Poll::Ready(result),
@@ -148,6 +140,19 @@ impl AsyncRead for Reader {
 type Inbox = Arc<super::descriptors::Inbox>;
 #[cfg(not(target_os = "linux"))]
 type Inbox = ();
+
+/// [`read_now`], with nothing to read yet as `Pending`: the caller either
+/// polls again soon or has registered to be woken.
+fn poll_read_now(
+    socket: &UnixSocket,
+    inbox: &Inbox,
+    buf: &mut ReadBuf<'_>,
+) -> Poll<io::Result<()>> {
+    match read_now(socket, inbox, buf) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+        read => Poll::Ready(read),
+    }
+}
 
 /// One read that does not wait, whatever the runtime believes about
 /// readiness: descriptors too while the protocol expects some.
