@@ -58,8 +58,8 @@ pub struct Config {
     /// machines (10 to 20 µs on a virtual machine whose idle CPUs halt), so
     /// a short poll first makes quick exchanges several times faster. A
     /// poll of a socket is a `read` that does not wait; polls come in
-    /// slices of 5 µs, between which the poller yields to the OS and to
-    /// the runtime, so every other task still runs. Who polls: on a
+    /// slices of 5 to 10 µs, between which the poller yields to the OS and
+    /// to the runtime, so every other task still runs. Who polls: on a
     /// current-thread runtime (and in the [`blocking`](crate::blocking)
     /// API) the connection's read loop, run by a caller waiting for its
     /// answer or by the loop's own task; on a multi-thread runtime a

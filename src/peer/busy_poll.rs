@@ -12,10 +12,10 @@
 //! wait), not the runtime's record of readiness, which is only as fresh as
 //! its last look at the OS's event queue; that look (`epoll_wait`) costs
 //! more than the `read` and slows the sender's write too (BENCHMARKS.md,
-//! "The latency floor"). Polls come in slices of [`SLICE`] without
-//! leaving; between slices the poller lets the OS run any other thread
-//! waiting for this CPU and the runtime run the thread's other tasks, so
-//! it only ever uses time nobody else wants.
+//! "The latency floor"). Polls come in slices ([`READ_SLICE`],
+//! [`ANSWER_SLICE`]) without leaving; between slices the poller lets the
+//! OS run any other thread waiting for this CPU and the runtime run the
+//! thread's other tasks, so it only ever uses time nobody else wants.
 //!
 //! It adapts per connection: after a few polls in a row that came up empty,
 //! it stops and tries again only now and then, so an idle connection or a
@@ -45,14 +45,26 @@ use std::time::{Duration, Instant};
 const GIVE_UP_AFTER: u32 = 4;
 /// Once given up, every this many waits tries polling again.
 const RETRY_EVERY: u32 = 16;
-/// The longest a poller looks without letting the runtime run anything
-/// else on its thread.
-const SLICE: Duration = Duration::from_micros(5);
+/// The longest the read loop polls its socket without letting the runtime
+/// run anything else on its thread. Each turn between slices costs a
+/// `sched_yield` and an `epoll_wait`: where system calls are dear (0.5 to
+/// 0.8 µs each on the AMD hosts these benchmarks also run on) slices of
+/// 5 µs made the round trip 1.2 to 1.4 times slower than slices of 10 to
+/// 50 µs (BENCHMARKS.md, "Fewer turns between slices"); 10 µs keeps the
+/// delay to the thread's other tasks short.
+pub(super) const READ_SLICE: Duration = Duration::from_micros(10);
+/// The same for a caller polling for its answer (multi-thread runtimes).
+/// Its slices are shorter because it polls inside the caller's task: the
+/// other futures of that task (the rest of the requests a
+/// `buffer_unordered` keeps in flight) wait for the slice to end, and
+/// 10 µs there cut the pipelined rate by about a third.
+pub(super) const ANSWER_SLICE: Duration = Duration::from_micros(5);
 
 /// One waiter's busy-polling policy and its recent luck.
 #[derive(Debug)]
 pub(super) struct BusyPoll {
     window: Option<Duration>,
+    slice: Duration,
     /// Empty polls in a row.
     misses: AtomicU32,
     /// Waits since polling was given up.
@@ -62,9 +74,11 @@ pub(super) struct BusyPoll {
 }
 
 impl BusyPoll {
-    pub(super) fn new(window: Option<Duration>) -> BusyPoll {
+    /// Polls for up to `window` in all, in slices of `slice`.
+    pub(super) fn new(window: Option<Duration>, slice: Duration) -> BusyPoll {
         BusyPoll {
             window: window.filter(|window| !window.is_zero()),
+            slice,
             misses: AtomicU32::new(0),
             skipped: AtomicU32::new(0),
             polling: AtomicBool::new(false),
@@ -96,7 +110,7 @@ impl BusyPoll {
         let end = start + window;
         let mut polls = 0_u32;
         loop {
-            let slice_end = (Instant::now() + SLICE).min(end);
+            let slice_end = (Instant::now() + self.slice).min(end);
             loop {
                 if let Poll::Ready(output) = poll_once(future.as_mut()).await {
                     // Ready at the first look is no sign either way.
@@ -196,7 +210,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn polling_that_keeps_coming_up_empty_stops_and_retries_now_and_then() {
-        let busy = BusyPoll::new(Some(Duration::from_micros(300)));
+        let busy = BusyPoll::new(Some(Duration::from_micros(300)), READ_SLICE);
         let mut busy_waits = Vec::new();
         for wait in 0..(GIVE_UP_AFTER + 2 * RETRY_EVERY) {
             if polls_of_a_slow_wait(&busy).await > 2 {
@@ -214,7 +228,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn an_answer_caught_while_polling_keeps_polling_on() {
-        let busy = BusyPoll::new(Some(Duration::from_millis(50)));
+        let busy = BusyPoll::new(Some(Duration::from_millis(50)), READ_SLICE);
         busy.misses.store(GIVE_UP_AFTER - 1, Ordering::Relaxed);
         // Ready after a few yields: caught by polling.
         let mut left = 3;
@@ -232,13 +246,17 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn off_means_plain_waiting() {
-        let busy = BusyPoll::new(None);
+        let busy = BusyPoll::new(None, READ_SLICE);
         let ready = std::future::ready(7);
         assert_eq!(
             busy.poll(std::pin::pin!(ready)).await,
             None,
             "not polled at all"
         );
-        assert!(BusyPoll::new(Some(Duration::ZERO)).window.is_none());
+        assert!(
+            BusyPoll::new(Some(Duration::ZERO), READ_SLICE)
+                .window
+                .is_none()
+        );
     }
 }

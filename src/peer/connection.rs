@@ -9,7 +9,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::busy_poll::BusyPoll;
+use super::busy_poll::{self, BusyPoll};
 use super::credit::{Admitted, SendCredit};
 use super::in_order::InOrder;
 use super::lifecycle::{End, Lifecycle};
@@ -75,7 +75,7 @@ impl Connection {
         // multi-thread runtime each yield of a caller running the loop
         // would wake the loop's task on another thread too (see
         // `reading`), which cost more than the hand-over it saves.
-        let callers = !settings.ring || super::busy_poll::on_current_thread();
+        let callers = !settings.ring || busy_poll::on_current_thread();
         let activity = Arc::new(AtomicBool::new(false));
         reader.watch_activity(Arc::clone(&activity));
         let admitted = Arc::new(Admitted::new(ours));
@@ -98,8 +98,8 @@ impl Connection {
             running: Running::default(),
             in_order: InOrder::default(),
             reading: Reading::new(callers),
-            read_poll: BusyPoll::new(settings.config.busy_poll),
-            answer_poll: BusyPoll::new(settings.config.busy_poll),
+            read_poll: BusyPoll::new(settings.config.busy_poll, busy_poll::READ_SLICE),
+            answer_poll: BusyPoll::new(settings.config.busy_poll, busy_poll::ANSWER_SLICE),
             answered: AtomicU64::new(0),
             #[cfg(any(target_os = "linux", windows))]
             shm: settings

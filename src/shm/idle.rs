@@ -45,8 +45,12 @@ use std::time::{Duration, Instant};
 use super::leave_cpu::{current_cpu, leave_this_cpu};
 use super::ring::CpuWords;
 
-/// The longest stretch spun without returning to the runtime.
-pub(crate) const SPIN_SLICE: Duration = Duration::from_micros(2);
+/// The longest stretch spun without returning to the runtime. A turn
+/// between slices costs a `sched_yield`; at 2 µs those turns came often
+/// enough to be the ring's p99 where system calls are dear (3.5 to 4 ×
+/// its median on an AMD host, 2 to 2.6 × with 10 or 20 µs: BENCHMARKS.md,
+/// "Fewer turns between slices").
+pub(crate) const SPIN_SLICE: Duration = Duration::from_micros(10);
 /// Looks after `sched_yield` once the spin budget is spent.
 const YIELDS: u32 = 8;
 /// A `sched_yield` that takes this long ran another thread: on this
