@@ -25,8 +25,9 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 
 # Lowest first. A module belongs to the first layer whose prefix it has.
 LAYERS = [
-    # Shared by every layer: the crate's Error and Config (plain settings).
-    ("error, config", ["error", "config"]),
+    # Shared by every layer: the crate's Error and Config (plain settings),
+    # and a sched_yield that tells whether another thread took the CPU.
+    ("error, config", ["error", "config", "cpu_yield"]),
     # A connection's Unix socket, in the event loop only while somebody may
     # wait on it, and the hint of a busy poller that lets it leave.
     ("unix socket", ["unix_socket", "polled_busily"]),

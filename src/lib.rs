@@ -46,6 +46,7 @@ pub mod blocking;
 mod client;
 mod config;
 pub mod connector;
+mod cpu_yield;
 mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

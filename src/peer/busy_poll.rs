@@ -15,7 +15,9 @@
 //! "The latency floor"). Polls come in slices ([`READ_SLICE`],
 //! [`ANSWER_SLICE`]) without leaving; between slices the poller lets the
 //! OS run any other thread waiting for this CPU and the runtime run the
-//! thread's other tasks, so it only ever uses time nobody else wants.
+//! thread's other tasks, so it only ever uses time nobody else wants. A
+//! `sched_yield` that took long ran such a thread, perhaps the peer: then
+//! the poller looks once per slice until its CPU is its own again.
 //!
 //! It adapts per connection: after a few polls in a row that came up empty,
 //! it stops and tries again only now and then, so an idle connection or a
@@ -40,6 +42,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
+
+use crate::cpu_yield;
 
 /// Empty polls in a row after which polling stops paying off.
 const GIVE_UP_AFTER: u32 = 4;
@@ -71,6 +75,10 @@ pub(super) struct BusyPoll {
     skipped: AtomicU32,
     /// Somebody polls now: one poller is enough to keep a thread awake.
     polling: AtomicBool,
+    /// The last turn between slices ran another thread on this CPU (its
+    /// `sched_yield` took long), perhaps the peer's: polls then come one
+    /// per slice, since a long slice only keeps that thread waiting.
+    crowded: AtomicBool,
 }
 
 impl BusyPoll {
@@ -82,6 +90,7 @@ impl BusyPoll {
             misses: AtomicU32::new(0),
             skipped: AtomicU32::new(0),
             polling: AtomicBool::new(false),
+            crowded: AtomicBool::new(false),
         }
     }
 
@@ -110,7 +119,11 @@ impl BusyPoll {
         let end = start + window;
         let mut polls = 0_u32;
         loop {
-            let slice_end = (Instant::now() + self.slice).min(end);
+            let slice = match self.crowded.load(Ordering::Relaxed) {
+                true => Duration::ZERO,
+                false => self.slice,
+            };
+            let slice_end = (Instant::now() + slice).min(end);
             loop {
                 if let Poll::Ready(output) = poll_once(future.as_mut()).await {
                     // Ready at the first look is no sign either way.
@@ -136,7 +149,8 @@ impl BusyPoll {
             // Between slices: let another thread that waits for this CPU
             // have it (returns at once when none does), and the runtime
             // run the thread's other tasks.
-            std::thread::yield_now();
+            let crowded = cpu_yield::yield_cpu() >= cpu_yield::CROWDED_YIELD;
+            self.crowded.store(crowded, Ordering::Relaxed);
             tokio::task::yield_now().await;
         }
     }

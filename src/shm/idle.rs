@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 
 use super::leave_cpu::{current_cpu, leave_this_cpu};
 use super::ring::CpuWords;
+use crate::cpu_yield::{CROWDED_YIELD, yield_cpu};
 
 /// The longest stretch spun without returning to the runtime. A turn
 /// between slices costs a `sched_yield`; at 2 µs those turns came often
@@ -53,10 +54,6 @@ use super::ring::CpuWords;
 pub(crate) const SPIN_SLICE: Duration = Duration::from_micros(10);
 /// Looks after `sched_yield` once the spin budget is spent.
 const YIELDS: u32 = 8;
-/// A `sched_yield` that takes this long ran another thread: on this
-/// project's machines an uncontended one takes 1.3 µs on average (99.7 %
-/// under 2 µs), and one that runs the peer's turn takes 4 to 8.
-const CROWDED_YIELD: Duration = Duration::from_micros(3);
 /// Yields in a row that ran another thread before the waiter moves: one
 /// long yield may be an interrupt.
 const CROWDED_YIELDS_TO_LEAVE: u32 = 3;
@@ -115,8 +112,7 @@ impl Idle {
     /// notes whether one ran, publishes where this waiter is, and leaves
     /// this CPU if it keeps sharing it with the peer.
     pub(crate) fn yield_thread(&mut self) {
-        let start = Instant::now();
-        std::thread::yield_now();
+        let took = yield_cpu();
         let now = Instant::now();
         let with_peer = match (&self.cpus, current_cpu()) {
             (Some(cpus), Some(cpu)) => {
@@ -125,7 +121,7 @@ impl Idle {
             }
             _ => false,
         };
-        if !self.yielded(now, now - start, with_peer) {
+        if !self.yielded(now, took, with_peer) {
             return;
         }
         if let Err(e) = leave_this_cpu() {
