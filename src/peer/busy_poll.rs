@@ -258,6 +258,48 @@ mod tests {
         assert_eq!(busy.misses.load(Ordering::Relaxed), 0);
     }
 
+    /// What a task running beside the poller had counted at each of the
+    /// first three polls of a wait (the third finishes it).
+    async fn sibling_turns_seen_by_each_poll(busy: &BusyPoll) -> Vec<u32> {
+        let turns = std::sync::Arc::new(AtomicU32::new(0));
+        let counting = std::sync::Arc::clone(&turns);
+        let sibling = tokio::spawn(async move {
+            loop {
+                counting.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut seen = Vec::new();
+        let third = poll_fn(|_| {
+            seen.push(turns.load(Ordering::Relaxed));
+            match seen.len() {
+                3 => Poll::Ready(()),
+                _ => Poll::Pending,
+            }
+        });
+        assert!(busy.poll(std::pin::pin!(third)).await.is_some());
+        sibling.abort();
+        seen
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_crowded_poller_lets_the_runtime_run_after_each_look() {
+        // Slices far longer than the test, so that only crowding ends one.
+        let busy = BusyPoll::new(Some(Duration::from_secs(5)), Duration::from_secs(1));
+        assert_eq!(sibling_turns_seen_by_each_poll(&busy).await, [0, 0, 0]);
+
+        // As after a `sched_yield` that ran another thread: the slice is
+        // one look, then the sibling runs. (Whether the next slice is long
+        // again depends on how long this test's own yield takes.)
+        busy.crowded.store(true, Ordering::Relaxed);
+        let seen = sibling_turns_seen_by_each_poll(&busy).await;
+        assert_eq!(seen[0], 0, "{seen:?}");
+        assert!(
+            seen[1] > 0,
+            "the sibling ran between the first two looks: {seen:?}"
+        );
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn off_means_plain_waiting() {
         let busy = BusyPoll::new(None, READ_SLICE);
