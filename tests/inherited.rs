@@ -439,27 +439,9 @@ fn a_parent_killed_with_sigkill_leaves_nothing_and_its_child_notices() {
     assert!(left.is_empty(), "{left:?}");
 }
 
-fn example(name: &str) -> std::path::PathBuf {
-    // target/<profile>/deps/inherited-<hash> -> target/<profile>/examples/<name>
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} not built: run the tests with `cargo test`",
-        path.display()
-    );
-    path
-}
-
 #[test]
 fn the_sandboxed_workers_example_hands_out_all_work() {
-    let output = Command::new(example("sandboxed_workers"))
+    let output = Command::new(support::example("sandboxed_workers"))
         .stdin(Stdio::null())
         .output()
         .unwrap();

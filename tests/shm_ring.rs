@@ -11,6 +11,8 @@
 
 #![cfg(target_os = "linux")]
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -341,6 +343,29 @@ async fn a_parent_turns_the_ring_on_and_its_child_uses_it() {
     // And so does the parent.
     wait_for_rings(1).await;
     drop(child);
+}
+
+/// The example users are pointed to: it turns the ring on in the parent,
+/// and its child, given the string, times round trips over it and over the
+/// default socket. (How fast is for the benchmarks; here, that it works.)
+#[test]
+fn the_low_latency_example_times_both_paths() {
+    let output = Command::new(support::example("low_latency"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].starts_with("ring: median "), "{stdout}");
+    assert!(lines[0].ends_with("round trips, ring on)"), "{stdout}");
+    assert!(lines[1].starts_with("socket: median "), "{stdout}");
+    assert!(lines[1].ends_with("round trips, ring off)"), "{stdout}");
 }
 
 /// The ring works over an inherited channel as over a socket file: a

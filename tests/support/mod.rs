@@ -27,6 +27,25 @@ pub const NAME: &str = "SB_TEST_NAME";
 /// Starts what a child says (libtest prints its own words around it).
 pub const MARK: &str = "<<sb>>";
 
+/// An example's executable, which `cargo test` builds beside the tests:
+/// target/<profile>/deps/<test>-<hash> -> target/<profile>/examples/<name>.
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} not built: run the tests with `cargo test`",
+        path.display()
+    );
+    path
+}
+
 /// What a child said after [`MARK`] on its stdout.
 pub fn said(stdout: &[u8]) -> String {
     let text = String::from_utf8_lossy(stdout);
