@@ -167,6 +167,57 @@ def test_python_notifications_reach_a_python_server_in_order() -> None:
     asyncio.run(with_server(Connector.local(), body, log))
 
 
+def test_what_was_sent_before_a_close_still_arrives() -> None:
+    # Frames wait for the loop's next turn to leave together; closing
+    # before that turn must not drop them.
+    log: List[Any] = []
+
+    async def body(server: Server) -> None:
+        client = await Client.connect(server.connector)
+        for n in range(100):
+            await client.notify("note", n)
+        await client.close()
+        for _ in range(300):
+            if len(log) == 100:
+                break
+            await asyncio.sleep(0.01)
+        assert log == list(range(100))
+
+    asyncio.run(with_server(Connector.local(), body, log))
+
+
+def test_requests_made_in_one_turn_leave_together() -> None:
+    # The first frame of a turn of the loop leaves at once (a lone request
+    # waits for nothing); the rest of the turn's frames in one write after.
+    async def body(server: Server) -> None:
+        client = await Client.connect(server.connector)
+        transport = client._writer.transport
+        writes: List[int] = []  # frames in each write to the transport
+        write, writelines = transport.write, transport.writelines
+        inside: List[bool] = []  # writelines may write through write
+
+        def counting_write(data: Any) -> None:
+            if not inside:
+                writes.append(1)
+            write(data)
+
+        def counting_writelines(lines: Any) -> None:
+            writes.append(len(lines))
+            inside.append(True)
+            try:
+                writelines(lines)
+            finally:
+                inside.pop()
+
+        transport.write, transport.writelines = counting_write, counting_writelines  # type: ignore[method-assign]
+        answers = await asyncio.gather(*(client.request("echo", n) for n in range(64)))
+        assert answers == list(range(64))
+        assert writes == [1, 63], writes
+        await client.close()
+
+    asyncio.run(with_server(Connector.local(), body))
+
+
 @pytest.mark.parametrize("have_msgpack", [True, False])
 def test_format_negotiation_with_a_rust_client(switchboard_bin: Path, have_msgpack: bool,
                                                monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,12 +28,16 @@ DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024
 KEEPALIVE = 10.0
 
 _LEN = struct.Struct("<I")
+# The length that starts every frame, for the readers cutting frames out.
+FRAME_LENGTH = _LEN
 _REQ_HEAD = struct.Struct("<IBQH")
 _NOTE_HEAD = struct.Struct("<IBH")
 _ID_HEAD = struct.Struct("<IBQ")
 _ERR_HEAD = struct.Struct("<IBQiH")
 _CREDIT = struct.Struct("<IBIQ")
 _U64 = struct.Struct("<Q")
+# The request id after a response's kind byte, for the readers' fast path.
+REQUEST_ID = _U64
 _ERR_FIELDS = struct.Struct("<QiH")
 _CREDIT_FIELDS = struct.Struct("<IQ")
 
