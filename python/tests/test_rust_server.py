@@ -48,6 +48,24 @@ def test_requests_errors_and_notifications(rust_server: RustServer) -> None:
         client.request("echo", 1)
 
 
+def test_a_blocking_call_polls_for_its_answer_only_while_it_pays(rust_server: RustServer) -> None:
+    # A window of 20 ms, so that quick answers always come within it, even
+    # from the debug-built server on a loaded machine.
+    with Client.connect(rust_server.connector, busy_poll=0.02) as client:
+        for n in range(50):
+            assert client.request("echo", n) == n
+        assert client._poll.misses == 0, "quick answers were found by polling"
+        for _ in range(4):  # answers later than the window: polling stops
+            assert client.request("sleep", 40) == 40
+        assert client._poll.given_up
+        for n in range(40):  # tried again now and then, and found paying
+            assert client.request("echo", n) == n
+        assert not client._poll.given_up
+    with Client.connect(rust_server.connector, busy_poll=None) as client:
+        assert client.request("echo", 1) == 1
+        assert client._poll.window_now() is None
+
+
 def test_over_tcp(rust_tcp_server: RustServer) -> None:
     assert Connector.load_state(rust_tcp_server.connector).kind == "tcp"
     with Client.connect(rust_tcp_server.connector) as client:
