@@ -30,7 +30,7 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 _RECV_SIZE = 256 * 1024
 
 
-# Non-blocking recv for the busy poll; None where the platform has none.
+# Non-blocking recv for the busy poll; 0 where the platform has none.
 _DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
 DEFAULT_BUSY_POLL = 50e-6
 
