@@ -6,8 +6,9 @@
 //!
 //! Nothing here uses an async runtime except where a test is about one.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -487,29 +488,10 @@ fn a_graceful_shutdown_lets_running_handlers_answer() {
     drop(again);
 }
 
-/// `target/<profile>/deps/blocking-<hash>` -> `target/<profile>/<name>`:
-/// the example and the CLI, which `cargo test` at the workspace root builds
-/// before running the tests (running cargo from a test would not work
-/// under Wine, nor while the outer cargo holds the build directory).
-fn built(path: &[&str]) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let mut found = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    for part in path {
-        found.push(part);
-    }
-    found.set_extension(std::env::consts::EXE_EXTENSION);
-    assert!(
-        found.exists(),
-        "{} not built: run the tests with `cargo test` at the workspace root",
-        found.display()
-    );
-    found
-}
-
 #[test]
 fn the_blocking_client_example_calls_the_cli_echo_server() {
-    let example = built(&["examples", "blocking_client"]);
-    let cli = built(&["switchboard"]);
+    let example = support::example("blocking_client");
+    let cli = support::built(&["switchboard"]);
     // Its stdin a pipe we hold: it stops (and removes its socket) when
     // this side closes it.
     let mut server = Command::new(&cli)

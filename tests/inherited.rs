@@ -441,16 +441,7 @@ fn a_parent_killed_with_sigkill_leaves_nothing_and_its_child_notices() {
 
 #[test]
 fn the_sandboxed_workers_example_hands_out_all_work() {
-    let output = Command::new(support::example("sandboxed_workers"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = support::run_to_success(&mut Command::new(support::example("sandboxed_workers")));
     assert!(
         stdout.contains("24 of 24 items came back correct"),
         "{stdout}"

@@ -12,8 +12,9 @@
 //! the directory after the kill): `cargo test` leaves nothing in the temp
 //! directory.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -225,36 +226,9 @@ async fn killing_a_client_process_fails_the_servers_request_to_it() {
     ));
 }
 
-fn example(name: &str) -> PathBuf {
-    // target/<profile>/deps/processes-<hash> -> target/<profile>/examples/<name>
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} not built: run the tests with `cargo test`",
-        path.display()
-    );
-    path
-}
-
 #[test]
 fn the_parent_child_demo_hands_out_all_work() {
-    let output = Command::new(example("parent_child"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = support::run_to_success(&mut Command::new(support::example("parent_child")));
     assert!(
         stdout.contains("24 of 24 items came back correct"),
         "{stdout}"
@@ -267,7 +241,7 @@ fn the_parent_child_demo_hands_out_all_work() {
 
 #[test]
 fn the_route_examples_talk_to_each_other() {
-    let mut server = Command::new(example("route_server"))
+    let mut server = Command::new(support::example("route_server"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -276,7 +250,7 @@ fn the_route_examples_talk_to_each_other() {
     let mut stdout = BufReader::new(server.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    let client = Command::new(example("route_client"))
+    let client = Command::new(support::example("route_client"))
         .arg(line.trim())
         .output()
         .unwrap();
@@ -354,16 +328,7 @@ fn the_readme_example_runs_on_a_single_threaded_runtime() {
         "README.md's example and examples/readme.rs differ"
     );
     assert!(code.contains("flavor = \"current_thread\""));
-    let output = Command::new(example("readme"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = support::run_to_success(&mut Command::new(support::example("readme")));
     assert!(stdout.contains("] 1 + 2 = 3"), "{stdout}");
 }
 
@@ -376,24 +341,14 @@ fn a_file_bigger_than_a_frame_travels_as_a_stream() {
         .map(|i| (i * 7 % 251) as u8)
         .collect();
     std::fs::write(&file, &data).unwrap();
-    let output = Command::new(example("stream_file"))
-        .arg(&file)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = support::run_to_success(Command::new(support::example("stream_file")).arg(&file));
     assert!(
         stdout.contains(&format!("{} bytes of", data.len())) && stdout.contains("intact"),
         "{stdout}"
     );
 
     // A file that is not there: the handler's error reaches the child.
-    let output = Command::new(example("stream_file"))
+    let output = Command::new(support::example("stream_file"))
         .arg(dir.path().join("missing"))
         .stdin(Stdio::null())
         .output()

@@ -186,25 +186,6 @@ async fn without_reconnect_the_link_closes_for_good() {
     assert!(matches!(error, Error::Disconnected), "{error:?}");
 }
 
-/// The `named_service` example, built by `cargo test` next to this test.
-#[cfg(unix)]
-fn example(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} not built: run `cargo test`",
-        path.display()
-    );
-    path
-}
-
 #[cfg(unix)]
 #[test]
 fn the_named_service_example_client_survives_a_restart_of_the_service() {
@@ -213,7 +194,7 @@ fn the_named_service_example_client_survives_a_restart_of_the_service() {
 
     let runtime = tempfile::tempdir().unwrap();
     let start_service = || {
-        let mut service = Command::new(example("named_service"))
+        let mut service = Command::new(support::example("named_service"))
             .arg("serve")
             .env("XDG_RUNTIME_DIR", runtime.path())
             .stdout(Stdio::piped())
@@ -227,7 +208,7 @@ fn the_named_service_example_client_survives_a_restart_of_the_service() {
         service
     };
     let mut first = start_service();
-    let mut client = Command::new(example("named_service"))
+    let mut client = Command::new(support::example("named_service"))
         .args(["client", "40"])
         .env("XDG_RUNTIME_DIR", runtime.path())
         .stdout(Stdio::piped())

@@ -3,7 +3,6 @@
 //! down.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
@@ -13,35 +12,9 @@ mod support;
 
 use support::calculator::CalculatorClient;
 
-/// A binary of this build: target/<profile>/deps/service_processes-<hash> ->
-/// target/<profile>/<dir>/<name>.
-fn built(dir: Option<&str>, name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let mut path = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    if let Some(dir) = dir {
-        path.push(dir);
-    }
-    path.push(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} not built: run the tests with `cargo test` at the workspace root",
-        path.display()
-    );
-    path
-}
-
 #[test]
 fn the_rpc_calculator_example_calls_every_method_in_a_child() {
-    let output = Command::new(built(Some("examples"), "rpc_calculator"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = support::run_to_success(&mut Command::new(support::example("rpc_calculator")));
     assert!(
         stdout.contains("child: add, div, log, whoami, logged and count all answered as expected"),
         "{stdout}"
@@ -65,7 +38,7 @@ impl Serving {
     }
 
     fn start_with(stdin: Stdio) -> Serving {
-        let mut child = Command::new(built(Some("examples"), "rpc_calculator"))
+        let mut child = Command::new(support::example("rpc_calculator"))
             .arg("serve")
             .stdin(stdin)
             .stdout(Stdio::piped())
@@ -99,7 +72,7 @@ impl Drop for Serving {
 fn the_cli_calls_a_typed_service() {
     let serving = Serving::start();
     let cli = |args: &[&str]| {
-        Command::new(built(None, "switchboard"))
+        Command::new(support::built(&["switchboard"]))
             .arg("call")
             .arg(&serving.connector)
             .args(args)

@@ -350,16 +350,7 @@ async fn a_parent_turns_the_ring_on_and_its_child_uses_it() {
 /// default socket. (How fast is for the benchmarks; here, that it works.)
 #[test]
 fn the_low_latency_example_times_both_paths() {
-    let output = Command::new(support::example("low_latency"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = support::run_to_success(&mut Command::new(support::example("low_latency")));
     let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
     assert_eq!(lines.len(), 2, "{stdout}");
     assert!(lines[0].starts_with("ring: median "), "{stdout}");

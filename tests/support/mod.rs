@@ -27,23 +27,41 @@ pub const NAME: &str = "SB_TEST_NAME";
 /// Starts what a child says (libtest prints its own words around it).
 pub const MARK: &str = "<<sb>>";
 
-/// An example's executable, which `cargo test` builds beside the tests:
-/// target/<profile>/deps/<test>-<hash> -> target/<profile>/examples/<name>.
-pub fn example(name: &str) -> PathBuf {
+/// A binary `cargo test` at the workspace root builds before it runs the
+/// tests, by its path under target/<profile>/ (this test is
+/// target/<profile>/deps/<test>-<hash>): `["examples", name]` for an
+/// example, `["switchboard"]` for the CLI. (Running cargo from a test would
+/// not work under Wine, nor while the outer cargo holds the build
+/// directory.)
+pub fn built(path: &[&str]) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let mut found = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    found.extend(path);
+    found.set_extension(std::env::consts::EXE_EXTENSION);
     assert!(
-        path.exists(),
-        "{} not built: run the tests with `cargo test`",
-        path.display()
+        found.exists(),
+        "{} not built: run the tests with `cargo test` at the workspace root",
+        found.display()
     );
-    path
+    found
+}
+
+/// An example's executable (see [`built`]).
+pub fn example(name: &str) -> PathBuf {
+    built(&["examples", name])
+}
+
+/// Runs `command` with stdin closed and returns its stdout, failing the
+/// test, with both of its outputs, unless it exits successfully.
+pub fn run_to_success(command: &mut Command) -> String {
+    let output = command.stdin(Stdio::null()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
 }
 
 /// What a child said after [`MARK`] on its stdout.
