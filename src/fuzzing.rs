@@ -21,9 +21,9 @@ use crate::protocol::handshake::{self, ServerHello, TOKEN_LEN};
 use crate::protocol::{Message, message, serializer};
 use crate::transport::{FrameReader, FrameWriter};
 
-/// Reads frames from `stream` with a [`FrameReader`] accepting bodies of up
-/// to `max` bytes, handing each body to `each`, until the stream ends
-/// cleanly between frames (`Ok`) or the reader fails.
+/// Reads frames from `stream` with the transport's `FrameReader`, accepting
+/// bodies of up to `max` bytes, handing each body to `each`, until the
+/// stream ends cleanly between frames (`Ok`) or the reader fails.
 pub async fn read_frames<R>(stream: R, max: u32, mut each: impl FnMut(&[u8])) -> Result<()>
 where
     R: AsyncRead + Send + Unpin + 'static,
@@ -35,15 +35,14 @@ where
     Ok(())
 }
 
-/// A parsed envelope ([`Message`]), copied out into plain values.
+/// A parsed envelope (the protocol's `Message`), copied out into plain values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Envelope {
     /// Kind 1.
     Request {
         /// The requester's id.
         id: u64,
-        /// The route, as [`Body::route`](crate::protocol::Body::route)
-        /// returns it.
+        /// The route, as the protocol's `Body::route` returns it.
         route: String,
         /// The encoded parameters.
         body: Vec<u8>,
@@ -115,7 +114,7 @@ pub enum Envelope {
     },
 }
 
-/// Parses one frame body as a message ([`Message::parse`]). The route of a
+/// Parses one frame body as a message (`Message::parse`). The route of a
 /// request or notification is read through `Body::route`, which panics if
 /// the parser let a route through that is not UTF-8.
 pub fn parse_envelope(frame: &[u8]) -> Result<Envelope> {
