@@ -18,6 +18,7 @@ mod procs;
 mod report;
 mod scenarios;
 mod stats;
+mod steal;
 mod systems;
 mod targets;
 

@@ -17,11 +17,15 @@ use clap::ValueEnum;
 
 use crate::procs;
 use crate::stats::{self, median, micros, percentile};
+use crate::steal::Ticks;
 use crate::systems::{self, Options, Session};
 
 /// Result keys (scenario names in the JSON file).
 pub const RTT_P50: &str = "rtt_small_us";
 pub const RTT_P99: &str = "rtt_small_p99_us";
+/// The host's steal during each system's rtt batches, in percent: not a
+/// result, the conditions of one (see `steal`).
+pub const RTT_STEAL: &str = "rtt_small_steal_pct";
 pub const PIPELINED: &str = "pipelined_rps";
 pub const BANDWIDTH: &str = "bandwidth_16mib_gbps";
 pub const CONNECT: &str = "connect_ms";
@@ -261,10 +265,18 @@ fn rtt(entries: &mut [Entry], plan: &Plan, results: &mut Results) {
         |s| Ok(median_duration(&s.rtt(plan.rtt_warmup)?)),
         |op| clamp_count(plan.rtt_batch, op, 200, 100_000),
     );
-    let batches = interleave(entries, plan.rounds, sizes, |s, n| s.rtt(n));
+    // Each batch with the host's steal while it ran (see `steal`).
+    let batches = interleave(entries, plan.rounds, sizes, |s, n| {
+        let before = Ticks::now();
+        let samples = s.rtt(n)?;
+        let stolen = Ticks::now()
+            .zip(before)
+            .map(|(after, before)| after.since(before));
+        Ok((samples, stolen))
+    });
     for (entry, outcome) in entries.iter().zip(batches) {
-        let batches = match outcome {
-            Ok(b) => b,
+        let (batches, stolen): (Vec<_>, Vec<_>) = match outcome {
+            Ok(b) => b.into_iter().unzip(),
             Err(e) => {
                 results.absent(RTT_P50, entry.name, format!("failed: {e:#}"));
                 results.absent(RTT_P99, entry.name, format!("failed: {e:#}"));
@@ -277,13 +289,22 @@ fn rtt(entries: &mut [Entry], plan: &Plan, results: &mut Results) {
             continue;
         };
         let (lo, hi) = stats::range(&round_p50).unwrap_or((p50, p50));
+        let steal = stolen
+            .into_iter()
+            .collect::<Option<Vec<Ticks>>>()
+            .and_then(|spans| spans.into_iter().reduce(Ticks::plus))
+            .and_then(Ticks::percent);
         println!(
-            "  {:<27} p50 {p50:>9.1} us   p99 {p99:>9.1} us   (n = {}, round p50s {lo:.1}..{hi:.1})",
+            "  {:<27} p50 {p50:>9.1} us   p99 {p99:>9.1} us   (n = {}, round p50s {lo:.1}..{hi:.1}{})",
             entry.name,
-            all.len()
+            all.len(),
+            steal.map_or_else(String::new, |s| format!(", host steal {s:.0} %")),
         );
         results.set(RTT_P50, entry.name, p50);
         results.set(RTT_P99, entry.name, p99);
+        if let Some(steal) = steal {
+            results.set(RTT_STEAL, entry.name, steal);
+        }
     }
 }
 

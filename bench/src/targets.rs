@@ -2,7 +2,7 @@
 //! run, checked as PASS, MISS or N/A (a system needed was not measured).
 
 use crate::numbers::{number, unit};
-use crate::scenarios::{BANDWIDTH, CONNECT, IDLE, PIPELINED, RTT_P50, RTT_P99, Results};
+use crate::scenarios::{BANDWIDTH, CONNECT, IDLE, PIPELINED, RTT_P50, RTT_P99, RTT_STEAL, Results};
 use crate::systems::Flavor;
 
 /// One of the library's targets.
@@ -224,10 +224,18 @@ impl Target {
             (Rule::AtLeast(b), Some(v)) => (bound(b).map(|l| v >= l), bound(b)),
         };
         let value = results.get(self.key, self.system).unwrap_or_default();
+        // A latency measured while the host took much of the machine's
+        // time is partly the host's (see `steal`): said beside it.
+        let steal = match results.get(RTT_STEAL, self.system) {
+            Some(steal) if self.key.starts_with("rtt_") && steal >= 1.0 => {
+                format!(" (host steal {steal:.0} % during its batches)")
+            }
+            _ => String::new(),
+        };
         match (ok, limit) {
             (Some(ok), Some(limit)) => (
                 if ok { "PASS" } else { "MISS" },
-                format!("measured {}, limit {}", number(value), number(limit)),
+                format!("measured {}, limit {}{steal}", number(value), number(limit)),
             ),
             _ => ("N/A", "the comparison system was not measured".into()),
         }
@@ -298,6 +306,23 @@ mod tests {
         assert_eq!(
             status(&check_all(&results, Flavor::Current), steady),
             "PASS"
+        );
+        let detail = |results: &Results| {
+            let checks = check_all(results, Flavor::Current);
+            checks.into_iter().find(|c| c.0 == steady).map(|c| c.2)
+        };
+        assert_eq!(
+            detail(&results).as_deref(),
+            Some("measured 5.00, limit 6.00")
+        );
+        results
+            .values
+            .entry(RTT_STEAL)
+            .or_default()
+            .insert("switchboard_shm", 35.4);
+        assert_eq!(
+            detail(&results).as_deref(),
+            Some("measured 5.00, limit 6.00 (host steal 35 % during its batches)")
         );
         assert_eq!(
             status(&check_all(&results, Flavor::Multi), steady),
