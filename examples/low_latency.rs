@@ -7,7 +7,7 @@
 //! message (requests, answers, notifications, streams) then goes through a
 //! ring in memory both processes map, with the socket kept beside it for
 //! wake-ups and to notice a peer that is gone. Both sides spin for
-//! `Config::ring_spin` (50 µs) while they wait, so a quick exchange keeps a
+//! `Config::ring_spin` (1 ms) while they wait, so a quick exchange keeps a
 //! CPU per side busy while it lasts; an idle connection costs nothing.
 //!
 //! Run it with `cargo run --release --example low_latency`. It prints the

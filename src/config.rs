@@ -76,7 +76,7 @@ pub struct Config {
     /// ([`Connector::with_shm_ring`]) spins, looking at the ring without a
     /// system call, before it yields its thread a few times and then sleeps
     /// until the other side rings. Zero: yield and sleep at once.
-    /// Default: 50 µs.
+    /// Default: 1 ms.
     ///
     /// The spin is what makes the ring fast: an answer that comes within
     /// the budget is seen within nanoseconds, with no wake-up. While
@@ -84,6 +84,22 @@ pub struct Config {
     /// once they stop, it sleeps after this long and costs nothing. Only
     /// connections over the ring use it (see also
     /// [`busy_poll`](Self::busy_poll), its counterpart on the socket).
+    ///
+    /// Why as long as 1 ms: on a virtual machine whose host is busy, the
+    /// host now and then takes a vCPU away for a few hundred microseconds.
+    /// A side that spins for less falls asleep while its peer is away, its
+    /// idle vCPU is handed to another guest, and getting it back costs
+    /// hundreds of microseconds more, long enough for the peer to fall
+    /// asleep in turn. With 50 µs that chain of sleeps put the ring's p99 at 215 to
+    /// 665 µs (a hundred times its median and more) in runs where the host
+    /// took 27 % of the time or more; with 1 ms it stayed near 1.5 times
+    /// the median through the same (BENCHMARKS.md, "A spin budget longer
+    /// than the host's time slice").
+    ///
+    /// The price is CPU after the last message: each side spins up to the
+    /// budget before it sleeps, so a peer that sends every few hundred
+    /// microseconds keeps both sides' CPUs busy. Lower it where that
+    /// matters more than the tail.
     ///
     /// Two spinning processes on one CPU only delay each other, and some
     /// kernels put them there: so a waiting client whose thread finds the
@@ -176,7 +192,7 @@ impl Default for Config {
             request_timeout: Some(Duration::from_secs(30)),
             handshake_timeout: Duration::from_secs(5),
             busy_poll: Some(Duration::from_micros(50)),
-            ring_spin: Duration::from_micros(50),
+            ring_spin: Duration::from_millis(1),
             shared_memory: Some(SharedMemory::default()),
         }
     }
