@@ -227,7 +227,7 @@ impl Target {
         // A latency measured while the host took much of the machine's
         // time is partly the host's (see `steal`): said beside it.
         let steal = match results.get(RTT_STEAL, self.system) {
-            Some(steal) if self.key.starts_with("rtt_") && steal >= 1.0 => {
+            Some(steal) if [RTT_P50, RTT_P99].contains(&self.key) && steal >= 1.0 => {
                 format!(" (host steal {steal:.0} % during its batches)")
             }
             _ => String::new(),

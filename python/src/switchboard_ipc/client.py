@@ -52,7 +52,7 @@ class _BusyPoll:
     def window_now(self) -> Optional[float]:
         if self.window is None:
             return None
-        if self.misses >= self.GIVE_UP_AFTER:
+        if self.given_up:
             self.skipped += 1
             if self.skipped % self.RETRY_EVERY:
                 return None

@@ -200,14 +200,8 @@ class Peer:
         waiting for (the common case, without a coroutine); False leaves the
         waiting to :meth:`_reserve`."""
         out = self._out
-        if (
-            self._closed is None
-            and out.messages < out.max_messages
-            and out.nbytes + cost <= out.max_bytes
-            and self._gathered_bytes + self._backlog <= _DRAIN_AT
-        ):
-            out.messages += 1
-            out.nbytes += cost
+        if self._closed is None and out.fits(cost) and self._gathered_bytes + self._backlog <= _DRAIN_AT:
+            out.take(cost)
             return True
         return False
 
